@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Throw-away OCI registry (Debian's docker-registry, distribution 2.8) for tests.
+#
+#   scripts/registry.sh start STATE_DIR   # prints the address 127.0.0.1:PORT
+#   scripts/registry.sh stop  STATE_DIR   # no-op when not running
+#
+# Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
+# registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
+#
+#   scripts/registry.sh bytes STATE_DIR   # sum of body bytes sent for GET .../blobs/...
+#
+# registry.log holds two lines per request (both checked with 200, 206 and HEAD requests):
+#  * the access log (Apache combined format, written to stdout), e.g.
+#      127.0.0.1 - - [25/Nov/2026:16:26:45 +0000] "GET /v2/clip/test/blobs/sha256:1521.. HTTP/1.1" 206 1000 "" "curl/7.88.1"
+#    the field after the status is the number of response body bytes actually written
+#    (206 range answers: the range's length; HEAD: 0). The Range header itself is not logged.
+#  * the app log (logrus text, stderr): level=info msg="response completed" ...
+#    http.request.method=GET http.request.uri="/v2/..." http.response.status=206
+#    http.response.written=1000 http.response.duration=...
+# Range requests on blobs are supported (Accept-Ranges: bytes).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/lib.sh"
+
+cmd=${1:-}; state=${2:-}
+[ -n "$cmd" ] && [ -n "$state" ] || die "usage: $0 start|stop|bytes STATE_DIR"
+mkdir -p "$state"
+state=$(realpath "$state")
+cfg=$state/registry.yml pidf=$state/registry.pid addrf=$state/registry.addr log=$state/registry.log
+
+running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
+
+# http_code URL: print the HTTP status of GET URL (000 when unreachable); 2 s timeout.
+http_code() {
+  python3 - "$1" <<'EOF'
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print("000")
+EOF
+}
+
+start() {
+  if running; then cat "$addrf"; return 0; fi
+  command -v docker-registry >/dev/null || die "docker-registry not installed (scripts/install-deps.sh)"
+  mkdir -p "$state/registry-data"
+  local attempt port pid i
+  # The port is free when picked but could be taken before the registry binds it: retry.
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    cat >"$cfg" <<EOF
+version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: false
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: $state/registry-data
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:$port
+  secret: clip-throwaway-registry
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+    : >"$log"
+    # setsid + all fds redirected: the server must not hold the caller's pipes open.
+    setsid docker-registry serve "$cfg" >>"$log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$pidf"
+    echo "127.0.0.1:$port" >"$addrf"
+    for ((i = 0; i < 200; i++)); do            # 20 s
+      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]; then
+        echo "127.0.0.1:$port"; return 0
+      fi
+      alive "$pid" || break
+      sleep 0.1
+    done
+    if alive "$pid"; then
+      stop_pid "$pid" 5 || true
+      rm -f "$pidf" "$addrf"
+      die "registry did not answer GET /v2/ within 20 s; log tail:
+$(tail -n 20 "$log")"
+    fi
+    rm -f "$pidf" "$addrf"
+    if grep -q 'address already in use' "$log"; then
+      echo "registry.sh: port $port taken, retrying ($attempt/3)" >&2; continue
+    fi
+    die "registry exited at start; log tail:
+$(tail -n 20 "$log")"
+  done
+  die "could not find a free port for the registry"
+}
+
+stop() {
+  if running; then stop_pid "$(cat "$pidf")" 10; fi
+  rm -f "$pidf" "$addrf"
+}
+
+# bytes: total body bytes of GET blob responses in the access log (0 if none).
+bytes() {
+  [ -f "$log" ] || { echo 0; return 0; }
+  awk '$1 ~ /^[0-9.]+$/ && $6 == "\"GET" && $7 ~ /\/blobs\/sha256:/ && $10 ~ /^[0-9]+$/ { n += $10 }
+       END { print n + 0 }' "$log"
+}
+
+case "$cmd" in
+  start) start ;;
+  stop) stop ;;
+  bytes) bytes ;;
+  *) die "usage: $0 start|stop|bytes STATE_DIR" ;;
+esac

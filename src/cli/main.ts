@@ -1,0 +1,34 @@
+/**
+ * The `clip` command line. It parses arguments and calls the library; errors end as one line on stderr
+ * and a non-zero exit status.
+ */
+import { Command, CommanderError } from 'commander';
+import { errorMessage } from '../errors';
+import { serveCommand } from './serve';
+
+export function buildProgram(): Command {
+  const program = new Command('clip')
+    .description('clip: a containerd snapshotter that starts containers before their images are downloaded')
+    .version(require('../../../package.json').version as string)
+    .showSuggestionAfterError()
+    .exitOverride();
+  program.addCommand(serveCommand());
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its one-line message (or the help/version text).
+      process.exitCode = err.exitCode;
+      return;
+    }
+    process.stderr.write(`clip: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  }
+}

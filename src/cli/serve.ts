@@ -1,0 +1,43 @@
+import { Command, Option } from 'commander';
+import { ConfigOverrides, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, resolveConfig } from '../daemon/config';
+import { Daemon } from '../daemon/daemon';
+import { createLogger } from '../daemon/logger';
+
+interface ServeFlags {
+  root?: string;
+  address?: string;
+  config?: string;
+  logLevel?: string;
+}
+
+/** `clip serve`: runs the snapshotter daemon in the foreground until SIGTERM or SIGINT. */
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the clip snapshotter daemon in the foreground')
+    .option('--root <dir>', `directory for clip's metadata and snapshots (default: ${DEFAULT_CONFIG.root})`)
+    .option('--address <socket>', `unix socket containerd connects to (default: ${DEFAULT_CONFIG.address})`)
+    .option('--config <file>', 'TOML configuration file (see config/clip.toml)')
+    .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULT_CONFIG.logLevel})`).choices([...LOG_LEVELS]))
+    .action(async (flags: ServeFlags) => {
+      const fromFile = flags.config ? await loadConfigFile(flags.config) : {};
+      const fromFlags: ConfigOverrides = {
+        root: flags.root,
+        address: flags.address,
+        logLevel: flags.logLevel as ConfigOverrides['logLevel'],
+      };
+      const config = resolveConfig(fromFile, fromFlags);
+      const logger = createLogger(config.logLevel);
+      const daemon = await Daemon.start(config, logger);
+      await new Promise<void>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals): void => {
+          logger.info(`received ${signal}, stopping`);
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          resolve();
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      await daemon.stop();
+    });
+}
