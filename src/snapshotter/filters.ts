@@ -7,8 +7,8 @@
  *   field     := quoted | [A-Za-z_][A-Za-z0-9_]*
  *   operator  := "==" | "!=" | "~="                 "~=" matches a regular expression
  *   value     := quoted | [^\s,]+
- *   quoted    := a string between '"' (with Go-style backslash escapes), or between '/' or '|' (raw,
- *                 convenient for regular expressions)
+ *   quoted    := a string between '"' (with Go-style backslash escapes), or between '/' or '|' (raw, where
+ *                 only \/ or \| escapes the quote: convenient for regular expressions)
  *
  * A List request carries several filters; a snapshot matches when any one of them matches.
  * Syntax errors are InvalidArgumentErrors naming the position.
@@ -63,6 +63,12 @@ class Scanner {
         const e = this.input[this.pos++];
         if (e === undefined) break;
         out += ({ n: '\n', t: '\t', r: '\r', '"': '"', '\\': '\\' } as Record<string, string>)[e] ?? `\\${e}`;
+        continue;
+      }
+      if (c === '\\' && this.input[this.pos] === quote) {
+        // In raw quotes only the quote character itself is escaped; other backslashes stay (regexps).
+        out += quote;
+        this.pos++;
         continue;
       }
       out += c;

@@ -63,11 +63,11 @@ export class Snapshotter {
     this.store.close();
   }
 
-  prepare(key: string, parent: string, labels: Labels): Promise<Mount[]> {
+  prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
     return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
   }
 
-  view(key: string, parent: string, labels: Labels): Promise<Mount[]> {
+  view(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
     return this.createSnapshot(Kind.VIEW, key, parent, labels);
   }
 
@@ -83,7 +83,7 @@ export class Snapshotter {
    * Commits the active snapshot `key` as `name`. Labels are replaced by `labels`. `parent` is only set by
    * containerd 2.2's rebase commit of a snapshot prepared without a parent.
    */
-  async commit(name: string, key: string, labels: Labels, parent = ''): Promise<void> {
+  async commit(name: string, key: string, labels: Labels = {}, parent = ''): Promise<void> {
     requireName(name, 'name');
     validateLabels(labels);
     const before = this.checkCommit(name, key, parent);

@@ -1,0 +1,31 @@
+/** Starts the real `clip serve` (bin/clip) as a child process for integration and end-to-end tests. */
+import path from 'node:path';
+import { REPO_ROOT, Started, exists, startProcess, stopProcess, waitFor } from './processes';
+
+export interface ClipDaemon {
+  root: string;
+  address: string;
+  process: Started;
+  /** Graceful stop (SIGTERM); resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** kill -9. */
+  kill(): Promise<void>;
+}
+
+export async function startClip(root: string, address: string, extraArgs: string[] = []): Promise<ClipDaemon> {
+  const bin = path.join(REPO_ROOT, 'bin', 'clip');
+  const p = startProcess(bin, ['serve', '--root', root, '--address', address, '--log-level', 'debug', ...extraArgs]);
+  await waitFor(`clip socket ${address}`, async () => {
+    if (p.child.exitCode !== null) throw new Error(`clip exited early:\n${p.output()}`);
+    return (await exists(address)) && p.output().includes('serving');
+  });
+  return {
+    root,
+    address,
+    process: p,
+    stop: () => stopProcess(p, 'SIGTERM'),
+    kill: async () => {
+      await stopProcess(p, 'SIGKILL');
+    },
+  };
+}
