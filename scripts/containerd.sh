@@ -161,7 +161,7 @@ $(tail -n 30 "$log")"
 shim_pids() {
   local p cmdline
   for p in /proc/[0-9]*; do
-    cmdline=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     case "$cmdline" in
       *containerd-shim*"-address $sock "*) echo "${p#/proc/}" ;;
     esac

@@ -31,7 +31,7 @@ const files = suites.flatMap((s) => {
   return found;
 });
 
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files], {
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=600000', '--test-reporter=spec', ...files], {
   stdio: 'inherit',
   cwd: root,
 });

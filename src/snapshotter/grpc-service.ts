@@ -16,12 +16,17 @@ import {
 } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { Mount as MountMessage } from '../generated/containerd/types/mount';
 import { errorMessage } from '../errors';
-import { isExpectedStatus, toGrpcStatus } from './grpc-status';
+import { logLevelFor, toGrpcStatus } from './grpc-status';
 import { Snapshotter } from './snapshotter';
 import { Info, Kind, Mount } from './types';
 
 /** The reference server sends List results in batches of this many Infos per stream message. */
 const LIST_BATCH = 100;
+
+/** Requests are logged at debug level, cut to a readable length. */
+function abbreviate(text: string, max = 400): string {
+  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} chars)`;
+}
 
 function toTimestamp(date: Date): Timestamp {
   const ms = date.getTime();
@@ -57,14 +62,13 @@ function toMountMessages(mounts: Mount[]): MountMessage[] {
 export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger): SnapshotsServer {
   const fail = (method: string, err: unknown): ReturnType<typeof toGrpcStatus> => {
     const st = toGrpcStatus(err);
-    if (isExpectedStatus(st.code)) logger.debug(`${method}: ${st.details}`);
-    else logger.error(`${method} failed: ${errorMessage(err)}`);
+    logger.log(logLevelFor(st.code), `${method}: ${errorMessage(err)}`);
     return st;
   };
 
   function unary<Req, Res>(method: string, handler: (req: Req) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      logger.debug(`${method} ${JSON.stringify(call.request)}`);
+      if (logger.isDebugEnabled()) logger.debug(`${method} ${abbreviate(JSON.stringify(call.request))}`);
       handler(call.request).then(
         (res) => callback(null, res),
         (err: unknown) => callback(fail(method, err)),
@@ -102,7 +106,7 @@ export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger):
           }
           call.end();
         },
-        (err: unknown) => call.destroy(Object.assign(new Error(), fail('List', err))),
+        (err: unknown) => call.emit('error', fail('List', err)),
       );
     },
     usage: unary('Usage', async (req) => snapshotter.usage(req.key)),

@@ -27,7 +27,21 @@ export function toGrpcStatus(err: unknown): GrpcStatus {
   return { code, details: errorMessage(err), metadata: new Metadata() };
 }
 
-/** Statuses that are part of normal operation (containerd expects them) rather than failures. */
-export function isExpectedStatus(code: status): boolean {
-  return code === status.NOT_FOUND || code === status.ALREADY_EXISTS || code === status.UNIMPLEMENTED;
+/**
+ * How loudly to log a failed call: statuses containerd provokes in normal operation (a Stat before an
+ * unpack, an existing key, GC removing a parent first) are debug; a bad request is a warning; the rest
+ * are errors.
+ */
+export function logLevelFor(code: status): 'debug' | 'warn' | 'error' {
+  switch (code) {
+    case status.NOT_FOUND:
+    case status.ALREADY_EXISTS:
+    case status.FAILED_PRECONDITION:
+    case status.UNIMPLEMENTED:
+      return 'debug';
+    case status.INVALID_ARGUMENT:
+      return 'warn';
+    default:
+      return 'error';
+  }
 }

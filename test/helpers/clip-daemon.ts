@@ -15,10 +15,16 @@ export interface ClipDaemon {
 export async function startClip(root: string, address: string, extraArgs: string[] = []): Promise<ClipDaemon> {
   const bin = path.join(REPO_ROOT, 'bin', 'clip');
   const p = startProcess(bin, ['serve', '--root', root, '--address', address, '--log-level', 'debug', ...extraArgs]);
-  await waitFor(`clip socket ${address}`, async () => {
-    if (p.child.exitCode !== null) throw new Error(`clip exited early:\n${p.output()}`);
-    return (await exists(address)) && p.output().includes('serving');
-  });
+  try {
+    await waitFor(`clip socket ${address}`, async () => {
+      if (p.child.exitCode !== null) throw new Error(`clip exited early:\n${p.output()}`);
+      return (await exists(address)) && p.output().includes('serving');
+    });
+  } catch (err) {
+    // Do not leave a daemon running that the caller has no handle on.
+    await stopProcess(p, 'SIGKILL');
+    throw err;
+  }
   return {
     root,
     address,

@@ -22,7 +22,11 @@ export class TestSnapshotsClient {
   readonly raw: SnapshotsClient;
 
   constructor(address: string) {
-    this.raw = new SnapshotsClient(`unix://${address}`, credentials.createInsecure());
+    // A private subchannel pool: a test restarts daemons on the same socket, and a shared pool would
+    // hand a new client the dead connection of an old one.
+    this.raw = new SnapshotsClient(`unix://${address}`, credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+    });
   }
 
   close(): void {
