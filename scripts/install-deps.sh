@@ -15,7 +15,7 @@ packages=(
   docker-registry            # a real OCI registry for tests and the demo
   skopeo umoci               # build and push test images offline
   busybox-static             # tiny static userland for test images
-  g++ make python3           # native addons (better-sqlite3, fuse-native)
+  g++ make python3 zlib1g-dev  # native addons (better-sqlite3, the FUSE binding, clip's zran addon)
   iproute2 kmod util-linux ca-certificates
 )
 

@@ -10,7 +10,7 @@
  * - All filesystem work is asynchronous: the daemon may one day serve some of these directories itself
  *   (FUSE), and a synchronous call on its own mount would deadlock it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp, renameSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
@@ -19,51 +19,87 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  UnavailableError,
   errorMessage,
 } from '../errors';
 import { compileFilters } from './filters';
+import { LABEL_REMOTE, LABEL_TARGET_REF } from './labels';
 import { validateLabels } from './label-validation';
 import { Layout } from './layout';
 import { MetaStore, SnapshotRecord } from './metastore';
 import { computeMounts, MountOptions } from './mounts';
+import { RemoteLayers } from './remote-layers';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
 
 export interface SnapshotterOptions {
   root: string;
   logger: Logger;
+  /** Serves layers lazily when containerd's labels allow it; without it clip is a plain overlayfs snapshotter. */
+  remote?: RemoteLayers;
 }
+
+/** The value of LABEL_REMOTE on a committed remote snapshot (as stargz and SOCI write it). */
+const REMOTE_LABEL_VALUE = 'remote snapshot';
 
 export class Snapshotter {
   readonly layout: Layout;
   private readonly store: MetaStore;
   private readonly logger: Logger;
   private readonly mountOptions: MountOptions;
+  private readonly remote: RemoteLayers | undefined;
   /** Temporary directories being built right now; Cleanup must leave them alone. */
   private readonly inFlight = new Set<string>();
+  /** Ids of remote snapshots whose layer is mounted now. */
+  private readonly mounted = new Set<number>();
+  /** One remote handshake at a time per remote snapshot name. */
+  private readonly remoteLocks = new Map<string, Promise<unknown>>();
 
-  private constructor(layout: Layout, store: MetaStore, logger: Logger) {
+  private constructor(layout: Layout, store: MetaStore, logger: Logger, remote: RemoteLayers | undefined) {
     this.layout = layout;
     this.store = store;
     this.logger = logger;
+    this.remote = remote;
     this.mountOptions = { indexOff: existsSync('/sys/module/overlay/parameters/index') };
   }
 
-  /** Opens (or creates) a snapshotter root and removes what a previous process left half done. */
+  /**
+   * Opens (or creates) a snapshotter root: removes stale mounts and what a previous process left half
+   * done, then mounts every remote layer again from the labels stored with its snapshot.
+   */
   static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
     const layout = new Layout(opts.root);
     await fsp.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o700 });
-    const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger);
+    const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote);
+    if (opts.remote) {
+      const stale = await opts.remote.unmountAll(layout.snapshotsDir);
+      if (stale > 0) opts.logger.info(`unmounted ${stale} stale layer mounts left by an earlier run`);
+    }
     const removed = await snapshotter.cleanup();
     if (removed > 0) opts.logger.info(`removed ${removed} orphaned snapshot directories left by an earlier run`);
+    await snapshotter.remountRemoteLayers();
     return snapshotter;
   }
 
+  /** Closes the metadata store. Layer mounts are left to their autoUnmount (or to the next start). */
   close(): void {
     this.store.close();
   }
 
-  prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
+  /**
+   * Prepare. With containerd's target label and a layer the remote source can serve, the layer is
+   * mounted lazily and committed as the target, and ALREADY_EXISTS tells containerd to skip the download
+   * (reference §5.3). If that fails for any reason, this is a normal Prepare.
+   */
+  async prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
+    const target = labels[LABEL_TARGET_REF];
+    if (this.remote && target && this.remote.canServe(labels)) {
+      const name = remoteSnapshotName(target, parent);
+      if (this.store.getByKey(name)?.kind === Kind.COMMITTED && this.isUsable(name)) {
+        throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
+      }
+      return this.serialized(name, () => this.prepareRemote(key, parent, labels, target, name));
+    }
     return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
   }
 
@@ -76,6 +112,7 @@ export class Snapshotter {
     if (record.kind === Kind.COMMITTED) {
       throw new FailedPreconditionError(`snapshot ${key}: not active or view`);
     }
+    await this.ensureLayersMounted(record);
     return this.mountsOf(record);
   }
 
@@ -87,7 +124,9 @@ export class Snapshotter {
     requireName(name, 'name');
     validateLabels(labels);
     const before = this.checkCommit(name, key, parent);
-    const usage = await diskUsage(this.layout.fsDir(before.id));
+    // A remote layer's directory is a FUSE mount: walking it would fetch nothing but cost a lookup per
+    // file, and its size is not on this disk. Like stargz, its usage is 0.
+    const usage = this.mounted.has(before.id) ? { size: 0, inodes: 0 } : await diskUsage(this.layout.fsDir(before.id));
     this.store.transaction(() => {
       const record = this.checkCommit(name, key, parent);
       const parentId = parent === '' ? record.parentId : this.committedParent(parent).id;
@@ -104,6 +143,7 @@ export class Snapshotter {
       this.store.delete(record.id);
       return record.id;
     });
+    await this.unmountLayer(id);
     await this.removeDirectory(this.layout.snapshotDir(id));
   }
 
@@ -155,6 +195,8 @@ export class Snapshotter {
 
   /** Removes directories under snapshots/ that belong to no snapshot. Returns how many were removed. */
   async cleanup(): Promise<number> {
+    // Directories of unknown ids never hold a mount of this process: remote layers are unmounted before
+    // their records are deleted, and stale mounts of an earlier process are removed at start-up.
     const known = this.store.ids();
     const orphans = (await fsp.readdir(this.layout.snapshotsDir)).filter((name) => {
       if (this.inFlight.has(name)) return false;
@@ -166,10 +208,16 @@ export class Snapshotter {
   }
 
   private async createSnapshot(kind: Kind, key: string, parent: string, labels: Labels): Promise<Mount[]> {
+    const record = await this.createRecord(kind, key, parent, labels);
+    return this.mountsOf(record);
+  }
+
+  private async createRecord(kind: Kind, key: string, parent: string, labels: Labels): Promise<SnapshotRecord> {
     requireName(key, 'key');
     validateLabels(labels);
     if (this.store.getByKey(key)) throw new AlreadyExistsError(`snapshot ${key}: already exists`);
     const parentRecord = parent === '' ? undefined : this.committedParent(parent);
+    if (parentRecord) await this.ensureLayersMounted(parentRecord, true);
 
     const tmpName = `new-${randomBytes(6).toString('hex')}`;
     const tmp = path.join(this.layout.snapshotsDir, tmpName);
@@ -190,13 +238,111 @@ export class Snapshotter {
         renameSync(tmp, this.layout.snapshotDir(id));
         return this.store.mustGet(key);
       });
-      return this.mountsOf(record);
+      return record;
     } catch (err) {
       await this.removeDirectory(tmp);
       throw err;
     } finally {
       this.inFlight.delete(tmpName);
     }
+  }
+
+  /**
+   * The remote handshake: an active snapshot whose fs directory gets the layer's FUSE mount, committed
+   * under the remote name with every label received plus LABEL_REMOTE. Any failure before the commit
+   * unmounts and falls back to the active snapshot's normal mounts.
+   */
+  private async prepareRemote(key: string, parent: string, labels: Labels, target: string, name: string): Promise<Mount[]> {
+    const existing = this.store.getByKey(name);
+    if (existing?.kind === Kind.COMMITTED && this.isUsable(name)) {
+      throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
+    }
+    if (existing) {
+      // A remote snapshot whose layer cannot be mounted now: serve this Prepare normally.
+      this.logger.warn(`layer ${target} is committed but not mounted; unpacking it normally`);
+      return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
+    }
+    const record = await this.createRecord(Kind.ACTIVE, key, parent, labels);
+    const dir = this.layout.fsDir(record.id);
+    try {
+      await this.remote!.mount(dir, labels);
+    } catch (err) {
+      this.logger.warn(`layer ${target} cannot be served lazily, unpacking it normally: ${errorMessage(err)}`);
+      return this.mountsOf(record);
+    }
+    this.mounted.add(record.id);
+    try {
+      await this.commit(name, key, { ...labels, [LABEL_REMOTE]: REMOTE_LABEL_VALUE });
+    } catch (err) {
+      await this.unmountLayer(record.id);
+      throw err;
+    }
+    this.logger.info(`layer ${target} is served lazily as ${name}`);
+    throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
+  }
+
+  /** Runs fn after every earlier call for the same name has settled. */
+  private async serialized<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.remoteLocks.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(fn);
+    this.remoteLocks.set(name, next);
+    try {
+      return await next;
+    } finally {
+      if (this.remoteLocks.get(name) === next) this.remoteLocks.delete(name);
+    }
+  }
+
+  private isRemote(record: SnapshotRecord): boolean {
+    return record.kind === Kind.COMMITTED && record.labels[LABEL_REMOTE] !== undefined;
+  }
+
+  private isUsable(name: string): boolean {
+    const record = this.store.getByKey(name);
+    return record !== undefined && (!this.isRemote(record) || this.mounted.has(record.id));
+  }
+
+  /**
+   * Makes sure every remote layer in a snapshot's chain is mounted (re-mounting it from its labels if an
+   * earlier attempt failed); a layer that still cannot be mounted is UNAVAILABLE rather than an empty
+   * directory under a container.
+   */
+  private async ensureLayersMounted(record: SnapshotRecord, includeSelf = false): Promise<void> {
+    const ids = [...(includeSelf ? [record.id] : []), ...this.store.parentChain(record)];
+    for (const id of ids) {
+      const layer = this.store.getById(id);
+      if (!layer || !this.isRemote(layer) || this.mounted.has(id)) continue;
+      if (!(await this.remountLayer(layer))) {
+        throw new UnavailableError(`layer ${layer.labels[LABEL_TARGET_REF] ?? layer.key} unavailable`);
+      }
+    }
+  }
+
+  private async remountLayer(record: SnapshotRecord): Promise<boolean> {
+    if (!this.remote) return false;
+    const dir = this.layout.fsDir(record.id);
+    try {
+      await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+      await this.remote.mount(dir, record.labels);
+      this.mounted.add(record.id);
+      return true;
+    } catch (err) {
+      this.logger.error(`cannot mount remote layer ${record.key}: ${errorMessage(err)}`);
+      return false;
+    }
+  }
+
+  private async remountRemoteLayers(): Promise<void> {
+    const remote = this.store.all().filter((r) => this.isRemote(r));
+    if (remote.length === 0) return;
+    let ok = 0;
+    for (const record of remote) if (await this.remountLayer(record)) ok++;
+    this.logger.info(`mounted ${ok} of ${remote.length} remote layers again`);
+  }
+
+  private async unmountLayer(id: number): Promise<void> {
+    if (!this.mounted.delete(id) || !this.remote) return;
+    await this.remote.unmount(this.layout.fsDir(id));
   }
 
   private checkCommit(name: string, key: string, parent: string): SnapshotRecord {
@@ -247,6 +393,16 @@ export class Snapshotter {
       this.logger.warn(`could not remove ${dir}: ${errorMessage(err)}`);
     }
   }
+}
+
+/**
+ * The name of the committed remote snapshot for a target chainID on a given backend parent. containerd
+ * finds it again by label and parent (reference §5.3); naming it per (target, parent) keeps two
+ * namespaces that reached the same chainID over differently named parents from colliding.
+ */
+export function remoteSnapshotName(target: string, parent: string): string {
+  const parentTag = createHash('sha256').update(parent).digest('hex').slice(0, 16);
+  return `clip/remote/${target}/${parentTag}`;
 }
 
 function requireName(value: string, what: string): void {

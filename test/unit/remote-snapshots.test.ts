@@ -1,0 +1,156 @@
+/**
+ * The remote-snapshot handshake of the snapshot model (reference §4.3, §5.3), with a simple in-process
+ * RemoteLayers: "mounting" writes the layer's files into the directory, "unmounting" empties it.
+ */
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import winston from 'winston';
+import { AlreadyExistsError, UnavailableError } from '../../src/errors';
+import {
+  LABEL_CRI_IMAGE_REF,
+  LABEL_CRI_LAYER_DIGEST,
+  LABEL_REMOTE,
+  LABEL_TARGET_REF,
+} from '../../src/snapshotter/labels';
+import { RemoteLayers } from '../../src/snapshotter/remote-layers';
+import { Snapshotter, remoteSnapshotName } from '../../src/snapshotter/snapshotter';
+import { Kind, Labels } from '../../src/snapshotter/types';
+import { tempDir } from '../helpers/processes';
+
+class DirectoryLayers implements RemoteLayers {
+  mountedDirs = new Set<string>();
+  failing = new Set<string>();
+  mounts = 0;
+
+  canServe(labels: Labels): boolean {
+    return labels[LABEL_CRI_LAYER_DIGEST] !== undefined && labels[LABEL_CRI_IMAGE_REF] !== undefined;
+  }
+
+  async mount(dir: string, labels: Labels): Promise<void> {
+    const digest = labels[LABEL_CRI_LAYER_DIGEST]!;
+    if (this.failing.has(digest)) throw new Error(`registry unreachable for ${digest}`);
+    this.mounts++;
+    await fsp.writeFile(path.join(dir, 'layer'), digest);
+    this.mountedDirs.add(dir);
+  }
+
+  async unmount(dir: string): Promise<void> {
+    await fsp.rm(path.join(dir, 'layer'), { force: true });
+    this.mountedDirs.delete(dir);
+  }
+
+  async unmountAll(): Promise<number> {
+    return 0;
+  }
+}
+
+const logger = winston.createLogger({ silent: true });
+
+function layerLabels(target: string, digest: string): Labels {
+  return {
+    [LABEL_TARGET_REF]: target,
+    [LABEL_CRI_IMAGE_REF]: 'registry.test/app:1',
+    [LABEL_CRI_LAYER_DIGEST]: digest,
+  };
+}
+
+describe('remote snapshots', () => {
+  let root: string;
+  let layers: DirectoryLayers;
+  let sn: Snapshotter;
+
+  before(async () => {
+    root = await tempDir('remote');
+    layers = new DirectoryLayers();
+    sn = await Snapshotter.open({ root, logger, remote: layers });
+  });
+  after(async () => {
+    sn.close();
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  it('commits a lazily mounted layer as the target and answers ALREADY_EXISTS', async () => {
+    const labels = layerLabels('sha256:c1', 'sha256:d1');
+    await assert.rejects(sn.prepare('k8s.io/1/extract-1 sha256:c1', '', labels), AlreadyExistsError);
+    const name = remoteSnapshotName('sha256:c1', '');
+    // containerd's metadata lookup: filter by target label and parent, then Stat.
+    const found = await sn.list([`labels."${LABEL_TARGET_REF}"==sha256:c1,parent==""`]);
+    assert.deepEqual(found.map((i) => i.name), [name]);
+    const info = await sn.stat(name);
+    assert.equal(info.kind, Kind.COMMITTED);
+    assert.equal(info.labels[LABEL_REMOTE], 'remote snapshot');
+    assert.equal(info.labels[LABEL_CRI_LAYER_DIGEST], 'sha256:d1', 'every label received is kept');
+    await assert.rejects(sn.stat('k8s.io/1/extract-1 sha256:c1'), /not found/, 'the extract key is gone');
+    assert.deepEqual(await sn.usage(name), { size: 0, inodes: 0 });
+  });
+
+  it('is idempotent: the same target again does not mount again', async () => {
+    const before = layers.mounts;
+    const labels = layerLabels('sha256:c1', 'sha256:d1');
+    const tries = await Promise.allSettled([
+      sn.prepare('k8s.io/2/extract-2 sha256:c1', '', labels),
+      sn.prepare('k8s.io/3/extract-3 sha256:c1', '', labels),
+      sn.prepare('other/4/extract-4 sha256:c1', '', labels),
+    ]);
+    for (const t of tries) assert.ok(t.status === 'rejected' && t.reason instanceof AlreadyExistsError);
+    assert.equal(layers.mounts, before);
+  });
+
+  it('stacks remote layers and gives containers overlay mounts over them', async () => {
+    const parent = remoteSnapshotName('sha256:c1', '');
+    await assert.rejects(sn.prepare('k8s.io/5/extract-5 sha256:c2', parent, layerLabels('sha256:c2', 'sha256:d2')), AlreadyExistsError);
+    const top = remoteSnapshotName('sha256:c2', parent);
+    assert.equal((await sn.stat(top)).parent, parent);
+    const mounts = await sn.prepare('k8s.io/6/container', top);
+    const lower = mounts[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
+    assert.equal(lower.length, 2);
+    assert.equal(await fsp.readFile(path.join(lower[0]!, 'layer'), 'utf8'), 'sha256:d2');
+    assert.equal(await fsp.readFile(path.join(lower[1]!, 'layer'), 'utf8'), 'sha256:d1');
+  });
+
+  it('falls back to a normal prepare when the layer cannot be served lazily', async () => {
+    layers.failing.add('sha256:d3');
+    const mounts = await sn.prepare('k8s.io/7/extract-7 sha256:c3', '', layerLabels('sha256:c3', 'sha256:d3'));
+    assert.equal(mounts[0]!.type, 'bind');
+    assert.deepEqual(await fsp.readdir(mounts[0]!.source), [], 'an empty directory to unpack into');
+    assert.equal((await sn.stat('k8s.io/7/extract-7 sha256:c3')).kind, Kind.ACTIVE);
+    await sn.remove('k8s.io/7/extract-7 sha256:c3');
+  });
+
+  it('without the CRI labels it is a normal snapshotter', async () => {
+    const mounts = await sn.prepare('default/8/extract-8 sha256:c4', '', { [LABEL_TARGET_REF]: 'sha256:c4' });
+    assert.equal(mounts[0]!.type, 'bind');
+    await sn.remove('default/8/extract-8 sha256:c4');
+  });
+
+  it('mounts remote layers again after a restart, and reports UNAVAILABLE when it cannot', async () => {
+    sn.close();
+    for (const dir of [...layers.mountedDirs]) await layers.unmount(dir); // the old process's mounts died with it
+    sn = await Snapshotter.open({ root, logger, remote: layers });
+    assert.equal(layers.mountedDirs.size, 2);
+    const mounts = await sn.mounts('k8s.io/6/container');
+    const lower = mounts[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
+    assert.equal(await fsp.readFile(path.join(lower[1]!, 'layer'), 'utf8'), 'sha256:d1');
+
+    sn.close();
+    for (const dir of [...layers.mountedDirs]) await layers.unmount(dir);
+    layers.failing.add('sha256:d1');
+    sn = await Snapshotter.open({ root, logger, remote: layers });
+    await assert.rejects(sn.mounts('k8s.io/6/container'), UnavailableError);
+    layers.failing.delete('sha256:d1');
+    assert.equal((await sn.mounts('k8s.io/6/container')).length, 1, 'mounted again on the next request');
+  });
+
+  it('unmounts a remote layer when it is removed', async () => {
+    await sn.remove('k8s.io/6/container');
+    const top = remoteSnapshotName('sha256:c2', remoteSnapshotName('sha256:c1', ''));
+    const before = layers.mountedDirs.size;
+    await sn.remove(top);
+    assert.equal(layers.mountedDirs.size, before - 1);
+    await sn.remove(remoteSnapshotName('sha256:c1', ''));
+    assert.equal(layers.mountedDirs.size, 0);
+    assert.deepEqual(await fsp.readdir(path.join(root, 'snapshots')), []);
+  });
+});
