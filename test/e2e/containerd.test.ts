@@ -13,6 +13,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { run, waitFor } from '../helpers/processes';
+import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
 import { useStack } from '../helpers/stack';
 import { childrenOf, diffManifests, entryAt, TreeManifest, walkTree } from '../helpers/tree';
@@ -169,10 +170,18 @@ describe('clip as containerd 1.6 proxy snapshotter', () => {
   test("containerd's garbage collection removes clip's snapshots", { timeout: TEST_TIMEOUT }, async () => {
     // Nothing may hold the image's snapshots: no containers, no active snapshots left by earlier tests.
     assert.equal((await stack.ctrOk(['containers', 'ls', '-q'])).trim(), '');
+    assert.equal((await snapshotKeys('clip')).length, 3, 'containerd knows only the 3 layers');
     const client = new TestSnapshotsClient(stack.clipAddress);
     try {
-      const before = (await client.list()).infos;
-      assert.equal(before.length, 3, `clip holds the 3 committed layers: ${JSON.stringify(before.map((i) => i.name))}`);
+      // `ctr run --rm` drops a container's snapshot from containerd's metadata at once, but the backend's
+      // Remove comes from the next (asynchronous, scheduled) GC pass: wait for clip to hold only the layers.
+      const names = async (): Promise<string[]> => (await client.list()).infos.map((i) => i.name);
+      await waitFor('clip to hold only the 3 committed layers', async () => (await names()).length === 3, 15_000).catch(
+        async (err: Error) => {
+          throw new Error(`${err.message}; clip holds ${JSON.stringify(await names())}`);
+        },
+      );
+      assert.ok((await client.list()).infos.every((i) => i.kind === Kind.COMMITTED), 'all committed');
 
       await stack.ctrOk(['images', 'rm', '--sync', multilayer()]);
 
