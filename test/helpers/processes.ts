@@ -9,9 +9,18 @@ import path from 'node:path';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
+function killAll(): void {
   for (const child of live) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
-});
+}
+process.on('exit', killAll);
+// The test runner ends a timed-out file with a signal; 'exit' handlers do not run then. Listeners are
+// only added when no one else handles the signal, so a stack's own handler still runs its teardown.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAll();
+    if (process.listenerCount(signal) === 0) process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15));
+  });
+}
 
 export interface Started {
   child: ChildProcess;
