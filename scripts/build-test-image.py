@@ -14,6 +14,9 @@ Tags:
               setuid, owners, modes, long names, a 3 MiB random file.
               Cmd prints /etc/clip-test/message -> "hello from clip, layer 3".
   demo        one busybox layer; Cmd prints "Hello from a clip container!".
+  lazy        multilayer's three layers plus one with device nodes, xattrs and 2 x 24 MiB files.
+  large       a busybox layer plus one holding a 128 MiB random file and a small file;
+              Cmd prints /data/small.txt.
 
 Expected final tree of `multilayer` (after applying L1..L3):
   /data/keep/{one,two,three}        from L1
@@ -76,6 +79,22 @@ class Layer:
             data = data.encode()
         ti = self._info(name, tarfile.REGTYPE, mode, uid, gid)
         ti.size = len(data)
+        self.tar.addfile(ti, io.BytesIO(data))
+
+    def device(self, name, kind, major, minor, mode=0o666, uid=0, gid=0):
+        """A char ("c"), block ("b") device or fifo ("p")."""
+        type_ = {"c": tarfile.CHRTYPE, "b": tarfile.BLKTYPE, "p": tarfile.FIFOTYPE}[kind]
+        ti = self._info(name, type_, mode, uid, gid)
+        ti.devmajor, ti.devminor = major, minor
+        self.tar.addfile(ti)
+
+    def file_with_xattrs(self, name, data, xattrs, mode=0o644):
+        """A regular file carrying extended attributes as PAX SCHILY.xattr.* records."""
+        if isinstance(data, str):
+            data = data.encode()
+        ti = self._info(name, tarfile.REGTYPE, mode, 0, 0)
+        ti.size = len(data)
+        ti.pax_headers = {"SCHILY.xattr." + k: v for k, v in xattrs.items()}
         self.tar.addfile(ti, io.BytesIO(data))
 
     def symlink(self, name, target, uid=0, gid=0):
@@ -197,6 +216,36 @@ def layer3():
     return l
 
 
+def layer4_lazy():
+    """Device nodes, xattrs and large files, for the lazy-loading tests."""
+    l = Layer()
+    l.dir("data")
+    l.dir("data/devices")
+    l.device("data/devices/null", "c", 1, 3)
+    l.device("data/devices/loop7", "b", 7, 7, mode=0o660)
+    l.device("data/devices/pipe", "p", 0, 0, mode=0o644)
+    l.dir("data/xattrs")
+    l.file_with_xattrs("data/xattrs/tagged", "has xattrs\n", {"user.clip": "hello", "user.empty": ""})
+    l.dir("data/large")
+    # 24 MiB incompressible (stored deflate blocks) and 24 MiB of compressible text.
+    l.file("data/large/random.bin", hashlib.shake_256(b"clip-lazy-random").digest(24 * 1024 * 1024))
+    line = b"clip lazy loading test line with some repetitive text 0123456789\n"
+    l.file("data/large/text.txt", line * (24 * 1024 * 1024 // len(line)))
+    return l
+
+
+LARGE_MIB = 128
+
+
+def large_layer():
+    """One big file a container never reads, and one small file it does."""
+    l = Layer()
+    l.dir("data")
+    l.file("data/small.txt", "small file read by the container\n")
+    l.file("data/big.bin", hashlib.shake_256(b"clip-large").digest(LARGE_MIB * 1024 * 1024))
+    return l
+
+
 def demo_layer():
     l = Layer()
     busybox_base(l)
@@ -211,6 +260,14 @@ IMAGES = {
     "demo": {
         "layers": [demo_layer],
         "cmd": ["/bin/echo", "Hello from a clip container!"],
+    },
+    "lazy": {
+        "layers": [layer1, layer2, layer3, layer4_lazy],
+        "cmd": ["/bin/sh", "-c", "cat /etc/clip-test/message"],
+    },
+    "large": {
+        "layers": [demo_layer, large_layer],
+        "cmd": ["/bin/cat", "/data/small.txt"],
     },
 }
 
