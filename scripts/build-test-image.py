@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the test images offline into an OCI image layout (no docker, no network).
 
-    scripts/build-test-image.py OUT_LAYOUT_DIR [--tag multilayer|demo|all]   (default: all)
+    scripts/build-test-image.py OUT_LAYOUT_DIR [--tag TAG]...   (default: all tags)
 
 Writes OUT_LAYOUT_DIR/{oci-layout,index.json,blobs/sha256/*}; index.json entries carry the
 tag in the annotation org.opencontainers.image.ref.name, so `skopeo copy oci:DIR:TAG ...`
@@ -345,12 +345,14 @@ class LayoutWriter:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", help="OCI layout directory to create or update")
-    ap.add_argument("--tag", choices=sorted(IMAGES) + ["all"], default="all")
+    ap.add_argument("--tag", choices=sorted(IMAGES) + ["all"], action="append",
+                    help="tag to build; repeat for several (default: all)")
     args = ap.parse_args()
     if not os.path.exists(BUSYBOX):
         sys.exit("build-test-image.py: %s missing (apt-get install busybox-static)" % BUSYBOX)
     w = LayoutWriter(args.out)
-    tags = sorted(IMAGES) if args.tag == "all" else [args.tag]
+    wanted = args.tag or ["all"]
+    tags = sorted(IMAGES) if "all" in wanted else sorted(set(wanted))
     descs, summary = [], {}
     for t in tags:
         d, s = w.build(t)

@@ -18,7 +18,7 @@ fail() { echo "smoke-infra: FAIL: $*" >&2; echo "smoke-infra: 0 passed, 1 failed
 ctr_() { timeout 60 "$here/ctr.sh" "$S" "$@" </dev/null; }
 
 addr=$("$here/registry.sh" start "$S")
-"$here/build-test-image.py" "$S/layout" >/dev/null
+"$here/build-test-image.py" "$S/layout" --tag multilayer --tag demo >/dev/null
 "$here/push-test-image.sh" "$S/layout" multilayer "$addr" clip/test >/dev/null
 "$here/push-test-image.sh" "$S/layout" demo "$addr" clip/test >/dev/null
 "$here/containerd.sh" start "$S" >/dev/null   # picks up $S/registry.addr for certs.d

@@ -153,7 +153,8 @@ export class Stack {
 
     this.registryAddress = (await runOk(path.join(SCRIPTS, 'registry.sh'), ['start', this.state], { timeoutMs: 60_000 })).trim();
     const layout = path.join(this.state, 'layout');
-    const summary = await runOk(path.join(SCRIPTS, 'build-test-image.py'), [layout], { timeoutMs: 60_000 });
+    const tagArgs = this.tags.flatMap((t) => ['--tag', t]);
+    const summary = await runOk(path.join(SCRIPTS, 'build-test-image.py'), [layout, ...tagArgs], { timeoutMs: 120_000 });
     this.images = JSON.parse(summary) as Record<string, ImageSummary>;
     for (const tag of this.tags) {
       await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
