@@ -14,12 +14,27 @@ describe('daemon config', () => {
   });
 
   it('lets the command line win over the file', () => {
-    const file = parseConfigText('root = "/srv/clip"\nlog_level = "debug"\n', 'test.toml');
-    assert.deepEqual(resolveConfig(file, { root: '/other', address: undefined }), {
-      root: '/other',
-      address: '/run/clip/clip.sock',
-      logLevel: 'debug',
-    });
+    const file = parseConfigText('root = "/srv/clip"\nlog_level = "debug"\n[lazy]\nspan_size = "1MiB"\n', 'test.toml');
+    const config = resolveConfig(file, { root: '/other', address: undefined });
+    assert.equal(config.root, '/other');
+    assert.equal(config.address, '/run/clip/clip.sock');
+    assert.equal(config.logLevel, 'debug');
+    assert.equal(config.lazy.spanSize, 1024 * 1024);
+    assert.equal(config.lazy.backgroundFetch, true, 'defaults kept in a section the file touches');
+  });
+
+  it('reads sections, sizes, seconds and lists', () => {
+    const config = resolveConfig(
+      parseConfigText(
+        '[lazy]\nenabled = false\narchive_store_max_size = 2048\nread_timeout_seconds = 2.5\n[registry]\nplain_http = ["127.0.0.1:5000"]\nhosts_dir = ""\n',
+        'x.toml',
+      ),
+    );
+    assert.equal(config.lazy.enabled, false);
+    assert.equal(config.lazy.archiveStoreMaxBytes, 2048);
+    assert.equal(config.lazy.readTimeoutMs, 2500);
+    assert.deepEqual(config.registry.plainHttp, ['127.0.0.1:5000']);
+    assert.equal(config.registry.hostsDir, '');
   });
 
   it('parses the shipped default config to the built-in defaults', () => {
@@ -32,6 +47,10 @@ describe('daemon config', () => {
     ['rooot = "/x"', 'unknown key'],
     ['root = 5', 'wrong type'],
     ['log_level = "loud"', 'bad level'],
+    ['[lazy]\nspan_size = "4 parsecs"', 'bad size'],
+    ['[lazy]\nenabled = "yes"', 'non-boolean flag'],
+    ['[registry]\nplain_http = "host"', 'non-list'],
+    ['[lazy]\nbogus = 1', 'unknown key in a section'],
   ] as const) {
     it(`rejects a config with a ${why}`, () => {
       assert.throws(() => parseConfigText(text, 'bad.toml'), InvalidArgumentError);
