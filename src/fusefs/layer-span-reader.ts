@@ -20,6 +20,11 @@ export interface RangeSource {
  */
 export type SpanInflater = (checkpoint: Checkpoint, compressed: Buffer, length: number) => Buffer | Promise<Buffer>;
 
+/** Counts registry fetches made for readers (not for the background fetcher), which yields to them. */
+export class ForegroundActivity {
+  active = 0;
+}
+
 export interface LayerSpanReaderOptions {
   archive: ClipArchive;
   source: RangeSource;
@@ -27,6 +32,7 @@ export interface LayerSpanReaderOptions {
   cache: ContentCache;
   /** Spans kept in memory for reads that walk through a span in small pieces. */
   memorySpans?: number;
+  activity?: ForegroundActivity;
 }
 
 export class LayerSpanReader {
@@ -35,6 +41,7 @@ export class LayerSpanReader {
   private readonly inflate: SpanInflater;
   private readonly cache: ContentCache;
   private readonly memorySpans: number;
+  private readonly activity: ForegroundActivity;
   /** Most recently used last. */
   private readonly memory = new Map<number, Buffer>();
   private readonly pending = new Map<number, Promise<Buffer>>();
@@ -47,6 +54,11 @@ export class LayerSpanReader {
     this.inflate = opts.inflate;
     this.cache = opts.cache;
     this.memorySpans = opts.memorySpans ?? 4;
+    this.activity = opts.activity ?? new ForegroundActivity();
+  }
+
+  get layerDigest(): string {
+    return this.archive.layerDigest;
   }
 
   get spanCount(): number {
@@ -71,21 +83,28 @@ export class LayerSpanReader {
       this.memory.set(index, hot);
       return hot;
     }
-    let p = this.pending.get(index);
-    if (!p) {
-      p = this.load(index, signal).finally(() => this.pending.delete(index));
-      this.pending.set(index, p);
-    }
-    const data = await p;
+    const data = await this.loadOnce(index, true, signal);
     this.remember(index, data);
     return data;
   }
 
-  /** Makes sure span i is in the disk cache, fetching it if needed (the background fetcher's entry). */
-  async ensureCached(index: number, signal?: AbortSignal): Promise<boolean> {
-    if (await this.cache.has(this.archive.layerDigest, index)) return false;
-    await this.readSpan(index, signal);
+  /**
+   * Makes sure span i is in the disk cache, fetching it if needed; the background fetcher's entry, not
+   * counted as foreground activity. Resolves true when it fetched something.
+   */
+  async prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.memory.has(index) || (await this.cache.has(this.archive.layerDigest, index))) return false;
+    await this.loadOnce(index, false, signal);
     return true;
+  }
+
+  private loadOnce(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
+    let p = this.pending.get(index);
+    if (!p) {
+      p = this.load(index, foreground, signal).finally(() => this.pending.delete(index));
+      this.pending.set(index, p);
+    }
+    return p;
   }
 
   private remember(index: number, data: Buffer): void {
@@ -93,11 +112,17 @@ export class LayerSpanReader {
     while (this.memory.size > this.memorySpans) this.memory.delete(this.memory.keys().next().value!);
   }
 
-  private async load(index: number, signal?: AbortSignal): Promise<Buffer> {
+  private async load(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
     const digest = this.archive.layerDigest;
     const cached = await this.cache.get(digest, index);
     if (cached && this.verified(index, cached)) return cached;
-    const data = await this.fetch(index, signal);
+    if (foreground) this.activity.active++;
+    let data: Buffer;
+    try {
+      data = await this.fetch(index, signal);
+    } finally {
+      if (foreground) this.activity.active--;
+    }
     if (!this.verified(index, data)) {
       throw new UnavailableError(`layer ${digest} span ${index}: content does not match its digest`);
     }
