@@ -49,6 +49,10 @@ export interface StackOptions {
   repo?: string;
   /** Default timeout of ctr() calls (default 60 s). */
   ctrTimeoutMs?: number;
+  /** Snapshotter CRI unpacks images with (default overlayfs; 'clip' for lazy pulls through CRI). */
+  criSnapshotter?: string;
+  /** Extra TOML for clip's config file; the stack already sets registry.plain_http and hosts_dir. */
+  clipConfig?: string;
 }
 
 export interface CtrResult extends RunResult {
@@ -106,6 +110,8 @@ export class Stack {
   readonly repo: string;
   private readonly tags: string[];
   private readonly ctrTimeoutMs: number;
+  private readonly criSnapshotter: string;
+  private readonly clipConfig: string;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -120,6 +126,8 @@ export class Stack {
     this.tags = opts.tags ?? ['multilayer', 'demo'];
     this.repo = opts.repo ?? 'clip/test';
     this.ctrTimeoutMs = opts.ctrTimeoutMs ?? 60_000;
+    this.criSnapshotter = opts.criSnapshotter ?? 'overlayfs';
+    this.clipConfig = opts.clipConfig ?? '';
   }
 
   get clipRoot(): string {
@@ -159,8 +167,34 @@ export class Stack {
     for (const tag of this.tags) {
       await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
     }
-    this.clip = await startClip(this.clipRoot, this.clipAddress);
-    await runOk(path.join(SCRIPTS, 'containerd.sh'), ['start', this.state, '--clip-address', this.clipAddress], { timeoutMs: 60_000 });
+    await fsp.writeFile(
+      this.clipConfigFile,
+      `${this.clipConfig}\n[registry]\nplain_http = ["${this.registryAddress}"]\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n`,
+    );
+    this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
+    await runOk(
+      path.join(SCRIPTS, 'containerd.sh'),
+      ['start', this.state, '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter],
+      { timeoutMs: 60_000 },
+    );
+  }
+
+  get clipConfigFile(): string {
+    return path.join(this.state, 'clip.toml');
+  }
+
+  /** Stops clip (SIGTERM, or SIGKILL with kill) and starts it again on the same root and socket. */
+  async restartClip(opts: { kill?: boolean } = {}): Promise<void> {
+    const previous = this.clip?.process.output() ?? '';
+    if (opts.kill) await this.clip?.kill();
+    else await this.clip?.stop();
+    this.earlierClipLogs += previous;
+    this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
+  }
+
+  /** Body bytes the registry has sent for blob GETs so far, read from its access log. */
+  async registryBlobBytes(): Promise<number> {
+    return Number((await runOk(path.join(SCRIPTS, 'registry.sh'), ['bytes', this.state], { timeoutMs: 30_000 })).trim());
   }
 
   /** `ctr --address <containerd.sock> ARGS` through scripts/ctr.sh, stdin closed, bounded by a timeout. */
@@ -183,9 +217,12 @@ export class Stack {
     await this.clip?.stop();
   }
 
-  /** The clip daemon's output so far. */
+  /** Output of clip daemons that were restarted. */
+  private earlierClipLogs = '';
+
+  /** The clip daemon's output so far (of every daemon this stack started). */
   clipLog(): string {
-    return this.clip?.process.output() ?? '';
+    return this.earlierClipLogs + (this.clip?.process.output() ?? '');
   }
 
   /** Tails of clip's, containerd's and the registry's logs, for failure messages. */
