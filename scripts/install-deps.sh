@@ -16,6 +16,7 @@ packages=(
   skopeo umoci               # build and push test images offline
   busybox-static             # tiny static userland for test images
   g++ make python3 zlib1g-dev  # native addons (better-sqlite3, the FUSE binding, clip's zran addon)
+  attr                       # getfattr, used by tests to compare extended attributes
   iproute2 kmod util-linux ca-certificates
 )
 

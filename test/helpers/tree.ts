@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { runOk } from './processes';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
 
@@ -30,6 +31,8 @@ export interface TreeEntry {
   target?: string;
   /** Character and block devices only: st_rdev as major/minor. */
   rdev?: { major: number; minor: number };
+  /** Extended attributes (name → hex value), when present. */
+  xattrs?: Record<string, string>;
 }
 
 export interface TreeManifest {
@@ -104,12 +107,40 @@ export async function walkTree(root: string, opts: WalkOptions = {}): Promise<Tr
   };
 
   await visit('/');
+  const xattrs = await readXattrs(root);
+  for (const e of entries) {
+    const x = xattrs.get(e.path);
+    if (x) e.xattrs = x;
+  }
   entries.sort((a, b) => compare(a.path, b.path));
   const hardlinks = [...inodes.values()]
     .filter((names) => names.length > 1)
     .map((names) => names.sort(compare))
     .sort((a, b) => compare(a[0]!, b[0]!));
   return { entries, hardlinks };
+}
+
+/**
+ * Every extended attribute below root, by tree path, from one `getfattr -R` run (Node has no xattr API;
+ * a child process is also safe against a FUSE server living in this process).
+ */
+async function readXattrs(root: string): Promise<Map<string, Record<string, string>>> {
+  const out = await runOk('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { timeoutMs: 120_000 });
+  const result = new Map<string, Record<string, string>>();
+  let current: Record<string, string> | undefined;
+  for (const line of out.split('\n')) {
+    const file = /^# file: (.*)$/.exec(line);
+    if (file) {
+      const abs = file[1]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      const rel = abs === root ? '/' : abs.slice(root.length);
+      current = {};
+      result.set(rel, current);
+      continue;
+    }
+    const attr = /^([^=]+)=(.*)$/.exec(line);
+    if (attr && current) current[attr[1]!] = attr[2]!;
+  }
+  return result;
 }
 
 /** The entry at `p`, or undefined. */
@@ -131,6 +162,7 @@ function describe(e: TreeEntry): string {
   if (e.sha256 !== undefined) parts.push(`sha256=${e.sha256.slice(0, 12)}`);
   if (e.target !== undefined) parts.push(`target=${JSON.stringify(e.target)}`);
   if (e.rdev !== undefined) parts.push(`rdev=${e.rdev.major}:${e.rdev.minor}`);
+  if (e.xattrs !== undefined) parts.push(`xattrs=${JSON.stringify(e.xattrs)}`);
   return parts.join(' ');
 }
 
