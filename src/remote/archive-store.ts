@@ -12,7 +12,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { ClipArchive, readArchiveFile, writeArchiveFile } from '../archive';
-import { InvalidArgumentError, errorMessage } from '../errors';
+import { InvalidArgumentError, NotFoundError, errorMessage } from '../errors';
 
 export class ArchiveStore {
   private readonly building = new Map<string, Promise<ClipArchive>>();
@@ -38,7 +38,7 @@ export class ArchiveStore {
     try {
       archive = await readArchiveFile(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (err instanceof NotFoundError) return undefined;
       this.logger.warn(`discarding unreadable archive ${file}: ${errorMessage(err)}`);
       await fsp.rm(file, { force: true });
       return undefined;

@@ -1,0 +1,55 @@
+/**
+ * Clip archives on disk. A write is atomic: the archive is written to a temporary file in the same
+ * directory, flushed, renamed over the target and the directory flushed, so a crash leaves either the
+ * old file or the complete new one, never a partial archive under the final name.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { NotFoundError } from '../errors';
+import { ArchiveFormatError } from './format-error';
+import { decodeArchive, encodeArchive } from './format';
+import type { ClipArchive } from './types';
+
+/** Reads and decodes the archive at `file`: NotFoundError if absent, ArchiveFormatError if invalid. */
+export async function readArchiveFile(file: string): Promise<ClipArchive> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`clip archive ${file}: not found`, { cause: err });
+    throw err;
+  }
+  try {
+    return decodeArchive(bytes);
+  } catch (err) {
+    if (err instanceof ArchiveFormatError) throw new ArchiveFormatError(err.detail, { cause: err, file });
+    throw err;
+  }
+}
+
+/** Encodes `archive` and atomically replaces `file` with it; the directory must exist. */
+export async function writeArchiveFile(file: string, archive: ClipArchive): Promise<void> {
+  const bytes = encodeArchive(archive);
+  const dir = dirname(file);
+  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(tmp, 'wx', 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The fixed 56-byte header in front of every clip archive body (see docs/format.md). All integers are
+ * little-endian.
+ *
+ *   0  8  magic "\x89CLIP\r\n\x1a"
+ *   8  2  major version
+ *  10  2  minor version
+ *  12  4  flags (none defined in 1.0; readers ignore bits they do not know)
+ *  16  8  body length in bytes
+ *  24 32  sha256 of header bytes 0-23 followed by the body
+ *  56     body (protobuf clip.archive.v1.Archive)
+ */
+import { createHash } from 'node:crypto';
+import { ArchiveFormatError } from './format-error';
+
+export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a]);
+export const HEADER_SIZE = 56;
+/** The version this code writes; it reads every 1.x. */
+export const FORMAT_VERSION = { major: 1, minor: 0 } as const;
+
+const CHECKSUM_OFFSET = 24;
+
+/** Prefixes `body` with a header for FORMAT_VERSION. */
+export function frameBody(body: Uint8Array): Buffer {
+  const out = Buffer.alloc(HEADER_SIZE + body.length);
+  MAGIC.copy(out, 0);
+  out.writeUInt16LE(FORMAT_VERSION.major, 8);
+  out.writeUInt16LE(FORMAT_VERSION.minor, 10);
+  out.writeUInt32LE(0, 12);
+  out.writeBigUInt64LE(BigInt(body.length), 16);
+  out.set(body, HEADER_SIZE);
+  checksum(out.subarray(0, CHECKSUM_OFFSET), body).copy(out, CHECKSUM_OFFSET);
+  return out;
+}
+
+/** Checks the header of `file` (magic, version, length, checksum) and returns the body within it. */
+export function unframeBody(file: Buffer): Buffer {
+  const magicSeen = file.subarray(0, MAGIC.length);
+  if (!magicSeen.equals(MAGIC.subarray(0, magicSeen.length))) {
+    throw new ArchiveFormatError(`not a clip archive (bad magic ${magicSeen.toString('hex')})`);
+  }
+  if (file.length < HEADER_SIZE) {
+    throw new ArchiveFormatError(`truncated: ${file.length} bytes, shorter than the ${HEADER_SIZE}-byte header`);
+  }
+  const major = file.readUInt16LE(8);
+  const minor = file.readUInt16LE(10);
+  if (major !== FORMAT_VERSION.major) {
+    throw new ArchiveFormatError(
+      `unsupported format version ${major}.${minor} (this reader supports ${FORMAT_VERSION.major}.x)`,
+    );
+  }
+  const bodyLength = file.readBigUInt64LE(16);
+  const present = BigInt(file.length - HEADER_SIZE);
+  if (bodyLength > present) {
+    throw new ArchiveFormatError(`truncated: header says the body is ${bodyLength} bytes, only ${present} present`);
+  }
+  if (bodyLength < present) {
+    throw new ArchiveFormatError(`${present - bodyLength} unexpected bytes after the ${bodyLength}-byte body`);
+  }
+  const body = file.subarray(HEADER_SIZE);
+  const want = file.subarray(CHECKSUM_OFFSET, HEADER_SIZE);
+  const got = checksum(file.subarray(0, CHECKSUM_OFFSET), body);
+  if (!got.equals(want)) {
+    throw new ArchiveFormatError(
+      `checksum mismatch (header says sha256 ${want.toString('hex')}, content has ${got.toString('hex')}): corrupted or tampered with`,
+    );
+  }
+  return body;
+}
+
+function checksum(header: Uint8Array, body: Uint8Array): Buffer {
+  return createHash('sha256').update(header).update(body).digest();
+}

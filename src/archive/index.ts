@@ -1,0 +1,10 @@
+/**
+ * The clip archive: the metadata-only description of one image layer (entries and gzip checkpoints),
+ * its file format (docs/format.md) and reading and writing it.
+ */
+export type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
+export { ArchiveFormatError } from './format-error';
+export { FORMAT_VERSION } from './header';
+export { WINDOW_SIZE } from './validate';
+export { decodeArchive, encodeArchive } from './format';
+export { readArchiveFile, writeArchiveFile } from './archive-file';
