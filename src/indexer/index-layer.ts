@@ -1,0 +1,155 @@
+/**
+ * Turns a layer blob into a clip archive in one streaming pass: the blob is hashed (and must match its
+ * digest), decoded (gzip with zran checkpoints, or plain tar), the uncompressed stream is hashed whole
+ * (the diffID) and per span, and its tar entries are recorded. Memory stays bounded whatever the layer
+ * size: a few MiB of buffers, plus one span at a time when onSpan is given.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { ClipArchive, Compression } from '../archive/types';
+import { InvalidArgumentError } from '../errors';
+import { checkMagic, MAGIC_LENGTH } from './compression';
+import { EntryCollector } from './entry-collector';
+import { DigestMismatchError } from './errors';
+import { GzipDecoder } from './gzip-decoder';
+import type { DecoderSink, LayerDecoder } from './layer-decoder';
+import { PlainDecoder } from './plain-decoder';
+import { SpanRecorder, type SpanHandler } from './span-recorder';
+import { TarParser } from './tar-parser';
+
+/** SOCI's default: ~4 MiB of uncompressed data per span (a checkpoint costs up to 32 KiB of window). */
+export const DEFAULT_SPAN_SIZE = 4 << 20;
+const MIN_SPAN_SIZE = 4 << 10;
+const MAX_SPAN_SIZE = 1 << 30;
+
+export interface IndexLayerOptions {
+  /** The blob's digest ("sha256:…"); the content must hash to it. */
+  layerDigest: string;
+  /** Recorded in the archive as is. */
+  mediaType: string;
+  /** See layerCompression() to derive it from the media type and the blob's first bytes. */
+  compression: Compression;
+  /** Minimum uncompressed bytes between checkpoints; default DEFAULT_SPAN_SIZE. */
+  spanSize?: number;
+  /** The blob size from its descriptor, when known: a blob of another size is refused. */
+  expectedSize?: number;
+  /**
+   * Receives each span's uncompressed bytes, in order, as soon as the span is complete (to keep the
+   * streamed bytes in the content cache while indexing). A returned promise is awaited before reading on.
+   * The bytes are NOT verified yet: the blob digest is only known at the end, so treat them as provisional
+   * until indexLayer resolves (stage them, or check them against the archive's spanDigests).
+   */
+  onSpan?: SpanHandler;
+}
+
+function validate(options: IndexLayerOptions, spanSize: number): void {
+  const { layerDigest, compression, expectedSize } = options;
+  if (!/^sha256:[0-9a-f]{64}$/.test(layerDigest)) {
+    throw new InvalidArgumentError(`layer ${layerDigest}: only sha256 digests are supported`);
+  }
+  if (compression !== 'gzip' && compression !== 'none') {
+    throw new InvalidArgumentError(`layer ${layerDigest}: unknown compression ${String(compression)}`);
+  }
+  if (!Number.isInteger(spanSize) || spanSize < MIN_SPAN_SIZE || spanSize > MAX_SPAN_SIZE) {
+    throw new InvalidArgumentError(`span size ${spanSize} is not an integer from ${MIN_SPAN_SIZE} to ${MAX_SPAN_SIZE}`);
+  }
+  if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0)) {
+    throw new InvalidArgumentError(`layer ${layerDigest}: invalid expected size ${expectedSize}`);
+  }
+}
+
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new InvalidArgumentError('layer stream must yield bytes, not strings or objects');
+}
+
+/**
+ * Runs one decoding step. A data error is returned, to be reported once the whole blob is hashed (a
+ * digest mismatch explains it better); anything else is thrown at once.
+ */
+async function attempt(step: () => Promise<void>): Promise<InvalidArgumentError | undefined> {
+  try {
+    await step();
+    return undefined;
+  } catch (err) {
+    if (err instanceof InvalidArgumentError) return err;
+    throw err;
+  }
+}
+
+/**
+ * Streams a layer blob once and returns its clip archive. Rejects with DigestMismatchError when the blob
+ * does not match options.layerDigest, UnsupportedCompressionError for a zstd blob, InvalidArgumentError
+ * for a malformed blob (corrupt gzip, bad tar, sparse files, paths escaping the layer).
+ */
+export async function indexLayer(
+  source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: IndexLayerOptions,
+): Promise<ClipArchive> {
+  const { layerDigest, mediaType, compression, expectedSize } = options;
+  const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
+  validate(options, spanSize);
+
+  const blobHash = createHash('sha256');
+  const diffHash = createHash('sha256');
+  const entries = new EntryCollector();
+  const tar = new TarParser((entry) => entries.add(entry));
+  const spans = new SpanRecorder(options.onSpan);
+  let uncompressedSize = 0;
+  const sink: DecoderSink = {
+    data(chunk) {
+      diffHash.update(chunk);
+      spans.data(chunk);
+      tar.write(chunk);
+      uncompressedSize += chunk.length;
+    },
+    checkpoint: (checkpoint) => spans.checkpoint(checkpoint),
+  };
+  const decoder: LayerDecoder =
+    compression === 'gzip' ? new GzipDecoder(spanSize, sink) : new PlainDecoder(spanSize, sink);
+
+  let compressedSize = 0;
+  let head = Buffer.alloc(0); // the blob's first bytes, until its magic number is checked
+  let failure: InvalidArgumentError | undefined;
+  for await (const chunk of source) {
+    const bytes = asBuffer(chunk);
+    compressedSize += bytes.length;
+    if (expectedSize !== undefined && compressedSize > expectedSize) {
+      throw new InvalidArgumentError(`layer ${layerDigest}: blob is larger than its descriptor's ${expectedSize} bytes`);
+    }
+    if (head.length < MAGIC_LENGTH) {
+      head = Buffer.concat([head, bytes.subarray(0, MAGIC_LENGTH - head.length)]);
+      if (head.length === MAGIC_LENGTH) checkMagic(compression, head, layerDigest);
+    }
+    // Start decoding first: the blob is hashed while the thread pool inflates.
+    const decoding = failure === undefined ? attempt(() => decoder.write(bytes)) : undefined;
+    blobHash.update(bytes);
+    if (decoding !== undefined) failure = await decoding;
+  }
+  if (failure === undefined) {
+    failure = await attempt(async () => {
+      await decoder.end();
+      tar.end();
+      await spans.end();
+    });
+  }
+
+  const actual = `sha256:${blobHash.digest('hex')}`;
+  if (actual !== layerDigest) throw new DigestMismatchError(`layer ${layerDigest}`, layerDigest, actual, { cause: failure });
+  if (failure !== undefined) throw failure;
+  if (expectedSize !== undefined && compressedSize !== expectedSize) {
+    throw new InvalidArgumentError(`layer ${layerDigest}: blob is ${compressedSize} bytes, its descriptor says ${expectedSize}`);
+  }
+  return {
+    layerDigest,
+    diffId: `sha256:${diffHash.digest('hex')}`,
+    mediaType,
+    compression,
+    compressedSize,
+    uncompressedSize,
+    entries: entries.entries,
+    checkpoints: spans.checkpoints,
+    spanDigests: spans.digests,
+  };
+}

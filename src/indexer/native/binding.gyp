@@ -1,0 +1,11 @@
+# Builds clip_zran.node (see zran.c) against the system zlib. Run by `npm run build:native`.
+{
+  "targets": [
+    {
+      "target_name": "clip_zran",
+      "sources": ["zran.c"],
+      "libraries": ["-lz"],
+      "cflags": ["-Wall", "-Wextra", "-std=c11"]
+    }
+  ]
+}
