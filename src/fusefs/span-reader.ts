@@ -1,0 +1,9 @@
+/**
+ * The seam through which the filesystem gets file bytes. Declared here, by its user; implemented elsewhere
+ * (the content cache and the registry) and, in tests, by a plain in-memory buffer.
+ */
+
+/** Returns the verified uncompressed bytes of span i of the layer: [checkpoints[i].uncompressedOffset, next). */
+export interface SpanReader {
+  readSpan(index: number, signal: AbortSignal): Promise<Buffer>;
+}
