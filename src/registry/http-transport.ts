@@ -1,0 +1,191 @@
+/**
+ * The HTTP layer under every registry call, on undici's `request` with an `Agent` (one connection
+ * pool per origin). It owns timeouts, retries and redirects, and knows nothing about registries:
+ *
+ * * Timeouts: connect (Agent), headers and body idle time (per request). No call can hang.
+ * * Retries: network errors, timeouts, 408, 429 and 5xx, with back-off (retry-policy.ts). The final
+ *   failure is an UnavailableError with the cause. Other statuses are returned to the caller.
+ * * Redirects: followed up to 5 hops. Request headers (Authorization, Accept, configured headers)
+ *   are sent only to the origin of the original URL; a hop to any other origin (a CDN, object storage
+ *   with a pre-signed URL) gets only `Range` and the User-Agent. A body is never sent to another origin.
+ * * Abort signals end waits, requests and body reads at once, with the signal's reason.
+ */
+import { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, Dispatcher, request } from 'undici';
+import { UnavailableError, isClipError } from '../errors';
+import { RegistryProtocolError, RegistryRequestError } from './registry-errors';
+import { RegistryLogger, redactUrl, silentLogger } from './logger';
+import { discard } from './read-body';
+import {
+  DEFAULT_RETRY_POLICY,
+  RetryPolicy,
+  abortReason,
+  backoffDelay,
+  describeError,
+  isRetriableStatus,
+  isTransientError,
+  parseRetryAfter,
+  sleep,
+} from './retry-policy';
+
+export interface Timeouts {
+  /** TCP + TLS connection set-up. */
+  connectMs: number;
+  /** From sending a request to receiving the response headers. */
+  headersMs: number;
+  /** Longest pause between two chunks of a response body. */
+  bodyMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 30_000, bodyMs: 30_000 };
+
+export const MAX_REDIRECTS = 5;
+
+export type HeaderValues = Readonly<Record<string, string | readonly string[]>>;
+
+export interface TransportRequest {
+  method: 'GET' | 'HEAD' | 'POST';
+  url: URL;
+  /** Sent to the origin of `url` only, never across a redirect to another origin. */
+  headers?: HeaderValues;
+  /** `Range` header value; end to end, so it follows redirects. */
+  range?: string;
+  body?: string;
+  signal?: AbortSignal;
+  /** Skip TLS verification for the origin of `url` (hosts.toml skip_verify); redirect targets are verified. */
+  skipVerify?: boolean;
+}
+
+export interface TransportResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  /** Must be consumed, dumped or destroyed. */
+  body: Readable;
+  /** The URL that produced this response, after redirects. */
+  url: URL;
+}
+
+export interface HttpTransportOptions {
+  timeouts?: Partial<Timeouts>;
+  retry?: Partial<RetryPolicy>;
+  logger?: RegistryLogger;
+  userAgent?: string;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export class HttpTransport {
+  readonly timeouts: Timeouts;
+  readonly retry: RetryPolicy;
+  readonly logger: RegistryLogger;
+  private readonly userAgent: string;
+  private readonly agent: Agent;
+  private insecureAgent?: Agent;
+
+  constructor(options: HttpTransportOptions = {}) {
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.logger = options.logger ?? silentLogger;
+    this.userAgent = options.userAgent ?? 'clip-snapshotter';
+    this.agent = this.newAgent(true);
+  }
+
+  private newAgent(verify: boolean): Agent {
+    return new Agent({
+      connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: verify },
+      headersTimeout: this.timeouts.headersMs,
+      bodyTimeout: this.timeouts.bodyMs,
+    });
+  }
+
+  private dispatcher(insecure: boolean): Dispatcher {
+    if (!insecure) return this.agent;
+    this.insecureAgent ??= this.newAgent(false);
+    return this.insecureAgent;
+  }
+
+  /** Sends with retries and redirects; resolves with any non-retriable response (the caller judges 4xx). */
+  async send(req: TransportRequest): Promise<TransportResponse> {
+    const what = `${req.method} ${redactUrl(req.url)}`;
+    for (let attempt = 1; ; attempt++) {
+      let res: TransportResponse;
+      try {
+        res = await this.followRedirects(req);
+      } catch (err) {
+        if (req.signal?.aborted) throw abortReason(req.signal);
+        if (isClipError(err)) throw err;
+        if (!isTransientError(err) || attempt >= this.retry.maxAttempts) {
+          const tries = attempt > 1 ? ` (gave up after ${attempt} attempts)` : '';
+          throw new UnavailableError(`${what}: ${describeError(err)}${tries}`, { cause: err });
+        }
+        const delay = backoffDelay(this.retry, attempt);
+        this.logger.warn(`${what}: ${describeError(err)}; retrying in ${delay} ms (attempt ${attempt + 1}/${this.retry.maxAttempts})`);
+        await sleep(delay, req.signal);
+        continue;
+      }
+      if (!isRetriableStatus(res.statusCode)) return res;
+      discard(res.body);
+      if (attempt >= this.retry.maxAttempts) {
+        throw new UnavailableError(`${what}: HTTP ${res.statusCode} (gave up after ${attempt} attempts)`);
+      }
+      const retryAfter = parseRetryAfter(res.headers['retry-after']);
+      const delay = backoffDelay(this.retry, attempt, retryAfter);
+      this.logger.warn(`${what}: HTTP ${res.statusCode}; retrying in ${delay} ms (attempt ${attempt + 1}/${this.retry.maxAttempts})`);
+      await sleep(delay, req.signal);
+    }
+  }
+
+  private async followRedirects(req: TransportRequest): Promise<TransportResponse> {
+    const origin = req.url.origin;
+    let url = req.url;
+    let method = req.method;
+    let body = req.body;
+    for (let hop = 0; ; hop++) {
+      const sameOrigin = url.origin === origin;
+      const headers: Record<string, string | string[]> = { 'user-agent': this.userAgent };
+      if (sameOrigin) for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = typeof v === 'string' ? v : [...v];
+      if (req.range !== undefined) headers['range'] = req.range;
+      const started = Date.now();
+      const res = await request(url, {
+        method,
+        headers,
+        body,
+        signal: req.signal,
+        dispatcher: this.dispatcher(sameOrigin && req.skipVerify === true),
+        headersTimeout: this.timeouts.headersMs,
+        bodyTimeout: this.timeouts.bodyMs,
+      });
+      this.logger.debug(`${method} ${redactUrl(url)} -> ${res.statusCode} (${Date.now() - started} ms)`);
+      const location = res.headers['location'];
+      if (!REDIRECTS.has(res.statusCode) || typeof location !== 'string') {
+        return { statusCode: res.statusCode, headers: res.headers, body: res.body, url };
+      }
+      discard(res.body);
+      if (hop >= MAX_REDIRECTS) {
+        throw new RegistryRequestError(`${req.method} ${redactUrl(req.url)}: more than ${MAX_REDIRECTS} redirects`, { status: res.statusCode });
+      }
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch (err) {
+        throw new RegistryProtocolError(`${method} ${redactUrl(url)}: invalid redirect location`, { cause: err });
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new RegistryProtocolError(`${method} ${redactUrl(url)}: redirect to unsupported scheme ${next.protocol}`);
+      }
+      if (res.statusCode === 303 || ((res.statusCode === 301 || res.statusCode === 302) && method === 'POST')) {
+        if (method !== 'HEAD') method = 'GET';
+        body = undefined;
+      }
+      if (body !== undefined && next.origin !== origin) {
+        throw new RegistryRequestError(`${method} ${redactUrl(req.url)}: refusing to send a request body to another origin (${next.origin})`, { status: res.statusCode });
+      }
+      url = next;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.agent.close(), this.insecureAgent?.close()]);
+  }
+}

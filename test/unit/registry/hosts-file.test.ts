@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { InvalidArgumentError } from '../../../src/errors';
+import { RegistryHosts, endpointUrl, endpointsFor, parseHostsFile } from '../../../src/registry';
+import { tempDir } from '../../helpers/processes';
+
+const summary = (domain: string, text: string | undefined, plainHttp = false) =>
+  endpointsFor(domain, text === undefined ? undefined : parseHostsFile(text, 'hosts.toml'), { plainHttp }).map((e) => ({
+    root: e.apiRoot.href,
+    caps: [...e.capabilities],
+    skipVerify: e.skipVerify,
+    mirror: e.mirror,
+    headers: e.headers,
+  }));
+
+describe('hosts.toml', () => {
+  it('defaults to the domain over https, and docker.io to registry-1.docker.io', () => {
+    assert.deepEqual(summary('ghcr.io', undefined), [{ root: 'https://ghcr.io/v2', caps: ['pull', 'resolve', 'push'], skipVerify: false, mirror: false, headers: {} }]);
+    assert.equal(summary('docker.io', undefined)[0]!.root, 'https://registry-1.docker.io/v2');
+  });
+
+  it('uses plain http for the default server when asked, never for docker.io', () => {
+    assert.equal(summary('127.0.0.1:5000', undefined, true)[0]!.root, 'http://127.0.0.1:5000/v2');
+    assert.equal(summary('docker.io', undefined, true)[0]!.root, 'https://registry-1.docker.io/v2');
+    assert.equal(summary('127.0.0.1:5000', '# only comments\n', true)[0]!.root, 'http://127.0.0.1:5000/v2');
+  });
+
+  it('lists mirrors in file order, then the server', () => {
+    const text = `
+server = "https://registry.example.com"
+skip_verify = true
+[header]
+  x-server = "s"
+
+[host."https://mirror-a.example.com"]
+  capabilities = ["pull", "resolve"]
+  [host."https://mirror-a.example.com".header]
+    X-Custom = ["a", "b"]
+
+[host."http://10.0.0.1:5000/prefix"]
+  capabilities = ["pull"]
+  skip_verify = true
+
+[host."https://mirror-c.example.com/registry/api"]
+  override_path = true
+`;
+    assert.deepEqual(summary('registry.example.com', text), [
+      { root: 'https://mirror-a.example.com/v2', caps: ['pull', 'resolve'], skipVerify: false, mirror: true, headers: { 'x-custom': ['a', 'b'] } },
+      { root: 'http://10.0.0.1:5000/prefix/v2', caps: ['pull'], skipVerify: true, mirror: true, headers: {} },
+      { root: 'https://mirror-c.example.com/registry/api', caps: ['pull', 'resolve', 'push'], skipVerify: false, mirror: true, headers: {} },
+      { root: 'https://registry.example.com/v2', caps: ['pull', 'resolve', 'push'], skipVerify: true, mirror: false, headers: { 'x-server': ['s'] } },
+    ]);
+  });
+
+  it('keeps an explicit http:// server and a /v2 path as given', () => {
+    const eps = summary('127.0.0.1:5000', 'server = "http://127.0.0.1:5000/v2/"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve", "push"]\n');
+    assert.deepEqual(eps.map((e) => e.root), ['http://127.0.0.1:5000/v2', 'http://127.0.0.1:5000/v2']);
+  });
+
+  it('builds request URLs, adding ns= for mirrors', () => {
+    const [mirror, server] = endpointsFor('docker.io', parseHostsFile('[host."https://mirror.local/base"]\n', 'h'));
+    assert.equal(endpointUrl(mirror!, 'docker.io', 'library/busybox', 'manifests', 'latest').href, 'https://mirror.local/base/v2/library/busybox/manifests/latest?ns=docker.io');
+    assert.equal(endpointUrl(server!, 'docker.io', 'library/busybox', 'blobs', 'sha256:x').href, 'https://registry-1.docker.io/v2/library/busybox/blobs/sha256:x');
+  });
+
+  for (const [text, why] of [
+    ['server = ', /invalid TOML/],
+    ['server = "registry.example.com"', /expected http:\/\/ or https:\/\//],
+    ['server = "ftp://x"', /expected http/],
+    ['server = 5', /must be a string URL/],
+    ['[host."https://m"]\ncapabilities = ["pull", "fly"]', /unknown capability "fly"/],
+    ['[host."https://m"]\ncapabilities = "pull"', /must be an array/],
+    ['[host."https://m"]\nskip_verify = "yes"', /skip_verify must be true or false/],
+    ['[header]\nx = 1', /header "x" must be a string/],
+    ['[host."https://user:pw@m"]', /must not carry credentials/],
+  ] as const) {
+    it(`rejects ${JSON.stringify(text)}`, () => {
+      assert.throws(() => parseHostsFile(text, '/etc/hosts.d/x/hosts.toml'), (err: Error) => {
+        assert.ok(err instanceof InvalidArgumentError);
+        assert.match(err.message, /^\/etc\/hosts\.d\/x\/hosts\.toml: /);
+        assert.match(err.message, why);
+        return true;
+      });
+    });
+  }
+
+  it('reads <dir>/<host>/hosts.toml, then _default, then falls back to defaults', async () => {
+    const dir = await tempDir('hosts');
+    try {
+      await fsp.mkdir(path.join(dir, 'localhost:5000'));
+      await fsp.writeFile(path.join(dir, 'localhost:5000', 'hosts.toml'), 'server = "http://localhost:5000"\n');
+      const hosts = new RegistryHosts({ configDir: dir });
+      assert.deepEqual((await hosts.endpoints('localhost:5000')).map((e) => e.apiRoot.href), ['http://localhost:5000/v2']);
+      assert.deepEqual((await hosts.endpoints('quay.io')).map((e) => e.apiRoot.href), ['https://quay.io/v2']);
+      await fsp.mkdir(path.join(dir, '_default'));
+      await fsp.writeFile(path.join(dir, '_default', 'hosts.toml'), '[host."https://mirror.local"]\ncapabilities = ["pull"]\n');
+      assert.deepEqual((await hosts.endpoints('quay.io')).map((e) => e.apiRoot.href), ['https://mirror.local/v2', 'https://quay.io/v2']);
+      await fsp.writeFile(path.join(dir, 'localhost:5000', 'hosts.toml'), 'server = 1\n');
+      await assert.rejects(hosts.endpoints('localhost:5000'), /localhost:5000\/hosts\.toml: server must be a string URL/);
+      await assert.rejects(hosts.endpoints('../etc'), InvalidArgumentError);
+      assert.deepEqual((await new RegistryHosts().endpoints('quay.io')).map((e) => e.apiRoot.href), ['https://quay.io/v2']);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
