@@ -42,8 +42,8 @@ export interface DaemonConfig {
     hostsDir: string;
     /** docker config.json with registry credentials, or '' for none. */
     dockerConfig: string;
-    /** Registry hosts (host[:port]) reached over plain http. */
-    plainHttp: string[];
+    /** Reach registries without a hosts.toml entry over plain http (like `ctr --plain-http`; never docker.io). */
+    plainHttp: boolean;
     /** Time limit of one registry request. */
     requestTimeoutMs: number;
     /** Retries of a failed registry request (with back-off). */
@@ -70,13 +70,13 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   registry: {
     hostsDir: '/etc/containerd/certs.d',
     dockerConfig: '/root/.docker/config.json',
-    plainHttp: [],
+    plainHttp: false,
     requestTimeoutMs: 30_000,
     retries: 3,
   },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level' | 'string-list';
+type Kind = 'string' | 'path' | 'optional-path' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -100,7 +100,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.read_timeout_seconds', field: 'lazy.readTimeoutMs', kind: 'seconds' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
-  { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'string-list' },
+  { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },
   { toml: 'registry.request_timeout_seconds', field: 'registry.requestTimeoutMs', kind: 'seconds' },
   { toml: 'registry.retries', field: 'registry.retries', kind: 'count' },
 ];
@@ -152,8 +152,6 @@ function convert(setting: Setting, value: unknown): unknown {
       return typeof value === 'number' && value > 0 && Number.isFinite(value) ? Math.round(value * 1000) : bad('a number of seconds > 0');
     case 'log-level':
       return typeof value === 'string' ? parseLogLevel(value) : bad('a log level');
-    case 'string-list':
-      return Array.isArray(value) && value.every((v) => typeof v === 'string') ? [...value] : bad('a list of strings');
   }
 }
 

@@ -4,8 +4,13 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import type { Logger } from 'winston';
+import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
+import { DockerCredentials, RegistryClient } from '../registry';
+import { ArchiveStore } from '../remote/archive-store';
+import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { DaemonConfig } from './config';
@@ -14,17 +19,46 @@ import { prepareSocketPath, withPrivateUmask } from './socket';
 /** containerd's client sends and accepts messages up to 16 MiB. */
 const MAX_MESSAGE_BYTES = 16 << 20;
 
+/** Lazy layers from the config: registry client, archive store and content cache under the root. */
+async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
+  const { lazy, registry: reg } = config;
+  const registry = new RegistryClient({
+    hosts: { configDir: reg.hostsDir || undefined, plainHttp: reg.plainHttp },
+    credentials: reg.dockerConfig
+      ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
+      : undefined,
+    logger,
+    timeouts: { headersMs: reg.requestTimeoutMs, bodyMs: reg.requestTimeoutMs },
+    retry: { maxAttempts: reg.retries + 1 },
+  });
+  const layers = new LazyLayers({
+    registry,
+    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger),
+    cache: new ContentCache(path.join(config.root, 'cache')),
+    logger,
+    spanSize: lazy.spanSize,
+    cacheWhileIndexing: lazy.cacheWhileIndexing,
+    backgroundFetch: lazy.backgroundFetch,
+    prefetchImageLayers: lazy.prefetchImageLayers,
+    indexConcurrency: lazy.indexConcurrency,
+    readTimeoutMs: lazy.readTimeoutMs,
+  });
+  return { layers, registry };
+}
+
 export class Daemon {
   private constructor(
     private readonly server: Server,
     private readonly snapshotter: Snapshotter,
     private readonly config: DaemonConfig,
     private readonly logger: Logger,
+    private readonly lazy: { layers: LazyLayers; registry: RegistryClient } | undefined,
   ) {}
 
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
-    const snapshotter = await Snapshotter.open({ root: config.root, logger });
+    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger) : undefined;
+    const snapshotter = await Snapshotter.open({ root: config.root, logger, remote: lazy?.layers });
     const server = new Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -44,10 +78,11 @@ export class Daemon {
     } catch (err) {
       server.forceShutdown();
       snapshotter.close();
+      await lazy?.layers.close();
       throw err;
     }
-    logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root})`);
-    return new Daemon(server, snapshotter, config, logger);
+    logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'})`);
+    return new Daemon(server, snapshotter, config, logger, lazy);
   }
 
   /** Stops accepting calls, lets running ones finish (bounded), and closes the metadata store. */
@@ -63,6 +98,10 @@ export class Daemon {
       });
     });
     this.snapshotter.close();
+    // Layer mounts go with the process; containers still running on them lose their lower layers (see
+    // README). A restart mounts every remote layer again.
+    await this.lazy?.layers.close();
+    await this.lazy?.registry.close();
     await fsp.unlink(this.config.address).catch(() => undefined);
     this.logger.info('clip stopped');
   }

@@ -203,7 +203,13 @@ export class Snapshotter {
       const id = Layout.idOf(name);
       return id === undefined || !known.has(id);
     });
-    for (const name of orphans) await this.removeDirectory(path.join(this.layout.snapshotsDir, name));
+    for (const name of orphans) {
+      const dir = path.join(this.layout.snapshotsDir, name);
+      // Never walk into a mount (a layer whose unmount failed earlier): a recursive delete would touch
+      // this process's own FUSE filesystem.
+      if (this.remote) await this.remote.unmountAll(dir);
+      await this.removeDirectory(dir);
+    }
     return orphans.length;
   }
 
@@ -226,7 +232,10 @@ export class Snapshotter {
       await fsp.mkdir(tmp, { mode: 0o700 });
       await fsp.mkdir(path.join(tmp, 'fs'), { mode: 0o755 });
       if (kind === Kind.ACTIVE) await fsp.mkdir(path.join(tmp, 'work'), { mode: 0o711 });
-      if (parentRecord) {
+      // Like containerd's overlay, the new upper directory gets the owner of the parent's root. A remote
+      // parent's root is served by this process through FUSE: it is never stat'ed from here (a blocked
+      // thread-pool thread could deadlock the daemon); layer roots are root-owned anyway.
+      if (parentRecord && !this.isRemote(parentRecord)) {
         const owner = await fsp.stat(this.layout.fsDir(parentRecord.id));
         await fsp.chown(path.join(tmp, 'fs'), owner.uid, owner.gid);
       }

@@ -169,7 +169,7 @@ export class Stack {
     }
     await fsp.writeFile(
       this.clipConfigFile,
-      `${this.clipConfig}\n[registry]\nplain_http = ["${this.registryAddress}"]\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n`,
+      `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n`,
     );
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
     await runOk(
@@ -185,10 +185,9 @@ export class Stack {
 
   /** Stops clip (SIGTERM, or SIGKILL with kill) and starts it again on the same root and socket. */
   async restartClip(opts: { kill?: boolean } = {}): Promise<void> {
-    const previous = this.clip?.process.output() ?? '';
     if (opts.kill) await this.clip?.kill();
     else await this.clip?.stop();
-    this.earlierClipLogs += previous;
+    this.earlierClipLogs += this.clip?.process.output() ?? '';
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
   }
 

@@ -26,14 +26,14 @@ describe('daemon config', () => {
   it('reads sections, sizes, seconds and lists', () => {
     const config = resolveConfig(
       parseConfigText(
-        '[lazy]\nenabled = false\narchive_store_max_size = 2048\nread_timeout_seconds = 2.5\n[registry]\nplain_http = ["127.0.0.1:5000"]\nhosts_dir = ""\n',
+        '[lazy]\nenabled = false\narchive_store_max_size = 2048\nread_timeout_seconds = 2.5\n[registry]\nplain_http = true\nhosts_dir = ""\n',
         'x.toml',
       ),
     );
     assert.equal(config.lazy.enabled, false);
     assert.equal(config.lazy.archiveStoreMaxBytes, 2048);
     assert.equal(config.lazy.readTimeoutMs, 2500);
-    assert.deepEqual(config.registry.plainHttp, ['127.0.0.1:5000']);
+    assert.equal(config.registry.plainHttp, true);
     assert.equal(config.registry.hostsDir, '');
   });
 
@@ -49,7 +49,7 @@ describe('daemon config', () => {
     ['log_level = "loud"', 'bad level'],
     ['[lazy]\nspan_size = "4 parsecs"', 'bad size'],
     ['[lazy]\nenabled = "yes"', 'non-boolean flag'],
-    ['[registry]\nplain_http = "host"', 'non-list'],
+    ['[registry]\nplain_http = ["host"]', 'non-boolean plain_http'],
     ['[lazy]\nbogus = 1', 'unknown key in a section'],
   ] as const) {
     it(`rejects a config with a ${why}`, () => {

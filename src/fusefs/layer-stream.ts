@@ -1,0 +1,78 @@
+/**
+ * The layer's uncompressed stream as byte ranges: maps [offset, offset + length) to the checkpoint spans
+ * that hold it (binary search over the checkpoints) and returns the pieces, in order, as views of the span
+ * buffers. Span i is [checkpoints[i].uncompressedOffset, checkpoints[i + 1].uncompressedOffset); the last
+ * span ends at uncompressedSize.
+ */
+import type { ClipArchive } from '../archive/types';
+import { InternalError, InvalidArgumentError } from '../errors';
+import { RecentSpans } from './recent-spans';
+import type { SpanReader } from './span-reader';
+
+export class LayerStream {
+  /** Span boundaries: span i is [bounds[i], bounds[i + 1]). */
+  private readonly bounds: number[];
+  private readonly spans: RecentSpans;
+
+  constructor(
+    private readonly archive: Pick<ClipArchive, 'checkpoints' | 'uncompressedSize' | 'layerDigest'>,
+    reader: SpanReader,
+    memoryBytes: number,
+  ) {
+    const { checkpoints, uncompressedSize, layerDigest } = archive;
+    this.bounds = [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize];
+    const bad = this.bounds.findIndex((b, i) => (i === 0 ? b !== 0 : b < this.bounds[i - 1]));
+    if (uncompressedSize > 0 && (checkpoints.length === 0 || bad !== -1)) {
+      throw new InvalidArgumentError(
+        `layer ${layerDigest}: checkpoints must start at 0 and increase up to the stream size (${uncompressedSize}), checkpoint ${bad} does not`,
+      );
+    }
+    this.spans = new RecentSpans({ readSpan: (i, signal) => this.readChecked(reader, i, signal) }, memoryBytes);
+  }
+
+  /** The span holding `offset` (0 <= offset < uncompressedSize). */
+  spanAt(offset: number): number {
+    let lo = 0;
+    let hi = this.bounds.length - 2;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.bounds[mid] <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** The bytes [offset, offset + length) of the stream, which must lie inside it, as consecutive pieces. */
+  read(offset: number, length: number, signal: AbortSignal): Promise<Buffer[]> {
+    return Promise.all(this.pieces(offset, length, (i, from, to) => this.spans.get(i, signal).then((span) => span.subarray(from, to))));
+  }
+
+  /**
+   * The same, at once, if every span it needs is in memory (the common case for a sequential read, which
+   * asks for one large span many times); otherwise undefined.
+   */
+  readKept(offset: number, length: number): Buffer[] | undefined {
+    const pieces = this.pieces(offset, length, (i, from, to) => this.spans.peek(i)?.subarray(from, to));
+    return pieces.every((p) => p !== undefined) ? (pieces as Buffer[]) : undefined;
+  }
+
+  private pieces<T>(offset: number, length: number, piece: (span: number, from: number, to: number) => T): T[] {
+    const end = offset + length;
+    const out: T[] = [];
+    for (let i = this.spanAt(offset); i < this.bounds.length - 1 && this.bounds[i] < end; i++) {
+      const [start, stop] = [this.bounds[i], this.bounds[i + 1]];
+      if (stop <= offset) continue;
+      out.push(piece(i, Math.max(offset, start) - start, Math.min(end, stop) - start));
+    }
+    return out;
+  }
+
+  private async readChecked(reader: SpanReader, index: number, signal: AbortSignal): Promise<Buffer> {
+    const bytes = await reader.readSpan(index, signal);
+    const expected = this.bounds[index + 1] - this.bounds[index];
+    if (bytes.length !== expected) {
+      throw new InternalError(`layer ${this.archive.layerDigest}: span ${index}: got ${bytes.length} bytes, expected ${expected}`);
+    }
+    return bytes;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * A layer blob in the registry, opened on first use: mounting a layer whose bytes are all cached (after
+ * a restart, say) needs no network at all.
+ */
+import { RangeSource } from '../fusefs/layer-span-reader';
+import { RegistryClient } from '../registry';
+import type { RemoteBlob } from '../registry';
+
+export class LazyBlobSource implements RangeSource {
+  private blob: Promise<RemoteBlob> | undefined;
+
+  constructor(
+    private readonly registry: RegistryClient,
+    private readonly imageRef: string,
+    private readonly digest: string,
+  ) {}
+
+  async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    this.blob ??= this.registry.openBlob(this.imageRef, this.digest, { signal });
+    let blob: RemoteBlob;
+    try {
+      blob = await this.blob;
+    } catch (err) {
+      this.blob = undefined; // try again on the next read
+      throw err;
+    }
+    return blob.readRange(offset, length, { signal });
+  }
+}

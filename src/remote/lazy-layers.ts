@@ -1,0 +1,133 @@
+/**
+ * RemoteLayers for the snapshotter: serves a layer named by containerd's CRI labels lazily. The layer's
+ * clip archive comes from the archive store or is built from the registry; the layer is mounted through
+ * FUSE, its bytes read through the content cache, and (optionally) the rest of it fetched in the
+ * background. When the first layer of an image is prepared, the image's other layers are indexed in
+ * parallel, since containerd prepares them one after another.
+ */
+import type { Logger } from 'winston';
+import { errorMessage } from '../errors';
+import { BackgroundFetcher } from '../fusefs/background-fetcher';
+import { ContentCache } from '../fusefs/content-cache';
+import { ForegroundActivity, LayerSpanReader } from '../fusefs/layer-span-reader';
+import { LayerFilesystem, forceUnmount, listFuseMounts } from '../fusefs';
+import { RegistryClient } from '../registry';
+import {
+  LABEL_CRI_IMAGE_LAYERS,
+  LABEL_CRI_IMAGE_REF,
+  LABEL_CRI_LAYER_DIGEST,
+  LABEL_CRI_MANIFEST_DIGEST,
+} from '../snapshotter/labels';
+import { RemoteLayers } from '../snapshotter/remote-layers';
+import { Labels } from '../snapshotter/types';
+import { ArchiveStore } from './archive-store';
+import { LayerIndexer, LayerLocation } from './layer-indexer';
+import { LazyBlobSource } from './lazy-blob-source';
+import { Limiter } from './limiter';
+
+export interface LazyLayersOptions {
+  registry: RegistryClient;
+  archives: ArchiveStore;
+  cache: ContentCache;
+  logger: Logger;
+  spanSize: number;
+  cacheWhileIndexing: boolean;
+  backgroundFetch: boolean;
+  prefetchImageLayers: boolean;
+  indexConcurrency: number;
+  readTimeoutMs: number;
+}
+
+interface MountedLayer {
+  fs: LayerFilesystem;
+  reader: LayerSpanReader;
+  release: () => void;
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+export class LazyLayers implements RemoteLayers {
+  private readonly mounted = new Map<string, MountedLayer>();
+  private readonly indexer: LayerIndexer;
+  private readonly limiter: Limiter;
+  private readonly activity = new ForegroundActivity();
+  private readonly fetcher: BackgroundFetcher;
+
+  constructor(private readonly opts: LazyLayersOptions) {
+    this.indexer = new LayerIndexer(opts);
+    this.limiter = new Limiter(opts.indexConcurrency);
+    this.fetcher = new BackgroundFetcher(this.activity, opts.logger);
+  }
+
+  canServe(labels: Labels): boolean {
+    return Boolean(labels[LABEL_CRI_IMAGE_REF]) && DIGEST.test(labels[LABEL_CRI_LAYER_DIGEST] ?? '');
+  }
+
+  async mount(dir: string, labels: Labels): Promise<void> {
+    const where: LayerLocation = {
+      imageRef: labels[LABEL_CRI_IMAGE_REF]!,
+      layerDigest: labels[LABEL_CRI_LAYER_DIGEST]!,
+      manifestDigest: labels[LABEL_CRI_MANIFEST_DIGEST] || undefined,
+    };
+    if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
+    const archive = await this.archiveOf(where);
+    const release = this.opts.archives.pin(where.layerDigest);
+    const reader = new LayerSpanReader({
+      archive,
+      source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest),
+      cache: this.opts.cache,
+      activity: this.activity,
+    });
+    const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
+    try {
+      await fs.mount(dir);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    this.mounted.set(dir, { fs, reader, release });
+    if (this.opts.backgroundFetch) this.fetcher.add(reader);
+  }
+
+  async unmount(dir: string): Promise<void> {
+    const layer = this.mounted.get(dir);
+    if (!layer) return;
+    this.mounted.delete(dir);
+    this.fetcher.remove(layer.reader);
+    try {
+      await layer.fs.unmount();
+    } finally {
+      layer.release();
+    }
+  }
+
+  async unmountAll(root: string): Promise<number> {
+    const stale = (await listFuseMounts(root)).sort((a, b) => b.mountPoint.length - a.mountPoint.length);
+    // A stale connection may still be held by a process that inherited it; aborting it first means the
+    // unmount cannot hang on a server that no longer exists.
+    for (const m of stale) await forceUnmount(m.mountPoint, { abortConnection: true });
+    return stale.length;
+  }
+
+  /** Unmounts every layer this process mounted and stops background work. */
+  async close(): Promise<void> {
+    await this.fetcher.stop();
+    for (const dir of [...this.mounted.keys()]) {
+      await this.unmount(dir).catch((err: unknown) => this.opts.logger.warn(`unmount ${dir}: ${errorMessage(err)}`));
+    }
+  }
+
+  private archiveOf(where: LayerLocation) {
+    return this.opts.archives.getOrBuild(where.layerDigest, () => this.limiter.run(() => this.indexer.index(where)));
+  }
+
+  /** Starts indexing the image's other layers (cri.image-layers) in the background. */
+  private indexImageLayers(where: LayerLocation, imageLayers: string): void {
+    for (const digest of imageLayers.split(',').map((d) => d.trim())) {
+      if (!DIGEST.test(digest) || digest === where.layerDigest) continue;
+      this.archiveOf({ ...where, layerDigest: digest }).catch((err: unknown) =>
+        this.opts.logger.warn(`background indexing of layer ${digest}: ${errorMessage(err)}`),
+      );
+    }
+  }
+}

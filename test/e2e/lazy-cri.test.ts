@@ -1,0 +1,136 @@
+/**
+ * Lazy pulls through CRI on the real containerd 1.6 (snapshotter = "clip",
+ * disable_snapshot_annotations = false), with a minimal CRI client doing PullImage and `ctr -n k8s.io run`
+ * starting containers. Registry traffic is measured at the registry (its access log), not by clip.
+ * The tests share one stack and run in order (the last one empties clip's content cache).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
+import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labels';
+import { CriClient } from '../helpers/cri-client';
+import { chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
+import { waitFor } from '../helpers/processes';
+import { TestSnapshotsClient } from '../helpers/snapshots-client';
+import { useStack } from '../helpers/stack';
+import { diffManifests, entryAt } from '../helpers/tree';
+
+const TEST_TIMEOUT = 300_000;
+const K8S = ['-n', 'k8s.io'];
+
+describe('lazy pulls through CRI', () => {
+  const stack = useStack({
+    tags: ['lazy', 'large'],
+    criSnapshotter: 'clip',
+    clipConfig: '[lazy]\nbackground_fetch = false\n',
+  });
+
+  async function withClient<T>(fn: (client: TestSnapshotsClient) => Promise<T>): Promise<T> {
+    const client = new TestSnapshotsClient(stack.clipAddress);
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  async function criPull(tag: string): Promise<void> {
+    const cri = new CriClient(stack.containerdAddress);
+    try {
+      await cri.pullImage(stack.imageRef(tag));
+    } catch (err) {
+      throw new Error(`CRI PullImage ${tag}: ${(err as Error).message}\n${await stack.diagnostics()}`);
+    } finally {
+      cri.close();
+    }
+  }
+
+  async function runIn(tag: string, id: string, args: string[] = []): Promise<string> {
+    const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef(tag), id, ...args]);
+    assert.equal(r.code, 0, `ctr run ${tag} failed:\n${r.stderr}\n${await stack.diagnostics()}`);
+    return r.stdout;
+  }
+
+  /** Total compressed size of an image's layers. */
+  const imageBytes = (tag: string): number => stack.images[tag]!.layers.reduce((sum, l) => sum + l.size, 0);
+
+  test('a CRI pull serves every layer lazily and the container runs', { timeout: TEST_TIMEOUT }, async () => {
+    await criPull('lazy');
+    const layers = stack.images.lazy!.layers;
+    await withClient(async (client) => {
+      const remote = (await client.list()).infos.filter((i) => i.kind === Kind.COMMITTED && i.labels[LABEL_REMOTE]);
+      assert.deepEqual(
+        remote.map((i) => i.labels[LABEL_CRI_LAYER_DIGEST]).sort(),
+        layers.map((l) => l.digest).sort(),
+        `every layer is a remote snapshot; clip log:\n${stack.clipLog().slice(-3000)}`,
+      );
+    });
+    assert.equal(await runIn('lazy', 'lazy-hello'), 'hello from clip, layer 3\n');
+    // containerd never downloaded the layers: they are not in its content store.
+    const content = await stack.ctrOk([...K8S, 'content', 'ls', '-q']);
+    for (const l of layers) assert.ok(!content.includes(l.digest), `${l.digest} was downloaded by containerd`);
+  });
+
+  test('the lazy rootfs equals the overlayfs one (devices, xattrs, large files)', { timeout: TEST_TIMEOUT }, async () => {
+    const ref = stack.imageRef('lazy');
+    await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
+    const chain = chainIds(await diffIdsOf(stack, ref));
+    const top = chain[chain.length - 1]!;
+    const lazy = await snapshotTree(stack, 'clip', top, 'k8s.io');
+    const overlay = await snapshotTree(stack, 'overlayfs', top);
+    const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
+    assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
+    assert.deepEqual(lazy, overlay);
+
+    assert.deepEqual(entryAt(lazy, '/data/devices/null')?.rdev, { major: 1, minor: 3 });
+    assert.equal(entryAt(lazy, '/data/devices/loop7')?.type, 'block');
+    assert.equal(entryAt(lazy, '/data/devices/pipe')?.type, 'fifo');
+    assert.equal(entryAt(lazy, '/data/xattrs/tagged')?.xattrs?.['user.clip'], '0x68656c6c6f');
+    assert.equal(entryAt(lazy, '/data/gone'), undefined, 'whiteout applied');
+    const random = createHash('shake256', { outputLength: 24 << 20 }).update('clip-lazy-random').digest();
+    assert.equal(entryAt(lazy, '/data/large/random.bin')?.sha256, sha256(random));
+    assert.ok(lazy.hardlinks.some((g) => g.includes('/data/links/hard')), 'hard links preserved');
+  });
+
+  test('after kill -9 and a restart, a new container starts without downloading any layer again', { timeout: TEST_TIMEOUT }, async () => {
+    await stack.restartClip({ kill: true });
+    const before = await stack.registryBlobBytes();
+    // containerd's connection to the new clip may need a moment to come back.
+    let out = '';
+    await waitFor('a container to start after the restart', async () => {
+      const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef('lazy'), `after-kill-${Date.now()}`, '/bin/sh', '-c', 'cat /etc/clip-test/message; sha256sum /data/large/text.txt']);
+      out = r.stdout;
+      return r.code === 0;
+    }, 60_000);
+    assert.match(out, /^hello from clip, layer 3\n[0-9a-f]{64} /);
+    const fetched = (await stack.registryBlobBytes()) - before;
+    assert.equal(fetched, 0, `registry served ${fetched} blob bytes after the restart`);
+  });
+  test('with the archive kept and the content cache emptied, a small read fetches a small part of a large image', { timeout: TEST_TIMEOUT }, async () => {
+    const size = imageBytes('large');
+    const before = await stack.registryBlobBytes();
+    await criPull('large');
+    assert.equal(await runIn('large', 'large-1'), 'small file read by the container\n');
+    const firstPull = (await stack.registryBlobBytes()) - before;
+    console.log(`# first CRI pull of 'large' (${size} bytes of layers): registry served ${firstPull} blob bytes`);
+
+    // Remove the image and its snapshots, keep clip's archives, drop the cached bytes.
+    await stack.ctrOk([...K8S, 'images', 'rm', '--sync', stack.imageRef('large')]);
+    await stack.restartClip();
+    await fsp.rm(path.join(stack.clipRoot, 'cache'), { recursive: true, force: true });
+    await stack.restartClip();
+
+    const again = await stack.registryBlobBytes();
+    await criPull('large');
+    assert.equal(await runIn('large', 'large-2'), 'small file read by the container\n');
+    const secondPull = (await stack.registryBlobBytes()) - again;
+    console.log(`# second pull + run with archives present, cache empty: registry served ${secondPull} blob bytes (${((100 * secondPull) / size).toFixed(2)}% of the image)`);
+    assert.ok(secondPull < size / 10, `registry served ${secondPull} of ${size} bytes`);
+    const sinceRestart = stack.clipLog().split('received SIGTERM').pop()!;
+    assert.doesNotMatch(sinceRestart, /indexing layer/, 'no layer indexed again');
+  });
+
+});
