@@ -37,12 +37,26 @@ describe('lazy pulls through CRI', () => {
     }
   }
 
+  /**
+   * CRI PullImage. After clip restarts, containerd's connection to it is in gRPC back-off for a moment and
+   * calls fail with UNAVAILABLE; like kubelet, retry those (bounded).
+   */
   async function criPull(tag: string): Promise<void> {
     const cri = new CriClient(stack.containerdAddress);
     try {
-      await cri.pullImage(stack.imageRef(tag));
-    } catch (err) {
-      throw new Error(`CRI PullImage ${tag}: ${(err as Error).message}\n${await stack.diagnostics()}`);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await cri.pullImage(stack.imageRef(tag));
+          return;
+        } catch (err) {
+          const message = (err as Error).message;
+          if (attempt < 10 && /UNAVAILABLE/.test(message) && /clip\.sock/.test(message)) {
+            await new Promise((r) => setTimeout(r, 1000));
+            continue;
+          }
+          throw new Error(`CRI PullImage ${tag}: ${message}\n${await stack.diagnostics()}`);
+        }
+      }
     } finally {
       cri.close();
     }
