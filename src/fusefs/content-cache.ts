@@ -4,8 +4,8 @@
  *
  *   <dir>/sha256/<layer hex>/<span index>
  *
- * A file appears only complete (written to a temporary name, fsynced, renamed). Only bytes whose sha256
- * matched the archive's span digest are ever stored.
+ * A file appears only complete (written to a temporary name, then renamed). Readers check each span
+ * against the archive's span digest, so a damaged file is never served.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -46,14 +46,10 @@ export class ContentCache {
   async put(layerDigest: string, index: number, data: Buffer): Promise<void> {
     const dir = this.layerDir(layerDigest);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+    // No fsync: every span read from the cache is checked against its sha256, so a file torn by a power
+    // loss is fetched again rather than served. The rename still keeps readers from seeing partial files.
     const tmp = path.join(dir, `.tmp-${index}-${randomBytes(6).toString('hex')}`);
-    const handle = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsp.writeFile(tmp, data, { mode: 0o600 });
     await fsp.rename(tmp, this.spanFile(layerDigest, index));
   }
 

@@ -27,6 +27,8 @@ export interface LayerSpanReaderOptions {
   source: RangeSource;
   cache: ContentCache;
   activity?: ForegroundActivity;
+  /** Spans loaded ahead once reads walk through the layer sequentially (default 2; 0 turns it off). */
+  readAhead?: number;
 }
 
 export class LayerSpanReader implements SpanReader {
@@ -34,7 +36,12 @@ export class LayerSpanReader implements SpanReader {
   private readonly source: RangeSource;
   private readonly cache: ContentCache;
   private readonly activity: ForegroundActivity;
+  private readonly readAhead: number;
   private readonly pending = new Map<number, Promise<Buffer>>();
+  /** Spans loaded ahead of the reader, held until it asks for them (at most readAhead of them). */
+  private readonly ahead = new Map<number, Buffer>();
+  /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
+  private lastRead = -2;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
   fetchedBytes = 0;
 
@@ -43,6 +50,7 @@ export class LayerSpanReader implements SpanReader {
     this.source = opts.source;
     this.cache = opts.cache;
     this.activity = opts.activity ?? new ForegroundActivity();
+    this.readAhead = opts.readAhead ?? 2;
   }
 
   get layerDigest(): string {
@@ -54,7 +62,33 @@ export class LayerSpanReader implements SpanReader {
   }
 
   readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
+    const sequential = index === this.lastRead + 1;
+    this.lastRead = index;
+    if (sequential) this.loadAhead(index);
+    const ready = this.ahead.get(index);
+    if (ready) {
+      this.ahead.delete(index);
+      return Promise.resolve(ready);
+    }
     return this.loadOnce(index, true, signal);
+  }
+
+  /**
+   * A reader walking through the layer in order (a large file read from start to end) gets the next
+   * spans fetched while it consumes this one. Random access never triggers it, so a small read fetches
+   * only its own span.
+   */
+  private loadAhead(index: number): void {
+    for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
+      if (this.pending.has(next) || this.ahead.has(next)) continue;
+      this.loadOnce(next, true).then(
+        (data) => {
+          this.ahead.set(next, data);
+          for (const k of this.ahead.keys()) if (this.ahead.size > this.readAhead) this.ahead.delete(k);
+        },
+        () => undefined, // the reader's own request will report the failure
+      );
+    }
   }
 
   /**
