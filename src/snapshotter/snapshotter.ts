@@ -361,7 +361,11 @@ export class Snapshotter {
     }
     if (this.store.getByKey(name)) throw new AlreadyExistsError(`snapshot ${name}: already exists`);
     if (parent !== '') {
-      const target = this.committedParent(parent);
+      // containerd 2.2's rebase: the new parent must exist and be committed (FAILED_PRECONDITION, as in
+      // its storage layer), and may only be given to a snapshot prepared without one.
+      const target = this.store.getByKey(parent);
+      if (!target) throw new NotFoundError(`parent snapshot ${parent}: not found`);
+      if (target.kind !== Kind.COMMITTED) throw new FailedPreconditionError(`parent ${parent} is not committed`);
       if (record.parentId !== null && record.parentId !== target.id) {
         throw new InvalidArgumentError(`snapshot ${key} already has a different parent than ${parent}`);
       }

@@ -155,6 +155,20 @@ describe('Snapshotter model', () => {
     assert.equal(await sn.cleanup(), 0, 'the loser left no directory behind');
   });
 
+  it('rebases on commit like containerd 2.2 (CommitSnapshotRequest.parent)', async () => {
+    await sn.prepare('rebase/a', '');
+    await sn.commit('rebase/a-c', 'rebase/a', {}, 'ns/2/sha256:aaa');
+    assert.equal((await sn.stat('rebase/a-c')).parent, 'ns/2/sha256:aaa', 'a parentless snapshot takes the given parent');
+    await sn.prepare('rebase/b', 'ns/2/sha256:aaa');
+    await assert.rejects(sn.commit('rebase/b-c', 'rebase/b', {}, 'ns/4/sha256:bbb'), InvalidArgumentError, 'a different parent');
+    await sn.prepare('rebase/c', '');
+    await assert.rejects(sn.commit('rebase/c-c', 'rebase/c', {}, 'ns/5/container one'), FailedPreconditionError, 'parent not committed');
+    await assert.rejects(sn.commit('rebase/c-c', 'rebase/c', {}, 'no/such/parent'), NotFoundError);
+    await sn.remove('rebase/c');
+    await sn.commit('rebase/b-c', 'rebase/b', {}, 'ns/2/sha256:aaa');
+    for (const k of ['rebase/a-c', 'rebase/b-c']) await sn.remove(k);
+  });
+
   it('removes a snapshot and its directory', async () => {
     const mounts = await sn.prepare('gone', '');
     const dir = path.dirname(mounts[0]!.source);
