@@ -38,6 +38,11 @@ export class LayerSpanReader implements SpanReader {
   private readonly activity: ForegroundActivity;
   private readonly readAhead: number;
   private readonly pending = new Map<number, Promise<Buffer>>();
+  /**
+   * Spans whose cache file this process has verified or written: later reads of them skip hashing
+   * (the cache directory is root's; only a damaged file, found on its first read, is fetched again).
+   */
+  private readonly trusted = new Set<number>();
   /** Spans loaded ahead of the reader, held until it asks for them (at most readAhead of them). */
   private readonly ahead = new Map<number, Buffer>();
   /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
@@ -113,7 +118,11 @@ export class LayerSpanReader implements SpanReader {
   private async load(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
     const digest = this.archive.layerDigest;
     const cached = await this.cache.get(digest, index);
-    if (cached && this.matches(index, cached)) return cached;
+    if (cached && (this.trusted.has(index) || this.matches(index, cached))) {
+      this.trusted.add(index);
+      return cached;
+    }
+    this.trusted.delete(index);
     if (foreground) this.activity.active++;
     let data: Buffer;
     try {
@@ -122,6 +131,7 @@ export class LayerSpanReader implements SpanReader {
       if (foreground) this.activity.active--;
     }
     await this.cache.put(digest, index, data);
+    this.trusted.add(index);
     return data;
   }
 
