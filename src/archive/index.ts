@@ -8,3 +8,5 @@ export { FORMAT_VERSION } from './header';
 export { WINDOW_SIZE } from './validate';
 export { decodeArchive, encodeArchive } from './format';
 export { readArchiveFile, writeArchiveFile } from './archive-file';
+export { summarizeArchive } from './archive-summary';
+export type { ArchiveSummary } from './archive-summary';

@@ -4,6 +4,10 @@
  */
 import { Command, CommanderError } from 'commander';
 import { errorMessage } from '../errors';
+import { indexCommand } from './index-command';
+import { inspectCommand } from './inspect';
+import { mountCommand, umountCommand } from './mount';
+import { pullCommand } from './pull';
 import { serveCommand } from './serve';
 
 export function buildProgram(): Command {
@@ -11,8 +15,14 @@ export function buildProgram(): Command {
     .description('clip: a containerd snapshotter that starts containers before their images are downloaded')
     .version(require('../../../package.json').version as string)
     .showSuggestionAfterError()
+    .enablePositionalOptions() // a command's options after its subcommand belong to the subcommand (clip index push)
     .exitOverride();
   program.addCommand(serveCommand());
+  program.addCommand(pullCommand());
+  program.addCommand(indexCommand());
+  program.addCommand(inspectCommand());
+  program.addCommand(mountCommand());
+  program.addCommand(umountCommand());
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

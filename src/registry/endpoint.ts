@@ -39,8 +39,11 @@ export function defaultEndpoint(domain: string, plainHttp: boolean): RegistryEnd
   };
 }
 
-/** URL of `/<repo>/<kind>/<object>` under an endpoint; mirrors also get `?ns=<domain>` like containerd sends. */
-export function endpointUrl(endpoint: RegistryEndpoint, domain: string, repo: string, kind: 'manifests' | 'blobs', object: string): URL {
+/**
+ * URL of `/<repo>/<kind>/<object>` under an endpoint (`blobs/uploads/` is kind `blobs`, object `uploads/`);
+ * mirrors also get `?ns=<domain>` like containerd sends.
+ */
+export function endpointUrl(endpoint: RegistryEndpoint, domain: string, repo: string, kind: 'manifests' | 'blobs' | 'referrers', object: string): URL {
   const url = new URL(endpoint.apiRoot.href);
   url.pathname = `${url.pathname.replace(/\/+$/, '')}/${repo}/${kind}/${object}`;
   if (endpoint.mirror && endpoint.apiRoot.host !== domain) url.searchParams.set('ns', domain);

@@ -45,13 +45,14 @@ export const MAX_REDIRECTS = 5;
 export type HeaderValues = Readonly<Record<string, string | readonly string[]>>;
 
 export interface TransportRequest {
-  method: 'GET' | 'HEAD' | 'POST';
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
   url: URL;
   /** Sent to the origin of `url` only, never across a redirect to another origin. */
   headers?: HeaderValues;
   /** `Range` header value; end to end, so it follows redirects. */
   range?: string;
-  body?: string;
+  /** Sent again on a retry and never across origins (a Buffer, so it can be sent more than once). */
+  body?: string | Buffer;
   signal?: AbortSignal;
   /** Skip TLS verification for the origin of `url` (hosts.toml skip_verify); redirect targets are verified. */
   skipVerify?: boolean;

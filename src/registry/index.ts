@@ -1,9 +1,13 @@
 /**
  * clip's registry client: image references, containerd hosts.toml configuration, docker config.json
- * credentials, token auth, manifests with platform selection, and blobs read by range.
+ * credentials, token auth, manifests with platform selection, blobs read by range, pushes and referrers.
  */
 export { RegistryClient, MAX_MANIFEST_BYTES } from './registry-client';
-export type { RegistryClientOptions, ResolveOptions, ResolvedImage } from './registry-client';
+export type { FetchedManifest, RegistryClientOptions, ResolveOptions, ResolvedImage } from './registry-client';
+export { pushBlob, pushManifest } from './push';
+export type { PushOptions, PushedBlob, PushedManifest } from './push';
+export { addToReferrersTag, listReferrers, referrersTag } from './referrers';
+export type { Referrer, ReferrersList, ReferrersOptions } from './referrers';
 export { RemoteBlob, parseContentRange } from './remote-blob';
 export type { BlobReadOptions, ContentRange } from './remote-blob';
 

@@ -58,6 +58,8 @@ export interface ResolvedImage {
   reference: ImageReference;
   /** Digest of the platform manifest (verified). */
   digest: string;
+  /** Size of the platform manifest in bytes (with mediaType and digest: its descriptor). */
+  size: number;
   mediaType: string;
   manifest: ImageManifest;
   config: Descriptor;
@@ -68,9 +70,19 @@ export interface ResolvedImage {
   platform?: Platform;
 }
 
-interface FetchedManifest {
+/** A manifest or index as the registry stores it, not followed further. */
+export interface FetchedManifest {
   digest: string;
+  size: number;
   parsed: ParsedManifest;
+}
+
+/** What push.ts and referrers.ts send their requests with (not part of the public API). */
+export interface RegistryConnection {
+  http: RegistryHttp;
+  endpoints: RegistryEndpoint[];
+  retry: RetryPolicy;
+  logger: RegistryLogger;
 }
 
 export class RegistryClient {
@@ -95,7 +107,7 @@ export class RegistryClient {
     const platform = normalizePlatform(options.platform ?? this.platform);
     const { signal } = options;
     const capabilities: HostCapability[] = reference.digest ? ['pull'] : ['pull', 'resolve'];
-    let fetched = await this.fetchManifest(reference, reference.object, reference.digest, undefined, capabilities, signal);
+    let fetched = await this.getManifest(reference, reference.object, reference.digest, undefined, capabilities, signal);
     let indexDigest: string | undefined;
     let chosen: Descriptor | undefined;
     for (let depth = 0; fetched.parsed.kind === 'index'; depth++) {
@@ -103,7 +115,7 @@ export class RegistryClient {
       indexDigest ??= fetched.digest;
       chosen = selectPlatformEntry(fetched.parsed.index.manifests, platform);
       this.logger.debug(`${reference}: index ${fetched.digest} -> ${chosen.digest} for ${formatPlatform(platform)}`);
-      fetched = await this.fetchManifest(reference, chosen.digest, chosen.digest, chosen.size, ['pull'], signal);
+      fetched = await this.getManifest(reference, chosen.digest, chosen.digest, chosen.size, ['pull'], signal);
     }
     const parsed = fetched.parsed;
     if (parsed.kind !== 'manifest') throw new RegistryProtocolError(`${reference}: expected a manifest`);
@@ -111,6 +123,7 @@ export class RegistryClient {
     return {
       reference,
       digest: fetched.digest,
+      size: fetched.size,
       mediaType,
       manifest,
       config: manifest.config,
@@ -120,21 +133,47 @@ export class RegistryClient {
     };
   }
 
+  /**
+   * Fetches the manifest or index the reference names (its digest, else its tag) as stored, without
+   * following an index; verified like resolve(). RegistryNotFoundError when there is none.
+   */
+  async fetchManifest(ref: ImageReference | string, options: { signal?: AbortSignal } = {}): Promise<FetchedManifest> {
+    const reference = typeof ref === 'string' ? parseReference(ref) : ref;
+    const capabilities: HostCapability[] = reference.digest ? ['pull'] : ['pull', 'resolve'];
+    return this.getManifest(reference, reference.object, reference.digest, undefined, capabilities, options.signal);
+  }
+
   /** Fetches and verifies an image config blob (`rootfs.diff_ids` are the uncompressed layer digests). */
   async fetchConfig(ref: ImageReference | string, config: Descriptor, options: { signal?: AbortSignal } = {}): Promise<ImageConfig> {
     const reference = typeof ref === 'string' ? parseReference(ref) : ref;
-    const digest = validateDigest(config.digest);
-    if (config.size > MAX_MANIFEST_BYTES) throw new RegistryProtocolError(`${reference}: config ${digest} is ${config.size} bytes, more than ${MAX_MANIFEST_BYTES}`);
+    const raw = await this.fetchBlob(reference, config, { ...options, what: 'config' });
+    return parseImageConfig(raw, config.digest, `${reference}: config ${config.digest}`);
+  }
+
+  /**
+   * Fetches a whole small blob (a config, an artifact) into memory, verified against its descriptor's size
+   * and digest; refused up front when the descriptor says it is larger than `maxBytes` (default
+   * MAX_MANIFEST_BYTES). `what` names the blob in errors (default "blob").
+   */
+  async fetchBlob(
+    ref: ImageReference | string,
+    descriptor: Descriptor,
+    options: { signal?: AbortSignal; maxBytes?: number; what?: string } = {},
+  ): Promise<Buffer> {
+    const reference = typeof ref === 'string' ? parseReference(ref) : ref;
+    const digest = validateDigest(descriptor.digest);
+    const limit = options.maxBytes ?? MAX_MANIFEST_BYTES;
+    const what = `${reference}: ${options.what ?? 'blob'} ${digest}`;
+    if (descriptor.size > limit) throw new RegistryProtocolError(`${what} is ${descriptor.size} bytes, more than ${limit}`);
     const locator = new BlobLocator(this.http, reference, digest, await this.endpoints(reference, ['pull']), this.logger);
-    const what = `${reference}: config ${digest}`;
     const { signal } = options;
     const raw = await retryTransient({ policy: this.transport.retry, logger: this.logger, what, signal }, async () => {
       const res = await locator.send({ method: 'GET', signal });
-      return readLimited(res.body, MAX_MANIFEST_BYTES, what);
+      return readLimited(res.body, limit, what);
     });
-    if (raw.length !== config.size) throw new DigestMismatchError(`${what}: ${raw.length} bytes, the descriptor says ${config.size}`);
+    if (raw.length !== descriptor.size) throw new DigestMismatchError(`${what}: ${raw.length} bytes, the descriptor says ${descriptor.size}`);
     verifyDigest(raw, digest, what);
-    return parseImageConfig(raw, digest, what);
+    return raw;
   }
 
   /** Opens a blob of the reference's repository for range reads and streaming; resolves its size first. */
@@ -143,6 +182,11 @@ export class RegistryClient {
     validateDigest(digest);
     const locator = new BlobLocator(this.http, reference, digest, await this.endpoints(reference, ['pull']), this.logger);
     return RemoteBlob.open(locator, this.transport.retry, this.logger, options);
+  }
+
+  /** The authorized HTTP layer and the endpoints with `capabilities` for a repository (push.ts, referrers.ts). */
+  async connection(reference: ImageReference, capabilities: readonly HostCapability[]): Promise<RegistryConnection> {
+    return { http: this.http, endpoints: await this.endpoints(reference, capabilities), retry: this.transport.retry, logger: this.logger };
   }
 
   /** Closes the connection pools; in-flight requests finish first. */
@@ -164,7 +208,7 @@ export class RegistryClient {
    * digest the body must hash to it; otherwise its digest is the registry's Docker-Content-Digest
    * (verified) or the sha256 of the body.
    */
-  private async fetchManifest(
+  private async getManifest(
     reference: ImageReference,
     object: string,
     expectedDigest: string | undefined,
@@ -223,6 +267,6 @@ export class RegistryClient {
       if (valid) verifyDigest(body, claimed!, `${what} (Docker-Content-Digest)`);
       digest = valid ? claimed! : computeDigest(body);
     }
-    return { digest, parsed: parseManifest(body, contentType, what) };
+    return { digest, size: body.length, parsed: parseManifest(body, contentType, what) };
   }
 }

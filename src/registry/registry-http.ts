@@ -11,7 +11,7 @@ import { statusError } from './response-error';
 import { parseWwwAuthenticate } from './www-authenticate';
 
 export interface RegistryRequest {
-  method: 'GET' | 'HEAD';
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT';
   endpoint: RegistryEndpoint;
   /** A URL under the endpoint's API root (endpointUrl()). */
   url: URL;
@@ -19,6 +19,9 @@ export interface RegistryRequest {
   scope: string;
   accept?: string;
   range?: string;
+  /** Request body (pushes) and its Content-Type. */
+  body?: Buffer;
+  contentType?: string;
   signal?: AbortSignal;
 }
 
@@ -47,6 +50,7 @@ export class RegistryHttp {
     const headers: Record<string, string | readonly string[]> = { ...req.endpoint.headers };
     if (req.accept !== undefined) headers['accept'] = req.accept;
     if (authorization !== undefined) headers['authorization'] = authorization;
-    return { method: req.method, url: req.url, headers, range: req.range, signal: req.signal, skipVerify: req.endpoint.skipVerify };
+    if (req.contentType !== undefined) headers['content-type'] = req.contentType;
+    return { method: req.method, url: req.url, headers, range: req.range, body: req.body, signal: req.signal, skipVerify: req.endpoint.skipVerify };
   }
 }

@@ -22,10 +22,18 @@ export interface LayerLocation {
 
 export interface LayerIndexerOptions {
   registry: RegistryClient;
-  cache: ContentCache;
+  /** Where streamed spans are kept when cacheWhileIndexing is set; none for one-off indexing (clip index). */
+  cache?: ContentCache;
   logger: Logger;
   spanSize: number;
   cacheWhileIndexing: boolean;
+}
+
+export interface IndexOptions {
+  /** The layer's descriptor when the caller has it (saves fetching the manifest). */
+  descriptor?: Descriptor;
+  /** Called as the blob streams in, with the bytes read so far and the blob's size. */
+  onProgress?: (bytes: number, size: number) => void;
 }
 
 export class LayerIndexer {
@@ -38,10 +46,10 @@ export class LayerIndexer {
     return image.layers.find((l) => l.digest === where.layerDigest);
   }
 
-  async index(where: LayerLocation): Promise<ClipArchive> {
+  async index(where: LayerLocation, options: IndexOptions = {}): Promise<ClipArchive> {
     const { registry, cache, logger } = this.opts;
     const ref = parseReference(where.imageRef);
-    const descriptor = await this.descriptorOf(ref, where);
+    const descriptor = options.descriptor ?? (await this.descriptorOf(ref, where));
     const mediaType = descriptor?.mediaType ?? 'application/vnd.oci.image.layer.v1.tar+gzip';
     const blob = await registry.openBlob(ref, where.layerDigest);
     // The first bytes decide the compression where the media type leaves it open (and refuse zstd).
@@ -50,13 +58,13 @@ export class LayerIndexer {
     logger.info(`indexing layer ${where.layerDigest} (${blob.size} bytes, ${compression}) of ${where.imageRef}`);
     const started = Date.now();
     try {
-      const archive = await indexLayer(blob.stream(), {
+      const archive = await indexLayer(options.onProgress ? counted(blob.stream(), blob.size, options.onProgress) : blob.stream(), {
         layerDigest: where.layerDigest,
         mediaType,
         compression,
         spanSize: this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
-        onSpan: this.opts.cacheWhileIndexing ? (span) => cache.put(where.layerDigest, span.index, span.data) : undefined,
+        onSpan: this.opts.cacheWhileIndexing && cache ? (span) => cache.put(where.layerDigest, span.index, span.data) : undefined,
       });
       const seconds = (Date.now() - started) / 1000;
       logger.info(
@@ -66,9 +74,19 @@ export class LayerIndexer {
       return archive;
     } catch (err) {
       // Spans staged from a blob that failed its digest check must not linger.
-      await cache.removeLayer(where.layerDigest).catch(() => undefined);
+      await cache?.removeLayer(where.layerDigest).catch(() => undefined);
       logger.warn(`indexing layer ${where.layerDigest} failed: ${errorMessage(err)}`);
       throw err;
     }
+  }
+}
+
+/** The chunks of `stream`, reporting the running byte count as they pass. */
+export async function* counted(stream: AsyncIterable<Buffer>, size: number, onProgress: (bytes: number, size: number) => void): AsyncGenerator<Buffer> {
+  let bytes = 0;
+  for await (const chunk of stream) {
+    bytes += chunk.length;
+    onProgress(bytes, size);
+    yield chunk;
   }
 }

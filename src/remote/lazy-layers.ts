@@ -1,6 +1,7 @@
 /**
  * RemoteLayers for the snapshotter: serves a layer named by containerd's CRI labels lazily. The layer's
- * clip archive comes from the archive store or is built from the registry; the layer is mounted through
+ * clip archive comes from the archive store, else from an archive published in the registry for the image
+ * (cri.manifest-digest; published-archives.ts), else it is built from the layer; the layer is mounted through
  * FUSE, its bytes read through the content cache, and (optionally) the rest of it fetched in the
  * background. When the first layer of an image is prepared, the image's other layers are indexed in
  * parallel, since containerd prepares them one after another.
@@ -24,6 +25,7 @@ import { ArchiveStore } from './archive-store';
 import { LayerIndexer, LayerLocation } from './layer-indexer';
 import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
+import { PublishedArchives } from './published-archives';
 
 export interface LazyLayersOptions {
   registry: RegistryClient;
@@ -36,6 +38,8 @@ export interface LazyLayersOptions {
   prefetchImageLayers: boolean;
   indexConcurrency: number;
   readTimeoutMs: number;
+  /** Look for archives published in the registry before indexing a layer (default true). */
+  publishedArchives?: boolean;
 }
 
 interface MountedLayer {
@@ -52,9 +56,11 @@ export class LazyLayers implements RemoteLayers {
   private readonly limiter: Limiter;
   private readonly activity = new ForegroundActivity();
   private readonly fetcher: BackgroundFetcher;
+  private readonly published?: PublishedArchives;
 
   constructor(private readonly opts: LazyLayersOptions) {
     this.indexer = new LayerIndexer(opts);
+    if (opts.publishedArchives !== false) this.published = new PublishedArchives({ registry: opts.registry, logger: opts.logger });
     this.limiter = new Limiter(opts.indexConcurrency);
     this.fetcher = new BackgroundFetcher(this.activity, opts.logger);
   }
@@ -117,8 +123,12 @@ export class LazyLayers implements RemoteLayers {
     }
   }
 
+  /** Archive store → published archive → indexing the layer. */
   private archiveOf(where: LayerLocation) {
-    return this.opts.archives.getOrBuild(where.layerDigest, () => this.limiter.run(() => this.indexer.index(where)));
+    return this.opts.archives.getOrBuild(
+      where.layerDigest,
+      async () => (await this.published?.find(where)) ?? this.limiter.run(() => this.indexer.index(where)),
+    );
   }
 
   /** Starts indexing the image's other layers (cri.image-layers) in the background. */

@@ -1,0 +1,41 @@
+/**
+ * The registry options shared by every command that talks to a registry (`--plain-http`, `--hosts-dir`,
+ * `--platform`) and the RegistryClient they describe. Credentials come from the docker CLI's config.json.
+ */
+import { Command } from 'commander';
+import os from 'node:os';
+import path from 'node:path';
+import { DockerCredentials, Platform, RegistryClient, formatPlatform, hostPlatform, parsePlatform } from '../registry';
+
+export interface RegistryFlags {
+  plainHttp?: boolean;
+  hostsDir?: string;
+  platform: string;
+}
+
+export function addRegistryOptions(cmd: Command): Command {
+  return cmd
+    .option('--plain-http', 'reach registries without a hosts.toml entry over plain http (never docker.io)')
+    .option('--hosts-dir <dir>', 'containerd-style hosts directory (<dir>/<host>/hosts.toml: mirrors, plain http)')
+    .option('--platform <os/arch[/variant]>', 'platform to use from a multi-platform image', formatPlatform(hostPlatform()));
+}
+
+/** $DOCKER_CONFIG/config.json, else ~/.docker/config.json. */
+function dockerConfigFile(): string {
+  return path.join(process.env.DOCKER_CONFIG || path.join(os.homedir(), '.docker'), 'config.json');
+}
+
+export async function registryFromFlags(flags: RegistryFlags): Promise<{ registry: RegistryClient; platform: Platform }> {
+  const platform = parsePlatform(flags.platform);
+  const registry = new RegistryClient({
+    hosts: { configDir: flags.hostsDir ? path.resolve(flags.hostsDir) : undefined, plainHttp: flags.plainHttp === true },
+    credentials: await DockerCredentials.fromFile(dockerConfigFile()),
+    platform,
+  });
+  return { registry, platform };
+}
+
+/** An error message on one line: registry and containerd messages may span several. */
+export function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ');
+}

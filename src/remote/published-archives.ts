@@ -1,0 +1,266 @@
+/**
+ * Clip archives published in the registry next to the image they describe, so that a node can serve an
+ * image lazily without streaming every layer once to index it (docs/format.md, "Published archives").
+ * One OCI artifact per image manifest:
+ *
+ *   manifest   application/vnd.oci.image.manifest.v1+json, artifactType application/vnd.clip.archive.v1
+ *   config     the empty descriptor (application/vnd.oci.empty.v1+json, `{}`)
+ *   layers     one clip archive file per image layer, in the image's order: media type
+ *              application/vnd.clip.archive.v1, annotation dev.clip.layer.digest = the layer's digest
+ *   subject    the image's platform manifest
+ *
+ * Readers find it through the referrers API, or the referrers tag schema on registries without it
+ * (src/registry/referrers.ts). An archive is used only after checkPublishedArchive() accepted it; one that
+ * fails is rejected with a log line and the layer is indexed locally.
+ */
+import type { Logger } from 'winston';
+import { ClipArchive, decodeArchive, encodeArchive } from '../archive';
+import { InvalidArgumentError, errorMessage } from '../errors';
+import { layerCompression, UnsupportedCompressionError } from '../indexer';
+import {
+  Descriptor,
+  DigestMismatchError,
+  ImageManifest,
+  ImageReference,
+  MediaTypes,
+  RegistryClient,
+  ResolvedImage,
+  addToReferrersTag,
+  computeDigest,
+  listReferrers,
+  parseReference,
+  pushBlob,
+  pushManifest,
+  referrersTag,
+} from '../registry';
+import type { LayerLocation } from './layer-indexer';
+
+/** The artifact type of a set of published clip archives; `v1` is the archive format's major version. */
+export const ARCHIVE_ARTIFACT_TYPE = 'application/vnd.clip.archive.v1';
+/** Media type of one clip archive file (docs/format.md) in the artifact. */
+export const ARCHIVE_MEDIA_TYPE = 'application/vnd.clip.archive.v1';
+/** Annotation of an archive's descriptor: the digest of the image layer it describes. */
+export const ANNOTATION_LAYER_DIGEST = 'dev.clip.layer.digest';
+
+/** OCI 1.1's empty descriptor, the config of an artifact that needs none. */
+const EMPTY_CONFIG = Buffer.from('{}');
+const EMPTY_DESCRIPTOR = {
+  mediaType: 'application/vnd.oci.empty.v1+json',
+  digest: computeDigest(EMPTY_CONFIG),
+  size: EMPTY_CONFIG.length,
+  data: EMPTY_CONFIG.toString('base64'),
+};
+
+/** A published archive larger than this is not fetched (a 945 MB layer's archive is ~5 MB). */
+const MAX_ARCHIVE_BYTES = 256 << 20;
+/** Newest referrers looked at per image. */
+const MAX_ARTIFACTS = 16;
+const LISTING_TTL_MS = 60_000;
+
+interface ArtifactManifest extends ImageManifest {
+  artifactType?: string;
+  subject?: Descriptor;
+}
+
+/**
+ * The artifact manifest for the archives of an image's layers. Deterministic: the same archives for the
+ * same image give the same manifest, so publishing twice adds nothing.
+ */
+export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ layerDigest: string; blob: Descriptor }>): Buffer {
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.ociManifest,
+    artifactType: ARCHIVE_ARTIFACT_TYPE,
+    config: EMPTY_DESCRIPTOR,
+    layers: archives.map((a) => ({
+      mediaType: ARCHIVE_MEDIA_TYPE,
+      digest: a.blob.digest,
+      size: a.blob.size,
+      annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest },
+    })),
+    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
+  };
+  return Buffer.from(JSON.stringify(manifest));
+}
+
+/**
+ * The archive in `bytes`, published as `published` for the image layer `layer`, once it has passed every
+ * check: the bytes match the descriptor (size, digest); the descriptor names the layer; the file decodes
+ * (decodeArchive: header, checksum, format rules); the archive describes that layer (digest, blob size)
+ * with the compression the layer's media type declares. Throws a ClipError saying what failed.
+ */
+export function checkPublishedArchive(bytes: Buffer, published: Descriptor, layer: Descriptor): ClipArchive {
+  const named = published.annotations?.[ANNOTATION_LAYER_DIGEST];
+  if (named !== layer.digest) throw new InvalidArgumentError(`its descriptor names layer ${named ?? '(none)'}`);
+  if (bytes.length !== published.size) throw new DigestMismatchError(`${bytes.length} bytes, its descriptor says ${published.size}`);
+  const digest = computeDigest(bytes);
+  if (digest !== published.digest) throw new DigestMismatchError(`its bytes hash to ${digest}, not ${published.digest}`);
+  const archive = decodeArchive(bytes);
+  if (archive.layerDigest !== layer.digest) throw new InvalidArgumentError(`it describes layer ${archive.layerDigest}`);
+  if (archive.compressedSize !== layer.size) {
+    throw new InvalidArgumentError(`it describes a ${archive.compressedSize}-byte blob, the layer has ${layer.size} bytes`);
+  }
+  let declared: string | undefined;
+  try {
+    declared = layerCompression(layer.mediaType);
+  } catch (err) {
+    if (err instanceof UnsupportedCompressionError) throw err;
+    declared = undefined; // the media type leaves the compression open (Docker's rootfs.diff.tar)
+  }
+  if (declared !== undefined && declared !== archive.compression) {
+    throw new InvalidArgumentError(`it describes a ${archive.compression} blob, the layer's media type ${layer.mediaType} says ${declared}`);
+  }
+  return archive;
+}
+
+export interface PublishResult {
+  /** The artifact manifest. */
+  digest: string;
+  size: number;
+  /** The image manifest it refers to. */
+  subject: Descriptor;
+  /** How readers find it: the registry's referrers API, or the referrers tag schema's tag. */
+  via: 'api' | 'tag';
+  tag?: string;
+  /** One per image layer, in order. */
+  archives: Array<{ layerDigest: string; digest: string; size: number; existed: boolean }>;
+}
+
+/**
+ * Pushes the archives of an image's layers (one per layer, in the image's order) as an artifact referring
+ * to the image manifest, and records it in the referrers tag schema when the registry has no referrers API.
+ */
+export async function publishArchives(
+  registry: RegistryClient,
+  image: ResolvedImage,
+  archives: ClipArchive[],
+  options: { signal?: AbortSignal } = {},
+): Promise<PublishResult> {
+  const { signal } = options;
+  if (archives.length !== image.layers.length || archives.some((a, i) => a.layerDigest !== image.layers[i]!.digest)) {
+    throw new InvalidArgumentError(`${image.reference}: need one archive per layer, in the image's order`);
+  }
+  const ref = image.reference;
+  await pushBlob(registry, ref, EMPTY_CONFIG, { signal });
+  const pushed: PublishResult['archives'] = [];
+  for (const archive of archives) {
+    const blob = await pushBlob(registry, ref, encodeArchive(archive), { signal });
+    pushed.push({ layerDigest: archive.layerDigest, ...blob });
+  }
+  const subject: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: image.size };
+  const body = archiveArtifactManifest(
+    subject,
+    pushed.map((p) => ({ layerDigest: p.layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size } })),
+  );
+  const manifest = await pushManifest(registry, ref, body, MediaTypes.ociManifest, { signal });
+  const result = { digest: manifest.digest, size: manifest.size, subject, archives: pushed };
+  if (manifest.subject !== undefined) return { ...result, via: 'api' };
+  const referrer = { mediaType: MediaTypes.ociManifest, digest: manifest.digest, size: manifest.size, artifactType: ARCHIVE_ARTIFACT_TYPE };
+  await addToReferrersTag(registry, ref, image.digest, referrer, { signal });
+  return { ...result, via: 'tag', tag: referrersTag(image.digest) };
+}
+
+interface Candidate {
+  /** The artifact manifest that lists it. */
+  artifact: string;
+  descriptor: Descriptor;
+}
+
+interface ImageListing {
+  /** The image's layer descriptors by digest. */
+  layers: Map<string, Descriptor>;
+  /** Published archives by layer digest, newest artifact first. */
+  candidates: Map<string, Candidate[]>;
+}
+
+export interface PublishedArchivesOptions {
+  registry: RegistryClient;
+  logger: Logger;
+  /** How long one listing of an image's published archives is reused (default 60 s). */
+  listingTtlMs?: number;
+}
+
+/** Finds, fetches and checks the published archive of a layer (LazyLayers asks before indexing one). */
+export class PublishedArchives {
+  private readonly listings = new Map<string, { expires: number; listing: Promise<ImageListing> }>();
+
+  constructor(private readonly opts: PublishedArchivesOptions) {}
+
+  /**
+   * The published archive of the layer, checked; undefined when the image has none that passes the checks
+   * (or no manifest digest is known). Never rejects: every failure is logged here.
+   */
+  async find(where: LayerLocation): Promise<ClipArchive | undefined> {
+    const { registry, logger } = this.opts;
+    if (!where.manifestDigest) return undefined;
+    let ref: ImageReference;
+    let listing: ImageListing;
+    try {
+      ref = parseReference(where.imageRef);
+      listing = await this.listing(ref, where.manifestDigest);
+    } catch (err) {
+      logger.warn(`looking for published archives of ${where.imageRef}@${where.manifestDigest}: ${errorMessage(err)}`);
+      return undefined;
+    }
+    const layer = listing.layers.get(where.layerDigest);
+    const candidates = listing.candidates.get(where.layerDigest) ?? [];
+    if (!layer || candidates.length === 0) {
+      logger.debug(`layer ${where.layerDigest}: no published archive`);
+      return undefined;
+    }
+    for (const { artifact, descriptor } of candidates) {
+      try {
+        const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes: MAX_ARCHIVE_BYTES, what: 'published archive' });
+        const archive = checkPublishedArchive(bytes, descriptor, layer);
+        logger.info(`layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes) published in ${artifact}`);
+        return archive;
+      } catch (err) {
+        logger.warn(`layer ${where.layerDigest}: rejected the published archive ${descriptor.digest} (artifact ${artifact}): ${errorMessage(err)}`);
+      }
+    }
+    logger.warn(`layer ${where.layerDigest}: no published archive passed its checks; indexing the layer locally`);
+    return undefined;
+  }
+
+  private listing(ref: ImageReference, manifestDigest: string): Promise<ImageListing> {
+    const key = `${ref.name}@${manifestDigest}`;
+    const now = Date.now();
+    for (const [k, v] of this.listings) if (v.expires <= now) this.listings.delete(k);
+    const cached = this.listings.get(key);
+    if (cached) return cached.listing;
+    const listing = this.list(ref, manifestDigest);
+    this.listings.set(key, { expires: now + (this.opts.listingTtlMs ?? LISTING_TTL_MS), listing });
+    // A failed listing is not remembered: the next layer asks again.
+    listing.catch(() => {
+      if (this.listings.get(key)?.listing === listing) this.listings.delete(key);
+    });
+    return listing;
+  }
+
+  private async list(ref: ImageReference, manifestDigest: string): Promise<ImageListing> {
+    const { registry, logger } = this.opts;
+    const image = await registry.resolve(ref.withDigest(manifestDigest));
+    const listing: ImageListing = { layers: new Map(image.layers.map((l) => [l.digest, l])), candidates: new Map() };
+    const { referrers, via } = await listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
+    logger.debug(`${ref.name}@${manifestDigest}: ${referrers.length} published archive artifact(s) (referrers ${via === 'api' ? 'API' : 'tag schema'})`);
+    for (const referrer of referrers.slice(-MAX_ARTIFACTS).reverse()) {
+      try {
+        const fetched = await registry.fetchManifest(ref.withDigest(referrer.digest));
+        if (fetched.parsed.kind !== 'manifest') throw new InvalidArgumentError('not a manifest');
+        const manifest = fetched.parsed.manifest as ArtifactManifest;
+        if ((manifest.artifactType ?? manifest.config.mediaType) !== ARCHIVE_ARTIFACT_TYPE) throw new InvalidArgumentError(`artifact type ${manifest.artifactType}`);
+        if (manifest.subject?.digest !== manifestDigest) throw new InvalidArgumentError(`its subject is ${manifest.subject?.digest ?? '(none)'}`);
+        for (const descriptor of manifest.layers) {
+          const layerDigest = descriptor.annotations?.[ANNOTATION_LAYER_DIGEST];
+          if (descriptor.mediaType !== ARCHIVE_MEDIA_TYPE || layerDigest === undefined) continue;
+          const list = listing.candidates.get(layerDigest) ?? [];
+          list.push({ artifact: referrer.digest, descriptor });
+          listing.candidates.set(layerDigest, list);
+        }
+      } catch (err) {
+        logger.warn(`${ref.name}: ignoring published archives ${referrer.digest}: ${errorMessage(err)}`);
+      }
+    }
+    return listing;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * Published archives end to end: the real registry (distribution 2.8, so the referrers tag schema), the
+ * real containerd 1.6 with CRI unpacking into clip (lazy pulls), runc. `clip index push` publishes the
+ * archives of the `large` image (a busybox layer and a layer with a 128 MiB random file and a small
+ * file); a node with a fresh clip root and no image then pulls it through CRI and runs a container that
+ * reads the small file, and the registry serves little more than the archives and the bytes read. A
+ * tampered artifact is rejected and the layers are indexed locally. Registry traffic is measured at the
+ * registry (its access log).
+ *
+ * The tests share one stack and run in order. Between them the image is removed from containerd, clip is
+ * stopped, its root deleted and clip started again: a node that has never seen the image.
+ */
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { decodeArchive, encodeArchive } from '../../src/archive';
+import { spanRange } from '../../src/indexer';
+import {
+  ANNOTATION_LAYER_DIGEST,
+  ARCHIVE_ARTIFACT_TYPE,
+  ARCHIVE_MEDIA_TYPE,
+  archiveArtifactManifest,
+} from '../../src/remote/published-archives';
+import { ImageManifest, MediaTypes, RegistryClient, pushBlob, pushManifest, referrersTag } from '../../src/registry';
+import { CriClient } from '../helpers/cri-client';
+import { snapshotKeys } from '../helpers/images';
+import { REPO_ROOT, run, waitFor } from '../helpers/processes';
+import { LayerSummary, mountsUnder, useStack } from '../helpers/stack';
+
+const TEST_TIMEOUT = 300_000;
+const K8S = ['-n', 'k8s.io'];
+const CLIP = path.join(REPO_ROOT, 'bin', 'clip');
+const MESSAGE = 'small file read by the container\n';
+
+describe('published archives', () => {
+  const stack = useStack({ tags: ['large'], criSnapshotter: 'clip', clipConfig: '[lazy]\nbackground_fetch = false\n' });
+  /** The published artifact and its archive blobs, by layer digest. */
+  let artifact: { digest: string; archives: Map<string, { digest: string; size: number }> } | undefined;
+
+  const ref = (): string => stack.imageRef('large');
+  const layers = () => stack.images['large']!.layers;
+  const registry = (): RegistryClient => new RegistryClient({ hosts: { configDir: stack.hostsDir } });
+
+  async function criPull(): Promise<void> {
+    const cri = new CriClient(stack.containerdAddress);
+    try {
+      await cri.pullImage(ref());
+    } catch (err) {
+      throw new Error(`CRI PullImage: ${(err as Error).message}\n${await stack.diagnostics()}`);
+    } finally {
+      cri.close();
+    }
+  }
+
+  /** CRI pull + a container reading the small file; returns the blob bytes the registry served meanwhile. */
+  async function pullAndRun(id: string): Promise<number> {
+    const before = await stack.registryBlobBytes();
+    await criPull();
+    const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', ref(), id]);
+    assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
+    assert.equal(r.stdout, MESSAGE);
+    return (await stack.registryBlobBytes()) - before;
+  }
+
+  /** The image gone from containerd and clip started again on an empty root: a node new to the image. */
+  async function freshNode(): Promise<void> {
+    // CRI keeps the image under its tag, its repo digest and its ID: all three hold its snapshots.
+    const images = (await stack.ctrOk([...K8S, 'images', 'ls', '-q'])).split('\n').filter((l) => l.trim() !== '');
+    await stack.ctrOk([...K8S, 'images', 'rm', '--sync', ...images]);
+    assert.deepEqual(await snapshotKeys(stack, 'clip', 'k8s.io'), [], 'containerd removed the snapshots');
+    await stack.stopClip();
+    assert.deepEqual(await mountsUnder(stack.clipRoot), [], 'clip unmounted its layers');
+    await fsp.rm(stack.clipRoot, { recursive: true, force: true });
+    await stack.restartClip();
+    // containerd redials the proxy plugin's socket with back-off; a Prepare is a call that reaches clip.
+    await waitFor('containerd to reach the restarted clip', async () => {
+      const key = `probe-${Date.now()}`;
+      if ((await stack.ctr(['snapshots', '--snapshotter', 'clip', 'prepare', key])).code !== 0) return false;
+      await stack.ctrOk(['snapshots', '--snapshotter', 'clip', 'rm', key]);
+      return true;
+    }, 120_000);
+  }
+
+  /** Output of the clip daemon started last. */
+  const clipLog = (): string => stack.clip!.process.output();
+
+  /** Bytes the registry served for one blob, from its access log. */
+  async function servedFor(digest: string): Promise<number> {
+    const log = await fsp.readFile(path.join(stack.state, 'registry.log'), 'utf8');
+    return log
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f[5] === '"GET' && f[6]?.endsWith(`/blobs/${digest}`) && /^\d+$/.test(f[9] ?? ''))
+      .reduce((n, f) => n + Number(f[9]), 0);
+  }
+
+  test('without published archives, clip indexes every layer: the registry serves the whole image', { timeout: TEST_TIMEOUT }, async () => {
+    const size = layers().reduce((n, l) => n + l.size, 0);
+    const served = await pullAndRun('unpublished');
+    console.log(`# without published archives: CRI pull + run of 'large' (${size} bytes of layers): registry served ${served} blob bytes`);
+    assert.ok(served >= size, `${served} < ${size}`);
+    assert.equal((clipLog().match(/indexing layer/g) ?? []).length, 2);
+  });
+
+  test('clip index push publishes the archives as an artifact referring to the image', { timeout: TEST_TIMEOUT }, async () => {
+    const before = await stack.registryBlobBytes();
+    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir], { timeoutMs: 240_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const pushed = (await stack.registryBlobBytes()) - before;
+    console.log(`# clip index push ${ref()} (streams every layer to index it): registry served ${pushed} blob bytes\n# ${r.stdout.trim()}`);
+    const digest = /as (sha256:[0-9a-f]{64}) \(referrers tag sha256-[0-9a-f]{64}\)$/m.exec(r.stdout)?.[1];
+    assert.ok(digest, r.stdout);
+
+    const client = registry();
+    try {
+      const manifest = await client.fetchManifest(`${stack.registryAddress}/${stack.repo}@${digest}`);
+      const doc = (manifest.parsed.kind === 'manifest' ? manifest.parsed.manifest : undefined) as ImageManifest & { artifactType: string; subject: { digest: string } };
+      assert.equal(doc.artifactType, ARCHIVE_ARTIFACT_TYPE);
+      assert.equal(doc.subject.digest, stack.images['large']!.manifest);
+      artifact = { digest, archives: new Map(doc.layers.map((l) => [l.annotations![ANNOTATION_LAYER_DIGEST]!, { digest: l.digest, size: l.size }])) };
+      assert.deepEqual([...artifact.archives.keys()], layers().map((l) => l.digest));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a node with published archives starts the container without downloading any whole layer', { timeout: TEST_TIMEOUT }, async () => {
+    assert.ok(artifact, 'published by the previous test');
+    const [small, large] = layers() as [LayerSummary, LayerSummary];
+    await freshNode();
+    const largeBefore = await servedFor(large.digest);
+    const served = await pullAndRun('published');
+    const largeServed = (await servedFor(large.digest)) - largeBefore;
+    const archiveBytes = [...artifact.archives.values()].reduce((n, a) => n + a.size, 0);
+    // The span holding /data/small.txt, in compressed bytes, from the archive clip stored.
+    const largeArchive = decodeArchive(await fsp.readFile(path.join(stack.clipRoot, 'archives', 'sha256', `${large.digest.slice(7)}.clip`)));
+    const spans = largeArchive.checkpoints.map((_, i) => spanRange(largeArchive, i));
+    const span = Math.max(...spans.map((s) => s.compressedEnd - s.compressedStart));
+    const config = 4096; // the image config (579 bytes) and slack
+    const bound = archiveBytes + span + small.size + config;
+    const log = clipLog();
+    console.log(
+      `# with published archives: CRI pull + run of 'large' on a fresh node: registry served ${served} blob bytes ` +
+        `(archives ${archiveBytes} + one span ${span} + small layer ${small.size} + config = ${bound}; ` +
+        `image ${small.size + large.size}); of the ${large.size}-byte layer: ${largeServed} bytes`,
+    );
+    assert.ok(served <= bound, `registry served ${served} bytes, more than ${bound}`);
+    assert.ok(largeServed <= span, `of the large layer only the span that was read, not ${largeServed} bytes`);
+    assert.equal((log.match(/using the archive sha256:[0-9a-f]{64} \(\d+ bytes\) published in/g) ?? []).length, 2, log.slice(-3000));
+    assert.doesNotMatch(log, /indexing layer/);
+  });
+
+  test('a tampered published archive is rejected, logged, and the layer indexed locally', { timeout: TEST_TIMEOUT }, async () => {
+    assert.ok(artifact, 'published by an earlier test');
+    const [small, large] = layers() as [LayerSummary, LayerSummary];
+    const client = registry();
+    let tampered: string;
+    try {
+      const image = await client.resolve(ref());
+      const smallArchive = await client.fetchBlob(ref(), { mediaType: ARCHIVE_MEDIA_TYPE, ...artifact.archives.get(small.digest)! });
+      const corrupt = Buffer.from(smallArchive);
+      corrupt[corrupt.length - 1]! ^= 0x01; // a valid descriptor for bytes that fail the archive's checksum
+      const entries: Array<[string, Buffer]> = [
+        [small.digest, corrupt],
+        [large.digest, encodeArchive(decodeArchive(smallArchive))], // an archive naming another layer
+      ];
+      const blobs = [];
+      for (const [layerDigest, bytes] of entries) {
+        const blob = await pushBlob(client, ref(), bytes);
+        blobs.push({ layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size } });
+      }
+      const body = archiveArtifactManifest({ mediaType: image.mediaType, digest: image.digest, size: image.size }, blobs);
+      const pushed = await pushManifest(client, ref(), body, MediaTypes.ociManifest);
+      tampered = pushed.digest;
+      // Make it the only referrer: the referrers index now lists the tampered artifact alone.
+      const index = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [{ mediaType: MediaTypes.ociManifest, digest: pushed.digest, size: pushed.size, artifactType: ARCHIVE_ARTIFACT_TYPE }] };
+      await pushManifest(client, ref(), Buffer.from(JSON.stringify(index)), MediaTypes.ociIndex, { tag: referrersTag(image.digest) });
+    } finally {
+      await client.close();
+    }
+
+    await freshNode();
+    const served = await pullAndRun('tampered');
+    const log = clipLog();
+    console.log(`# with a tampered artifact: registry served ${served} blob bytes (the layers were indexed locally)`);
+    const rejected = log.split('\n').filter((l) => l.includes('rejected the published archive') && l.includes(tampered));
+    assert.equal(rejected.length, 2, log.slice(-3000));
+    assert.ok(rejected.some((l) => l.includes(`layer ${small.digest}`) && /checksum mismatch/.test(l)), rejected.join('\n'));
+    assert.ok(rejected.some((l) => l.includes(`layer ${large.digest}`) && l.includes(`it describes layer ${small.digest}`)), rejected.join('\n'));
+    assert.equal((log.match(/no published archive passed its checks; indexing the layer locally/g) ?? []).length, 2);
+    assert.equal((log.match(/indexing layer/g) ?? []).length, 2);
+  });
+});
