@@ -155,7 +155,8 @@ export function renderMarkdown(r: Results): string {
   p('*run → first output* is from spawning `ctr run` to the first byte the container prints. *lazy layers* is the');
   p('number of FUSE mounts clip had after the pull, and in brackets how many of those layers clip indexed itself');
   p('(streaming the whole layer from the registry) instead of finding a published archive. The *published archives*');
-  p(`rows pull the same images from a second repository where ${r.publishedArchives}. clip runs with ${r.clipConfig}.`);
+  p(`rows pull the same images from a second repository (\`bench/published\`), whose clip archives were ${r.publishedArchives}.`);
+  p(`clip runs with ${r.clipConfig}.`);
   if (r.publishSeconds && Object.keys(r.publishSeconds).length) {
     p(`\`clip index push\` took ${Object.entries(r.publishSeconds).map(([t, x]) => `${x.toFixed(1)} s for ${t}`).join(', ')} (loopback).`);
   }
