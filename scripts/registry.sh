@@ -112,7 +112,7 @@ stop() {
 bytes() {
   [ -f "$log" ] || { echo 0; return 0; }
   awk '$1 ~ /^[0-9.]+$/ && $6 == "\"GET" && $7 ~ /\/blobs\/sha256:/ && $10 ~ /^[0-9]+$/ { n += $10 }
-       END { print n + 0 }' "$log"
+       END { printf "%.0f\n", n }' "$log"
 }
 
 case "$cmd" in

@@ -6,8 +6,8 @@
  * seam (the production one reads a cache or inflates registry bytes).
  */
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
 import winston from 'winston';
+import { recordingLogger } from '../../helpers/recording-logger';
 import type { ArchiveEntry, ClipArchive, EntryType } from '../../../src/archive/types';
 import type { SpanReader } from '../../../src/fusefs';
 
@@ -107,19 +107,8 @@ export class MemorySpanReader implements SpanReader {
 
 /** A logger that keeps its lines for assertions (and prints nothing). */
 export function memoryLogger(): { logger: winston.Logger; lines: string[] } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(chunk.toString().trimEnd());
-      done();
-    },
-  });
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
-    transports: [new winston.transports.Stream({ stream: sink })],
-  });
-  return { logger, lines };
+  const logger = recordingLogger();
+  return { logger, lines: logger.lines };
 }
 
 /** Deterministic pseudo-random bytes (so failures reproduce). */

@@ -3,8 +3,6 @@
  * the real indexer, and an OCI image of them in an OciRegistry.
  */
 import { gzipSync } from 'node:zlib';
-import winston from 'winston';
-import { Writable } from 'node:stream';
 import type { ClipArchive } from '../../../src/archive';
 import { indexLayer } from '../../../src/indexer';
 import { pythonTars, randomBytes, sha256 } from '../indexer/fixtures';
@@ -57,19 +55,4 @@ export function addImage(registry: OciRegistry, layers: TestLayer[], repo = 'cli
   return { ref: `${registry.host}/${repo}:${tag}`, manifest: { digest: image.manifest.digest, size: image.manifest.size }, layers };
 }
 
-/** A winston logger that keeps its lines ("level message"). */
-export function recordingLogger(): winston.Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(chunk.toString().trimEnd());
-      done();
-    },
-  });
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.printf(({ level, message }) => `${level} ${String(message)}`),
-    transports: [new winston.transports.Stream({ stream: sink })],
-  });
-  return Object.assign(logger, { lines });
-}
+export { recordingLogger } from '../../helpers/recording-logger';
