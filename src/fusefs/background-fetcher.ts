@@ -1,13 +1,16 @@
 /**
  * Fills the content cache with the rest of every mounted layer at low priority, so that a node stops
  * depending on the registry for layers it runs. One span at a time, layer after layer; it pauses while
- * containers are waiting on the registry, and a failed span is retried on a later pass.
+ * containers are waiting on the registry and until they have left it alone for a second, and a failed
+ * span is retried on a later pass.
  */
 import type { Logger } from 'winston';
 import { errorMessage } from '../errors';
 import { ForegroundActivity, LayerSpanReader } from './layer-span-reader';
 
 const IDLE_POLL_MS = 200;
+/** How long readers must have left the registry alone before the fetcher takes a span. */
+const QUIET_MS = 1_000;
 const RETRY_PAUSE_MS = 5_000;
 
 export class BackgroundFetcher {
@@ -63,7 +66,7 @@ export class BackgroundFetcher {
       }
       let complete = true;
       for (let i = 0; i < reader.spanCount && !signal.aborted && this.readers.has(reader); i++) {
-        while (this.activity.active > 0 && !signal.aborted) await this.sleep(IDLE_POLL_MS);
+        while (!this.activity.quietFor(QUIET_MS) && !signal.aborted) await this.sleep(IDLE_POLL_MS);
         try {
           await reader.prefetch(i, signal);
         } catch (err) {

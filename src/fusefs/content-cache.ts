@@ -5,7 +5,10 @@
  *   <dir>/sha256/<layer hex>/<span index>
  *
  * A file appears only complete (written to a temporary name, then renamed). Readers check each span
- * against the archive's span digest, so a damaged file is never served.
+ * against the archive's span digest, so a damaged file is never served: a span is verified once per process
+ * (or written by it from verified bytes), after which slices of it are read from its file directly
+ * (readSlice), without loading or hashing the whole span again. One ContentCache is shared by everything
+ * in the process that reads or fills the cache, so that the indexer's writes count as verified for readers.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -13,7 +16,27 @@ import path from 'node:path';
 import { InvalidArgumentError } from '../errors';
 
 export class ContentCache {
+  /** Per layer digest, the spans whose cache file this process wrote or checked against its digest. */
+  private readonly verified = new Map<string, Set<number>>();
+
   constructor(readonly dir: string) {}
+
+  /** Whether span i's cache file was written or verified by this process (so its bytes can be trusted). */
+  isVerified(layerDigest: string, index: number): boolean {
+    return this.verified.get(layerDigest)?.has(index) ?? false;
+  }
+
+  /** Records that span i's cache file holds the verified span (after checking what get() returned). */
+  markVerified(layerDigest: string, index: number): void {
+    let set = this.verified.get(layerDigest);
+    if (!set) this.verified.set(layerDigest, (set = new Set()));
+    set.add(index);
+  }
+
+  private forget(layerDigest: string, index?: number): void {
+    if (index === undefined) this.verified.delete(layerDigest);
+    else this.verified.get(layerDigest)?.delete(index);
+  }
 
   private layerDir(layerDigest: string): string {
     const m = /^sha256:([0-9a-f]{64})$/.exec(layerDigest);
@@ -30,9 +53,39 @@ export class ContentCache {
     try {
       return await fsp.readFile(this.spanFile(layerDigest, index));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.forget(layerDigest, index);
+        return undefined;
+      }
       throw err;
     }
+  }
+
+  /**
+   * Bytes [from, from + length) of a span verified by this process (see isVerified), read from its file
+   * alone; undefined when the span is not verified or its file is gone or short (then it is loaded whole
+   * and checked again).
+   */
+  async readSlice(layerDigest: string, index: number, from: number, length: number): Promise<Buffer | undefined> {
+    if (!this.isVerified(layerDigest, index)) return undefined;
+    let file: fsp.FileHandle | undefined;
+    try {
+      file = await fsp.open(this.spanFile(layerDigest, index), 'r');
+      const out = Buffer.allocUnsafe(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await file.read(out, got, length - got, from + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got === length) return out;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    } finally {
+      await file?.close();
+    }
+    this.forget(layerDigest, index);
+    return undefined;
   }
 
   async has(layerDigest: string, index: number): Promise<boolean> {
@@ -42,7 +95,11 @@ export class ContentCache {
     );
   }
 
-  /** Stores a span atomically; a concurrent put of the same span is harmless (same bytes). */
+  /**
+   * Stores a span atomically; a concurrent put of the same span is harmless (same bytes). Callers put only
+   * verified bytes (decoded and checked, or hashed by the indexer as they passed), so the span counts as
+   * verified from then on.
+   */
   async put(layerDigest: string, index: number, data: Buffer): Promise<void> {
     const dir = this.layerDir(layerDigest);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -51,6 +108,7 @@ export class ContentCache {
     const tmp = path.join(dir, `.tmp-${index}-${randomBytes(6).toString('hex')}`);
     await fsp.writeFile(tmp, data, { mode: 0o600 });
     await fsp.rename(tmp, this.spanFile(layerDigest, index));
+    this.markVerified(layerDigest, index);
   }
 
   /** Indexes of the spans of a layer that are cached. */
@@ -61,6 +119,7 @@ export class ContentCache {
 
   /** Drops every cached span of a layer. */
   async removeLayer(layerDigest: string): Promise<void> {
+    this.forget(layerDigest);
     await fsp.rm(this.layerDir(layerDigest), { recursive: true, force: true });
   }
 }

@@ -22,11 +22,16 @@ export const EROFS = -e.EROFS;
 export const ERANGE = -e.ERANGE;
 export const ENODATA = -e.ENODATA;
 export const EOPNOTSUPP = -e.EOPNOTSUPP;
+/**
+ * Only for getxattr on a layer without any extended attribute: the kernel then stops asking this mount
+ * (and answers EOPNOTSUPP itself), which spares overlayfs' trusted.overlay.* probes of every lower file.
+ */
+export const ENOSYS = -e.ENOSYS;
 
 /**
  * Every failure to produce bytes the index says exist is an I/O error to the reader: the read path wraps
- * SpanReader failures and timeouts as UnavailableError, whatever their cause. ENOSYS is never used: the
- * kernel would switch the operation off for the whole mount.
+ * SpanReader failures and timeouts as UnavailableError, whatever their cause. ENOSYS is never an error's
+ * errno: the kernel would switch the operation off for the whole mount.
  */
 const ERRNO_BY_CODE: Record<ClipErrorCode, number> = {
   NOT_FOUND: ENOENT,

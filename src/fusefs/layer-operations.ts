@@ -11,7 +11,7 @@
  * - access: with default_permissions the kernel checks permissions itself and never asks.
  */
 import { InternalError, UnavailableError, errorMessage } from '../errors';
-import { EINVAL, EISDIR, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS, FuseErrorReporter } from './errno';
+import { EINVAL, EISDIR, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, FuseErrorReporter } from './errno';
 import type { LayerOperations, SizedCallback } from './fuse-binding';
 import type { LayerNode, LayerTree } from './layer-tree';
 import type { LayerStream } from './layer-stream';
@@ -91,6 +91,9 @@ export function layerOperations(tree: LayerTree, stream: LayerStream, errors: Fu
     },
 
     getxattr(path, name, size, cb) {
+      // overlayfs probes every lower file for trusted.overlay.* names; on a layer with no attributes at
+      // all, ENOSYS makes the kernel stop asking (one round trip per mount instead of one per file).
+      if (!tree.anyXattrs) return cb(ENOSYS);
       const node = tree.lookup(path);
       if (!node) return cb(ENOENT);
       const value = node.inode.xattrs.get(name) ?? (node.opaque && options.opaqueXattrNames.includes(name) ? OPAQUE_VALUE : undefined);

@@ -2,8 +2,9 @@
  * The read path of a lazily loaded layer: serves span i of the uncompressed layer from the disk cache, or
  * from the registry — one range request for the span's compressed bytes, inflated from its checkpoint and
  * verified against the span's sha256 (src/indexer's span decoder), then cached. Concurrent reads of one
- * span fetch it once. Nothing unverified is ever returned. (Recently read spans are kept in memory by the
- * filesystem's LayerStream, not here.)
+ * span fetch it once. Nothing unverified is ever returned: a span from the cache is checked against its
+ * digest the first time this process reads it, after which slices of it are read from its cache file
+ * (readSlice). (Recently loaded spans are kept in memory by the filesystem's LayerStream, not here.)
  */
 import { createHash } from 'node:crypto';
 import { ClipArchive } from '../archive/types';
@@ -17,9 +18,27 @@ export interface RangeSource {
   readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
 }
 
-/** Counts registry fetches made for readers (not for the background fetcher), which yields to them. */
+/**
+ * Registry fetches made for readers (not for the background fetcher), which yields to them: while any is
+ * in flight, and for a moment after the last one, since a starting container asks for span after span.
+ */
 export class ForegroundActivity {
-  active = 0;
+  private active = 0;
+  private lastEnd = 0;
+
+  begin(): void {
+    this.active++;
+  }
+
+  end(): void {
+    this.active--;
+    this.lastEnd = Date.now();
+  }
+
+  /** Whether no reader has waited on the registry for the last `ms` milliseconds. */
+  quietFor(ms: number): boolean {
+    return this.active === 0 && Date.now() - this.lastEnd >= ms;
+  }
 }
 
 export interface LayerSpanReaderOptions {
@@ -38,13 +57,6 @@ export class LayerSpanReader implements SpanReader {
   private readonly activity: ForegroundActivity;
   private readonly readAhead: number;
   private readonly pending = new Map<number, Promise<Buffer>>();
-  /**
-   * Spans whose cache file this process has verified or written: later reads of them skip hashing
-   * (the cache directory is root's; only a damaged file, found on its first read, is fetched again).
-   */
-  private readonly trusted = new Set<number>();
-  /** Spans loaded ahead of the reader, held until it asks for them (at most readAhead of them). */
-  private readonly ahead = new Map<number, Buffer>();
   /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
   private lastRead = -2;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
@@ -67,32 +79,32 @@ export class LayerSpanReader implements SpanReader {
   }
 
   readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
+    this.noteRead(index);
+    return this.loadOnce(index, true, signal);
+  }
+
+  /** A slice of a span this process has verified and cached, read from its cache file alone. */
+  readSlice(index: number, from: number, length: number): Promise<Buffer | undefined> {
+    this.noteRead(index);
+    return this.cache.readSlice(this.archive.layerDigest, index, from, length);
+  }
+
+  private noteRead(index: number): void {
+    if (index === this.lastRead) return;
     const sequential = index === this.lastRead + 1;
     this.lastRead = index;
     if (sequential) this.loadAhead(index);
-    const ready = this.ahead.get(index);
-    if (ready) {
-      this.ahead.delete(index);
-      return Promise.resolve(ready);
-    }
-    return this.loadOnce(index, true, signal);
   }
 
   /**
    * A reader walking through the layer in order (a large file read from start to end) gets the next
-   * spans fetched while it consumes this one. Random access never triggers it, so a small read fetches
-   * only its own span.
+   * spans fetched into the cache while it consumes this one. Random access never triggers it, so a small
+   * read fetches only its own span.
    */
   private loadAhead(index: number): void {
     for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
-      if (this.pending.has(next) || this.ahead.has(next)) continue;
-      this.loadOnce(next, true).then(
-        (data) => {
-          this.ahead.set(next, data);
-          for (const k of this.ahead.keys()) if (this.ahead.size > this.readAhead) this.ahead.delete(k);
-        },
-        () => undefined, // the reader's own request will report the failure
-      );
+      if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, next)) continue;
+      this.loadOnce(next, true).catch(() => undefined); // the reader's own request will report a failure
     }
   }
 
@@ -118,20 +130,18 @@ export class LayerSpanReader implements SpanReader {
   private async load(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
     const digest = this.archive.layerDigest;
     const cached = await this.cache.get(digest, index);
-    if (cached && (this.trusted.has(index) || this.matches(index, cached))) {
-      this.trusted.add(index);
+    if (cached && (this.cache.isVerified(digest, index) || this.matches(index, cached))) {
+      this.cache.markVerified(digest, index);
       return cached;
     }
-    this.trusted.delete(index);
-    if (foreground) this.activity.active++;
+    if (foreground) this.activity.begin();
     let data: Buffer;
     try {
       data = await this.fetch(index, signal);
     } finally {
-      if (foreground) this.activity.active--;
+      if (foreground) this.activity.end();
     }
     await this.cache.put(digest, index, data);
-    this.trusted.add(index);
     return data;
   }
 

@@ -13,6 +13,7 @@ export class LayerStream {
   /** Span boundaries: span i is [bounds[i], bounds[i + 1]). */
   private readonly bounds: number[];
   private readonly spans: RecentSpans;
+  private readonly reader: SpanReader;
 
   constructor(
     private readonly archive: Pick<ClipArchive, 'checkpoints' | 'uncompressedSize' | 'layerDigest'>,
@@ -27,6 +28,7 @@ export class LayerStream {
         `layer ${layerDigest}: checkpoints must start at 0 and increase up to the stream size (${uncompressedSize}), checkpoint ${bad} does not`,
       );
     }
+    this.reader = reader;
     this.spans = new RecentSpans({ readSpan: (i, signal) => this.readChecked(reader, i, signal) }, memoryBytes);
   }
 
@@ -42,9 +44,23 @@ export class LayerStream {
     return lo;
   }
 
-  /** The bytes [offset, offset + length) of the stream, which must lie inside it, as consecutive pieces. */
+  /**
+   * The bytes [offset, offset + length) of the stream, which must lie inside it, as consecutive pieces.
+   * Each piece comes from a span kept in memory, else from the reader's slice of a verified cached span
+   * (without loading all of it), else from the whole span, loaded (and kept) once for every request.
+   */
   read(offset: number, length: number, signal: AbortSignal): Promise<Buffer[]> {
-    return Promise.all(this.pieces(offset, length, (i, from, to) => this.spans.get(i, signal).then((span) => span.subarray(from, to))));
+    return Promise.all(this.pieces(offset, length, (i, from, to) => this.piece(i, from, to, signal)));
+  }
+
+  private async piece(index: number, from: number, to: number, signal: AbortSignal): Promise<Buffer> {
+    const kept = this.spans.peek(index);
+    if (kept) return kept.subarray(from, to);
+    if (this.reader.readSlice && !this.spans.loading(index)) {
+      const slice = await this.reader.readSlice(index, from, to - from);
+      if (slice) return slice;
+    }
+    return (await this.spans.get(index, signal)).subarray(from, to);
   }
 
   /**

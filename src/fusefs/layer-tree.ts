@@ -121,13 +121,17 @@ export class LayerTree {
     readonly fileBytes: number,
     /** Entries that could not be applied (a hard link to nothing, "..", ...): logged by the caller. */
     readonly problems: readonly string[],
+    /** Whether any node has an extended attribute (its own, or an opaque directory's overlay marker). */
+    readonly anyXattrs: boolean,
   ) {}
 
   /** Builds the index; throws InvalidArgumentError if an entry's data lies outside the layer stream. */
   static build(archive: Pick<ClipArchive, 'entries' | 'uncompressedSize' | 'layerDigest'>): LayerTree {
     const builder = new TreeBuilder(archive.layerDigest, archive.uncompressedSize);
     for (const entry of archive.entries) builder.add(entry);
-    return builder.freeze((root, byPath, inodeCount, fileBytes) => new LayerTree(root, byPath, inodeCount, fileBytes, builder.problems));
+    return builder.freeze(
+      (root, byPath, inodeCount, fileBytes, anyXattrs) => new LayerTree(root, byPath, inodeCount, fileBytes, builder.problems, anyXattrs),
+    );
   }
 
   /** Looks up a FUSE path ("/", "/usr/bin/env"). */
@@ -292,15 +296,17 @@ class TreeBuilder {
   }
 
   /** Adds whiteout nodes, assigns inode numbers, counts directory links and indexes every path. */
-  freeze<T>(make: (root: LayerNode, byPath: Map<string, LayerNode>, inodeCount: number, fileBytes: number) => T): T {
+  freeze<T>(make: (root: LayerNode, byPath: Map<string, LayerNode>, inodeCount: number, fileBytes: number, anyXattrs: boolean) => T): T {
     const byPath = new Map<string, LayerNode>([['/', this.root]]);
     let nextIno = 1;
     let fileBytes = 0;
+    let anyXattrs = false;
     const stack: [LayerNode, string][] = [[this.root, '']];
     const dirs: LayerNode[] = [];
     while (stack.length > 0) {
       const [node, path] = stack.pop()!;
       const inode = node.inode;
+      if (inode.xattrs.size > 0 || node.opaque) anyXattrs = true;
       if (inode.ino === 0) {
         inode.ino = nextIno++;
         if (inode.kind === 'file') fileBytes += inode.size;
@@ -321,7 +327,7 @@ class TreeBuilder {
       for (const child of dir.children!.values()) if (child.children) subdirs++;
       dir.inode.nlink = 2 + subdirs;
     }
-    return make(this.root, byPath, nextIno - 1, fileBytes);
+    return make(this.root, byPath, nextIno - 1, fileBytes, anyXattrs);
   }
 }
 

@@ -39,6 +39,11 @@ export class RecentSpans {
     return kept;
   }
 
+  /** Whether span i is being loaded (a request for it now joins that load). */
+  loading(index: number): boolean {
+    return this.flights.has(index);
+  }
+
   get(index: number, signal: AbortSignal): Promise<Buffer> {
     const kept = this.peek(index);
     if (kept) return Promise.resolve(kept);

@@ -6,4 +6,9 @@
 /** Returns the verified uncompressed bytes of span i of the layer: [checkpoints[i].uncompressedOffset, next). */
 export interface SpanReader {
   readSpan(index: number, signal: AbortSignal): Promise<Buffer>;
+  /**
+   * Bytes [from, from + length) of span i if they can be had without loading and checking the whole span
+   * (a span already verified and kept on disk); otherwise undefined, and the caller uses readSpan.
+   */
+  readSlice?(index: number, from: number, length: number): Promise<Buffer | undefined>;
 }

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EINVAL, EIO, EISDIR, ENODATA, ENOENT, ENOTDIR, ERANGE, EROFS, FuseErrorReporter } from '../../../src/fusefs/errno';
+import { EINVAL, EIO, EISDIR, ENODATA, ENOENT, ENOSYS, ENOTDIR, ERANGE, EROFS, FuseErrorReporter } from '../../../src/fusefs/errno';
 import type { LayerOperations } from '../../../src/fusefs/fuse-binding';
 import { layerOperations } from '../../../src/fusefs/layer-operations';
 import { LayerStream } from '../../../src/fusefs/layer-stream';
@@ -56,6 +56,15 @@ describe('layer operations', () => {
     assert.deepEqual(await call(ops.listxattr, '/d', 22), [ERANGE]);
     assert.deepEqual(await call(ops.listxattr, '/d', 100), [23, Buffer.from('trusted.overlay.opaque\0')]);
     assert.deepEqual(await call(ops.listxattr, '/', 100), [0, Buffer.alloc(0)]);
+  });
+
+  it('switches getxattr off (ENOSYS) on a layer without any attribute, and still lists none', async () => {
+    const { ops } = operations([{ path: 'f', type: 'file', data }, { path: 'd/g', type: 'file' }]);
+    assert.deepEqual(await call(ops.getxattr, '/f', 'trusted.overlay.metacopy', 64), [ENOSYS]);
+    assert.deepEqual(await call(ops.getxattr, '/d', 'trusted.overlay.opaque', 64), [ENOSYS]);
+    assert.deepEqual(await call(ops.listxattr, '/f', 100), [0, Buffer.alloc(0)]);
+    const opaqueOnly = operations([{ path: 'd/.wh..wh..opq', type: 'file' }]);
+    assert.deepEqual(await call(opaqueOnly.ops.getxattr, '/d', 'trusted.overlay.opaque', 64), [1, Buffer.from('y')], 'an opaque directory keeps it on');
   });
 
   it('answers EROFS to every write', async () => {

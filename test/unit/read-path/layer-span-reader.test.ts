@@ -89,13 +89,46 @@ describe('LayerSpanReader and the content cache', () => {
     assert.deepEqual(await reader.readSpan(1), data.subarray(SPAN, 2 * SPAN), 'a later read succeeds');
   });
 
+  /** Writes span i's cache file behind the cache's back, as a disk fault or an earlier process would. */
+  async function plantSpanFile(cacheDir: string, index: number, bytes: Buffer): Promise<void> {
+    const layerDir = path.join(cacheDir, 'sha256', archive.layerDigest.slice('sha256:'.length));
+    await fsp.mkdir(layerDir, { recursive: true });
+    await fsp.writeFile(path.join(layerDir, String(index)), bytes);
+  }
+
   it('ignores a damaged cache file and fetches the span again', async () => {
     const cache = new ContentCache(path.join(dir, 'c3'));
     const source = new BufferSource(data);
-    await cache.put(archive.layerDigest, 0, Buffer.alloc(SPAN, 7));
+    await plantSpanFile(cache.dir, 0, Buffer.alloc(SPAN, 7));
     const reader = new LayerSpanReader({ archive, source, cache });
+    assert.equal(await reader.readSlice(0, 0, 10), undefined, 'an unverified file gives no slices');
     assert.deepEqual(await reader.readSpan(0), data.subarray(0, SPAN));
     assert.equal(source.requests, 1);
+    assert.deepEqual(await reader.readSlice(0, 5, 10), data.subarray(5, 15), 'the refetched span is served in slices');
+  });
+
+  it('checks a span left by an earlier process once, then serves slices of its file', async () => {
+    const cache = new ContentCache(path.join(dir, 'c6'));
+    const source = new BufferSource(data);
+    await plantSpanFile(cache.dir, 2, data.subarray(2 * SPAN, 3 * SPAN));
+    const reader = new LayerSpanReader({ archive, source, cache });
+    assert.equal(await reader.readSlice(2, 0, 10), undefined);
+    assert.deepEqual(await reader.readSpan(2), data.subarray(2 * SPAN, 3 * SPAN));
+    assert.equal(source.requests, 0, 'served from the cache');
+    assert.deepEqual(await reader.readSlice(2, 100, 50), data.subarray(2 * SPAN + 100, 2 * SPAN + 150));
+    await fsp.truncate(path.join(cache.dir, 'sha256', archive.layerDigest.slice(7), '2'), 10);
+    assert.equal(await reader.readSlice(2, 100, 50), undefined, 'a file cut short is no longer trusted');
+    assert.deepEqual(await reader.readSpan(2), data.subarray(2 * SPAN, 3 * SPAN), 'and is fetched again');
+    assert.equal(source.requests, 1);
+  });
+
+  it('trusts spans written by another user of the same cache (the indexer) without a fetch', async () => {
+    const cache = new ContentCache(path.join(dir, 'c7'));
+    const source = new BufferSource(data);
+    await cache.put(archive.layerDigest, 1, data.subarray(SPAN, 2 * SPAN));
+    const reader = new LayerSpanReader({ archive, source, cache });
+    assert.deepEqual(await reader.readSlice(1, 0, 4), data.subarray(SPAN, SPAN + 4));
+    assert.equal(source.requests, 0);
   });
 
   it('reports an unreachable registry as UNAVAILABLE', async () => {
