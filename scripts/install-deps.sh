@@ -10,7 +10,7 @@ fi
 
 packages=(
   containerd runc            # the container runtime clip plugs into
-  fuse3 libfuse2 libfuse-dev pkg-config  # FUSE: fusermount, and the library the FUSE addon links against
+  fuse3 libfuse3-dev pkg-config  # FUSE: fusermount3, and libfuse3 for clip's FUSE server addon (clip_fuse)
   protobuf-compiler libprotobuf-dev  # protoc and the well-known .proto types, used by the build
   docker-registry            # a real OCI registry for tests and the demo
   skopeo umoci               # build and push test images offline

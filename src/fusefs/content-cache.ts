@@ -18,6 +18,7 @@ import { InvalidArgumentError } from '../errors';
 export class ContentCache {
   /** Per layer digest, the spans whose cache file this process wrote or checked against its digest. */
   private readonly verified = new Map<string, Set<number>>();
+  private readonly watchers = new Map<string, Set<(index: number) => void>>();
 
   constructor(readonly dir: string) {}
 
@@ -30,7 +31,25 @@ export class ContentCache {
   markVerified(layerDigest: string, index: number): void {
     let set = this.verified.get(layerDigest);
     if (!set) this.verified.set(layerDigest, (set = new Set()));
+    if (set.has(index)) return;
     set.add(index);
+    for (const watcher of this.watchers.get(layerDigest) ?? []) watcher(index);
+  }
+
+  /**
+   * Calls `onVerified` for every span of the layer verified so far and for each one verified later, until
+   * the returned function is called. (A span may be forgotten again if its file goes missing; readers of
+   * the file must cope with that, as readSlice does.)
+   */
+  watchVerified(layerDigest: string, onVerified: (index: number) => void): () => void {
+    let set = this.watchers.get(layerDigest);
+    if (!set) this.watchers.set(layerDigest, (set = new Set()));
+    set.add(onVerified);
+    for (const index of this.verified.get(layerDigest) ?? []) onVerified(index);
+    return () => {
+      set.delete(onVerified);
+      if (set.size === 0 && this.watchers.get(layerDigest) === set) this.watchers.delete(layerDigest);
+    };
   }
 
   private forget(layerDigest: string, index?: number): void {
@@ -42,6 +61,11 @@ export class ContentCache {
     const m = /^sha256:([0-9a-f]{64})$/.exec(layerDigest);
     if (!m) throw new InvalidArgumentError(`invalid layer digest ${JSON.stringify(layerDigest)}`);
     return path.join(this.dir, 'sha256', m[1]!);
+  }
+
+  /** Where a layer's span files live: span i is the file named i. */
+  spanDir(layerDigest: string): string {
+    return this.layerDir(layerDigest);
   }
 
   private spanFile(layerDigest: string, index: number): string {

@@ -1,10 +1,11 @@
 /**
  * The one place where the filesystem turns errors into errno values for the kernel, and the one place where
- * such errors are logged. Handlers answer expected outcomes (ENOENT for a missing name, EROFS for a write)
- * directly with the constants below and log nothing; anything thrown or rejected goes through
- * `FuseErrorReporter.errno`, which logs it once and picks the errno from one table.
+ * such errors are logged. Expected outcomes (ENOENT for a missing name, EROFS for a write) are answered by
+ * the native server (native/clip_fuse.c) and the kernel without a log line; every failure of a read passed
+ * up to JavaScript goes through `FuseErrorReporter.errno`, which logs it once and picks the errno from one
+ * table.
  *
- * Values are negative, as fuse-native's callbacks expect them.
+ * Values are negative (the native server's fail() takes them negated).
  */
 import { constants } from 'node:os';
 import type { Logger } from 'winston';
@@ -16,17 +17,7 @@ export const ENOENT = -e.ENOENT;
 export const EIO = -e.EIO;
 export const EEXIST = -e.EEXIST;
 export const EINVAL = -e.EINVAL;
-export const EISDIR = -e.EISDIR;
-export const ENOTDIR = -e.ENOTDIR;
-export const EROFS = -e.EROFS;
-export const ERANGE = -e.ERANGE;
-export const ENODATA = -e.ENODATA;
 export const EOPNOTSUPP = -e.EOPNOTSUPP;
-/**
- * Only for getxattr on a layer without any extended attribute: the kernel then stops asking this mount
- * (and answers EOPNOTSUPP itself), which spares overlayfs' trusted.overlay.* probes of every lower file.
- */
-export const ENOSYS = -e.ENOSYS;
 
 /**
  * Every failure to produce bytes the index says exist is an I/O error to the reader: the read path wraps

@@ -1,31 +1,35 @@
 /**
- * One clip archive presented as a read-only FUSE filesystem on a directory.
+ * One clip archive presented as a read-only FUSE filesystem on a directory, served by the native server
+ * (native/clip_fuse.c, libfuse3's low-level API): metadata from a table built once from the LayerTree, file
+ * bytes from verified cache files, and only reads of spans not yet verified passed up to JavaScript (the
+ * LayerStream: fetched, checked and cached, then answered).
  *
  * Mount options, and why:
  * - ro, default_permissions: the layer is immutable; the kernel refuses writes (EROFS) and checks
  *   mode/uid/gid itself, as for any other image layer.
  * - allow_other: processes of other users and in other mount namespaces (runc, overlayfs) read it.
- * - auto_unmount: if this process dies, libfuse's fusermount helper removes the mount within a moment
- *   instead of leaving a "Transport endpoint is not connected" directory.
- * - kernel_cache, entry_timeout, attr_timeout, negative_timeout (a year): nothing ever changes, so the page
- *   cache survives opens and the kernel keeps names, attributes and misses instead of asking again.
- * - max_read=131072: the largest request libfuse 2 accepts.
- * - use_ino: the kernel reports the layer's inode numbers (hard links share one).
+ * - auto_unmount: if this process dies, fusermount3 removes the mount within a moment instead of leaving
+ *   a "Transport endpoint is not connected" directory.
+ * The server answers with year-long entry and attribute timeouts (negative lookups too), refuses
+ * open/opendir with ENOSYS (no per-open state; the kernel then keeps page and directory caches), lists
+ * directories with attributes (readdirplus), lets the kernel cache symlinks and takes 1 MiB reads.
  *
  * The process serving a mount must never touch it synchronously: its one JavaScript thread would wait for
- * itself and hang in D state with every other process using the mount. mount() and unmount() are
- * asynchronous and only read the mount table and run child processes.
+ * itself and hang in D state with every other process using the mount. mount() and unmount() only make
+ * the mount syscalls and read the mount table.
  */
+import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import type { ClipArchive } from '../archive/types';
 import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors';
 import { FuseErrorReporter } from './errno';
-import { LayerFuse } from './fuse-binding';
-import { layerOperations } from './layer-operations';
+import { NativeLayerServer, nativeLayerServer } from './layer-server';
 import { LayerStream } from './layer-stream';
 import { LayerTree } from './layer-tree';
 import { forceUnmount, mountAt } from './mounts';
+import { encodeLayerTable } from './native-table';
+import { readRequests } from './read-requests';
 import type { SpanReader } from './span-reader';
 
 export type OpaqueXattr = 'trusted' | 'user' | 'both';
@@ -41,15 +45,11 @@ export interface LayerFilesystemOptions {
   opaqueXattr?: OpaqueXattr;
   /** Memory for recently read spans (default 16 MiB). */
   spanMemoryBytes?: number;
-  /** Limit for mounting and for each unmount command (default 10 s). */
+  /** Limit for each unmount command when a mount has to be removed the hard way (default 10 s). */
   mountTimeoutMs?: number;
 }
 
 const CACHE_SECONDS = 365 * 24 * 3600;
-const MAX_READ = 128 * 1024;
-/** fuse-native's own answer (ETIMEDOUT) for a handler that never calls back; ours must come first. */
-const BINDING_TIMEOUT_MS = 15_000;
-const BINDING_READ_MARGIN_MS = 5_000;
 
 const OPAQUE_NAMES: Record<OpaqueXattr, string[]> = {
   trusted: ['trusted.overlay.opaque'],
@@ -57,13 +57,14 @@ const OPAQUE_NAMES: Record<OpaqueXattr, string[]> = {
   both: ['trusted.overlay.opaque', 'user.overlay.opaque'],
 };
 
-function withTimeout<T>(what: string, ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UnavailableError(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+/** A mounted server; it lives on after unmount() while processes still use the detached mount. */
+interface Session {
+  server: NativeLayerServer;
+  dir: string;
 }
+
+/** Sessions until their server exits, so that nothing they use is collected meanwhile. */
+const live = new Set<Session>();
 
 export class LayerFilesystem {
   private readonly tree: LayerTree;
@@ -72,14 +73,13 @@ export class LayerFilesystem {
   private readonly readTimeoutMs: number;
   private readonly mountTimeoutMs: number;
   private readonly opaqueXattrNames: string[];
-  private fuse?: LayerFuse;
-  private dir?: string;
+  private session?: Session;
   private unmounting?: Promise<void>;
 
   /** Builds the layer's index; throws InvalidArgumentError for an archive that cannot be served. */
   constructor(
     private readonly archive: ClipArchive,
-    spans: SpanReader,
+    private readonly spans: SpanReader,
     options: LayerFilesystemOptions,
   ) {
     this.logger = options.logger;
@@ -97,51 +97,52 @@ export class LayerFilesystem {
 
   /** Where the layer is mounted, if it is. */
   get mountpoint(): string | undefined {
-    return this.dir;
+    return this.session?.dir;
   }
 
   async mount(dir: string): Promise<void> {
     const target = path.resolve(dir);
-    if (this.fuse) throw new FailedPreconditionError(`layer ${this.archive.layerDigest}: already mounted on ${this.dir}`);
+    const digest = this.archive.layerDigest;
+    if (this.session) throw new FailedPreconditionError(`layer ${digest}: already mounted on ${this.session.dir}`);
     if (await mountAt(target)) throw new FailedPreconditionError(`mount ${target}: already a mount point`);
+    const kind = await fsp.stat(target).then((st) => (st.isDirectory() ? 'dir' : 'not a directory'), () => 'does not exist');
+    if (kind !== 'dir') throw new UnavailableError(`mount ${target}: ${kind}`);
 
-    const ops = layerOperations(this.tree, this.stream, new FuseErrorReporter(this.logger, `layer ${this.archive.layerDigest}`), {
-      readTimeoutMs: this.readTimeoutMs,
+    const { checkpoints, uncompressedSize } = this.archive;
+    const table = encodeLayerTable({
+      tree: this.tree,
+      bounds: [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize],
       opaqueXattrNames: this.opaqueXattrNames,
     });
-    const fuse = new LayerFuse(
-      target,
-      ops,
-      {
-        allowOther: true,
-        autoUnmount: true,
-        defaultPermissions: 'true',
-        kernelCache: true,
-        entryTimeout: CACHE_SECONDS,
-        attrTimeout: CACHE_SECONDS,
-        maxRead: MAX_READ,
-        fsname: `clip:${this.archive.layerDigest}`,
-        subtype: 'clip',
-        timeout: { default: BINDING_TIMEOUT_MS, read: this.readTimeoutMs + BINDING_READ_MARGIN_MS },
-      },
-      ['ro', 'use_ino', `negative_timeout=${CACHE_SECONDS}`],
-    );
-    this.fuse = fuse;
-    this.dir = target;
+    const files = this.spans.spanFiles?.();
+    const onRead = readRequests(this.stream, table.nodes, new FuseErrorReporter(this.logger, `layer ${digest}`), this.readTimeoutMs, () => server);
+    let stopWatching = (): void => undefined;
+    const session: Session = { server: undefined as unknown as NativeLayerServer, dir: target };
+    const server = nativeLayerServer(table.bytes, files?.dir ?? '/nonexistent', CACHE_SECONDS, onRead, () => {
+      stopWatching();
+      server.destroy();
+      live.delete(session);
+      this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
+    });
+    session.server = server;
+    if (files) stopWatching = files.watch((index) => server.markReady(index));
+    const options = ['ro', 'allow_other', 'default_permissions', 'auto_unmount', `fsname=clip:${digest}`, 'subtype=clip'];
     try {
-      await withTimeout(`mount ${target}`, this.mountTimeoutMs, new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve()))));
+      server.mount(target, options.join(','));
     } catch (err) {
-      this.fuse = undefined;
-      this.dir = undefined;
+      stopWatching();
+      server.destroy();
       await forceUnmount(target, { timeoutMs: this.mountTimeoutMs }).catch(() => undefined);
       throw new UnavailableError(`mount ${target}: ${errorMessage(err)}`, { cause: err });
     }
-    this.logger.debug(`layer ${this.archive.layerDigest}: mounted on ${target}`);
+    live.add(session);
+    this.session = session;
+    this.logger.debug(`layer ${digest}: mounted on ${target}`);
   }
 
   /**
-   * Detaches the mount (lazily: processes still inside keep it until they leave). Safe to call twice or
-   * when not mounted.
+   * Detaches the mount (lazily: processes still inside keep it, and are served, until they leave). Safe to
+   * call twice or when not mounted.
    */
   unmount(): Promise<void> {
     this.unmounting ??= this.detach().finally(() => (this.unmounting = undefined));
@@ -149,21 +150,20 @@ export class LayerFilesystem {
   }
 
   private async detach(): Promise<void> {
-    const { fuse, dir } = this;
-    if (!fuse || !dir) return;
+    const session = this.session;
+    if (!session) return;
     try {
-      await withTimeout(`unmount ${dir}`, this.mountTimeoutMs, new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))));
+      session.server.unmount();
     } catch (err) {
       // Someone else may have unmounted it already; otherwise detach it the hard way.
-      if (await mountAt(dir)) {
-        await forceUnmount(dir, { timeoutMs: this.mountTimeoutMs }).catch((forced: unknown) => {
-          throw new UnavailableError(`unmount ${dir}: ${errorMessage(err)}; ${errorMessage(forced)}`, { cause: forced });
+      if (await mountAt(session.dir)) {
+        await forceUnmount(session.dir, { timeoutMs: this.mountTimeoutMs }).catch((forced: unknown) => {
+          throw new UnavailableError(`unmount ${session.dir}: ${errorMessage(err)}; ${errorMessage(forced)}`, { cause: forced });
         });
       }
-      this.logger.warn(`layer ${this.archive.layerDigest}: unmount ${dir}: ${errorMessage(err)}`);
+      this.logger.warn(`layer ${this.archive.layerDigest}: unmount ${session.dir}: ${errorMessage(err)}`);
     }
-    this.fuse = undefined;
-    this.dir = undefined;
-    this.logger.debug(`layer ${this.archive.layerDigest}: unmounted ${dir}`);
+    this.session = undefined;
+    this.logger.debug(`layer ${this.archive.layerDigest}: unmounted ${session.dir}`);
   }
 }

@@ -11,7 +11,7 @@ import { ClipArchive } from '../archive/types';
 import { UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, spanRange } from '../indexer';
 import { ContentCache } from './content-cache';
-import { SpanReader } from './span-reader';
+import { SpanFiles, SpanReader } from './span-reader';
 
 /** Random access to a layer blob as stored in the registry. */
 export interface RangeSource {
@@ -89,9 +89,15 @@ export class LayerSpanReader implements SpanReader {
     return this.cache.readSlice(this.archive.layerDigest, index, from, length);
   }
 
+  spanFiles(): SpanFiles {
+    const digest = this.archive.layerDigest;
+    return { dir: this.cache.spanDir(digest), watch: (onVerified) => this.cache.watchVerified(digest, onVerified) };
+  }
+
   private noteRead(index: number): void {
     if (index === this.lastRead) return;
-    const sequential = index === this.lastRead + 1;
+    // The spans loaded ahead are then read without asking here, so the next request may skip them.
+    const sequential = this.lastRead >= -1 && index > this.lastRead && index <= this.lastRead + 1 + this.readAhead;
     this.lastRead = index;
     if (sequential) this.loadAhead(index);
   }

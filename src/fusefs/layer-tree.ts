@@ -26,7 +26,7 @@ const BLOCK_SIZE = 4096;
 
 export type NodeKind = Exclude<EntryType, 'hardlink'> | 'whiteout';
 
-/** The attributes handed to the kernel; the same shape as fuse-native's Stats. */
+/** The attributes handed to the kernel (see native-table.ts). */
 export interface NodeStat {
   mode: number;
   uid: number;
@@ -66,11 +66,6 @@ export interface Inode {
   stat?: NodeStat;
 }
 
-export interface DirectoryListing {
-  names: string[];
-  stats: NodeStat[];
-}
-
 export class LayerNode {
   /** Directories only. */
   readonly children?: Map<string, LayerNode>;
@@ -78,7 +73,6 @@ export class LayerNode {
   readonly whiteouts?: Map<string, number>;
   /** Directories only: the directory had `.wh..wh..opq`. */
   opaque = false;
-  private listingCache?: DirectoryListing;
 
   constructor(
     public inode: Inode,
@@ -93,21 +87,6 @@ export class LayerNode {
   /** Computed on first use: a container reads a small part of its image. */
   get stat(): NodeStat {
     return (this.inode.stat ??= statOf(this.inode));
-  }
-
-  /** readdir's answer: ".", "..", then the children in tar order, whiteouts as their overlayfs names. */
-  listing(): DirectoryListing {
-    if (!this.children) throw new Error('not a directory');
-    if (!this.listingCache) {
-      const names = ['.', '..'];
-      const stats = [this.stat, (this.parent ?? this).stat];
-      for (const [name, child] of this.children) {
-        names.push(name);
-        stats.push(child.stat);
-      }
-      this.listingCache = { names, stats };
-    }
-    return this.listingCache;
   }
 }
 

@@ -11,4 +11,14 @@ export interface SpanReader {
    * (a span already verified and kept on disk); otherwise undefined, and the caller uses readSpan.
    */
   readSlice?(index: number, from: number, length: number): Promise<Buffer | undefined>;
+  /**
+   * Where verified spans are kept as files (span i is `<dir>/<i>`), for a server that reads them itself;
+   * `watch` reports each verified span, those verified already first, until the returned function is called.
+   */
+  spanFiles?(): SpanFiles;
+}
+
+export interface SpanFiles {
+  dir: string;
+  watch(onVerified: (index: number) => void): () => void;
 }

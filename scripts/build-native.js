@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+/**
+ * Builds clip's native addons with node-gyp (npm puts its bundled node-gyp on PATH for `npm run`) and
+ * copies each into dist/, next to the compiled module that loads it:
+ *   src/indexer/native/clip_zran.node  gzip checkpoints (zlib)
+ *   src/fusefs/native/clip_fuse.node   the FUSE layer server (libfuse3)
+ */
+'use strict';
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const addons = [
+  ['src/indexer/native', 'clip_zran'],
+  ['src/fusefs/native', 'clip_fuse'],
+];
+
+for (const [dir, name] of addons) {
+  execFileSync('node-gyp', ['rebuild', `--directory=${dir}`, '--loglevel=warn'], { cwd: root, stdio: 'inherit' });
+  const out = path.join(root, 'dist', dir);
+  fs.mkdirSync(out, { recursive: true });
+  fs.copyFileSync(path.join(root, dir, 'build', 'Release', `${name}.node`), path.join(out, `${name}.node`));
+}

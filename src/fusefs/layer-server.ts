@@ -1,0 +1,45 @@
+/**
+ * The one door to the clip_fuse native addon (native/clip_fuse.c, built by `npm run build:native`): loads
+ * it on first use and types it. See clip_fuse.c for what the server answers itself and what it asks for.
+ */
+import path from 'node:path';
+import { InternalError } from '../errors';
+
+export interface NativeLayerServer {
+  /** Span i's cache file is verified: the server reads it directly from now on. */
+  markReady(index: number): void;
+  /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
+  mount(dir: string, options: string): void;
+  /** Answers read request `id` with these bytes. */
+  reply(id: number, bytes: Buffer): void;
+  /** Answers read request `id` with an error (a positive errno). */
+  fail(id: number, errno: number): void;
+  /** Detaches the mount; the server goes on for users still inside and exits (onExit) after them. */
+  unmount(): void;
+  /** After onExit: releases the session. */
+  destroy(): void;
+}
+
+interface Addon {
+  LayerServer: new (
+    table: Buffer,
+    cacheDir: string,
+    ttlSeconds: number,
+    onRead: (id: number, ino: number, offset: number, length: number) => void,
+    onExit: () => void,
+  ) => NativeLayerServer;
+}
+
+const ADDON_PATH = path.join(__dirname, 'native', 'clip_fuse.node');
+let addon: Addon | undefined;
+
+export function nativeLayerServer(...args: ConstructorParameters<Addon['LayerServer']>): NativeLayerServer {
+  if (addon === undefined) {
+    try {
+      addon = require(ADDON_PATH) as Addon;
+    } catch (err) {
+      throw new InternalError(`FUSE addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
+    }
+  }
+  return new addon.LayerServer(...args);
+}
