@@ -11,7 +11,6 @@
  *
  * Digest verification of streamed bytes is the consumer's job (the indexer hashes what it parses).
  */
-import { Readable } from 'node:stream';
 import { InvalidArgumentError, UnavailableError, isClipError } from '../errors';
 import { BlobLocator } from './blob-locator';
 import { RegistryNotFoundError, RegistryProtocolError } from './registry-errors';
@@ -137,9 +136,13 @@ export class RemoteBlob {
     });
   }
 
-  /** The whole blob as a byte stream. */
-  stream(options: BlobReadOptions = {}): Readable {
-    return Readable.from(this.chunks(options.signal), { objectMode: false, highWaterMark: 64 * 1024 });
+  /**
+   * The whole blob as chunks, pulled by the consumer (nothing is read ahead of it beyond the socket's own
+   * buffers); leaving the loop early aborts the transfer. A plain async generator: wrapping it in a
+   * Readable cost about a third of the throughput of a 1 GiB layer on loopback.
+   */
+  stream(options: BlobReadOptions = {}): AsyncGenerator<Buffer> {
+    return this.chunks(options.signal);
   }
 
   private async *chunks(signal?: AbortSignal): AsyncGenerator<Buffer> {
