@@ -82,6 +82,7 @@ export function toBody(a: ClipArchive): ArchiveBody {
       windowDeflate: c.window.length === 0 ? Buffer.alloc(0) : deflateRawSync(c.window),
     })),
     spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
+    startupSpans: a.startupSpans ?? [],
   };
 }
 
@@ -107,6 +108,7 @@ export function fromBody(body: ArchiveBody): ClipArchive {
       if (d.length !== SHA256_BYTES) fail(`span ${i} digest is ${d.length} bytes, want ${SHA256_BYTES}`);
       return SHA256_PREFIX + d.toString('hex');
     }),
+    ...(body.startupSpans.length > 0 ? { startupSpans: [...body.startupSpans] } : {}),
   };
 }
 

@@ -66,4 +66,9 @@ export interface ClipArchive {
   checkpoints: Checkpoint[];
   /** sha256 ("sha256:…") of each span's uncompressed bytes; same length as checkpoints. */
   spanDigests: string[];
+  /**
+   * The start-up profile, when one was recorded: the spans containers read as they started from this
+   * layer, in order of first read. A node mounting the layer loads them ahead (src/remote/startup-profile).
+   */
+  startupSpans?: number[];
 }

@@ -37,6 +37,14 @@ export function validateArchive(a: ClipArchive): void {
     fail(`${a.spanDigests.length} span digests for ${a.checkpoints.length} checkpoints (want one per span)`);
   }
   a.spanDigests.forEach((d, i) => checkDigest(`span ${i} digest`, d));
+  if (a.startupSpans !== undefined) {
+    const seen = new Set<number>();
+    for (const i of a.startupSpans) {
+      if (!isUint(i) || i >= a.checkpoints.length) fail(`start-up span ${i} is not one of the ${a.checkpoints.length} spans`);
+      if (seen.has(i)) fail(`start-up span ${i} is listed twice`);
+      seen.add(i);
+    }
+  }
 }
 
 /**

@@ -36,6 +36,10 @@ export interface DaemonConfig {
     archiveStoreMaxBytes: number;
     /** A FUSE read that waits longer than this for the registry fails with EIO. */
     readTimeoutMs: number;
+    /** Look for clip archives published in the registry (clip index push) before indexing a layer. */
+    publishedArchives: boolean;
+    /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
+    startupProfiles: boolean;
   };
   registry: {
     /** containerd-style hosts.toml directory (mirrors, plain http), or '' for none. */
@@ -66,6 +70,8 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     indexConcurrency: 3,
     archiveStoreMaxBytes: 1024 * MIB,
     readTimeoutMs: 30_000,
+    publishedArchives: true,
+    startupProfiles: true,
   },
   registry: {
     hostsDir: '/etc/containerd/certs.d',
@@ -98,6 +104,8 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.index_concurrency', field: 'lazy.indexConcurrency', kind: 'count' },
   { toml: 'lazy.archive_store_max_size', field: 'lazy.archiveStoreMaxBytes', kind: 'bytes' },
   { toml: 'lazy.read_timeout_seconds', field: 'lazy.readTimeoutMs', kind: 'seconds' },
+  { toml: 'lazy.published_archives', field: 'lazy.publishedArchives', kind: 'boolean' },
+  { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },

@@ -42,6 +42,8 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     prefetchImageLayers: lazy.prefetchImageLayers,
     indexConcurrency: lazy.indexConcurrency,
     readTimeoutMs: lazy.readTimeoutMs,
+    publishedArchives: lazy.publishedArchives,
+    startupProfiles: lazy.startupProfiles,
   });
   return { layers, registry };
 }

@@ -74,6 +74,8 @@ export class LayerFilesystem {
   private readonly mountTimeoutMs: number;
   private readonly opaqueXattrNames: string[];
   private session?: Session;
+  /** The server of the last mount, which can still say what was read after it was unmounted. */
+  private lastServer?: NativeLayerServer;
   private unmounting?: Promise<void>;
 
   /** Builds the layer's index; throws InvalidArgumentError for an archive that cannot be served. */
@@ -93,6 +95,11 @@ export class LayerFilesystem {
       const shown = problems.slice(0, 5).join('; ');
       this.logger.warn(`layer ${archive.layerDigest}: ${problems.length} entries left out: ${shown}${problems.length > 5 ? '; …' : ''}`);
     }
+  }
+
+  /** The spans read through the mount so far, in order of first read (empty before the first mount). */
+  touchedSpans(): number[] {
+    return this.lastServer?.touchedSpans() ?? [];
   }
 
   /** Where the layer is mounted, if it is. */
@@ -137,6 +144,7 @@ export class LayerFilesystem {
     }
     live.add(session);
     this.session = session;
+    this.lastServer = server;
     this.logger.debug(`layer ${digest}: mounted on ${target}`);
   }
 

@@ -8,6 +8,8 @@ import { InternalError } from '../errors';
 export interface NativeLayerServer {
   /** Span i's cache file is verified: the server reads it directly from now on. */
   markReady(index: number): void;
+  /** The spans read so far, in the order of their first read. */
+  touchedSpans(): number[];
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
   mount(dir: string, options: string): void;
   /** Answers read request `id` with these bytes. */

@@ -115,6 +115,31 @@ export class LayerSpanReader implements SpanReader {
   }
 
   /**
+   * Loads the listed spans that are not cached yet, in order, `concurrency` at a time, as foreground
+   * fetches (readers asking for one of them join its fetch). Failures are left to the readers of those
+   * spans. Resolves with how many spans were fetched.
+   */
+  async warm(indexes: readonly number[], concurrency: number): Promise<number> {
+    const digest = this.archive.layerDigest;
+    let next = 0;
+    let fetched = 0;
+    const worker = async (): Promise<void> => {
+      while (next < indexes.length) {
+        const i = indexes[next++]!;
+        if (i >= this.spanCount || this.pending.has(i) || (await this.cache.has(digest, i))) continue;
+        try {
+          await this.loadOnce(i, true);
+          fetched++;
+        } catch {
+          // the span's readers see the failure
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+    return fetched;
+  }
+
+  /**
    * Makes sure span i is in the disk cache, fetching it if needed; the background fetcher's entry, not
    * counted as foreground activity. Resolves true when it fetched something.
    */

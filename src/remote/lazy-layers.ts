@@ -3,7 +3,8 @@
  * clip archive comes from the archive store, else from an archive published in the registry for the image
  * (cri.manifest-digest; published-archives.ts), else it is built from the layer; the layer is mounted through
  * FUSE, its bytes read through the content cache, and (optionally) the rest of it fetched in the
- * background. When the first layer of an image is prepared, the image's other layers are indexed in
+ * background. A start-up profile in the archive is replayed at mount; without one, a profile is recorded
+ * (startup-profile.ts). When the first layer of an image is prepared, the image's other layers are indexed in
  * parallel, since containerd prepares them one after another.
  */
 import type { Logger } from 'winston';
@@ -26,6 +27,7 @@ import { LayerIndexer, LayerLocation } from './layer-indexer';
 import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
 import { PublishedArchives } from './published-archives';
+import { ProfileRecorder, replayProfile } from './startup-profile';
 
 export interface LazyLayersOptions {
   registry: RegistryClient;
@@ -40,12 +42,15 @@ export interface LazyLayersOptions {
   readTimeoutMs: number;
   /** Look for archives published in the registry before indexing a layer (default true). */
   publishedArchives?: boolean;
+  /** Record start-up profiles of mounted layers and replay recorded ones (default true). */
+  startupProfiles?: boolean;
 }
 
 interface MountedLayer {
   fs: LayerFilesystem;
   reader: LayerSpanReader;
   release: () => void;
+  recorder?: ProfileRecorder;
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -91,7 +96,16 @@ export class LazyLayers implements RemoteLayers {
       release();
       throw err;
     }
-    this.mounted.set(dir, { fs, reader, release });
+    const { logger } = this.opts;
+    let recorder: ProfileRecorder | undefined;
+    if (this.opts.startupProfiles !== false) {
+      if (archive.startupSpans?.length) {
+        replayProfile(archive, reader, logger).catch((err: unknown) => logger.warn(`layer ${where.layerDigest}: start-up profile: ${errorMessage(err)}`));
+      } else {
+        recorder = new ProfileRecorder(archive, fs, this.opts.archives, logger);
+      }
+    }
+    this.mounted.set(dir, { fs, reader, release, recorder });
     if (this.opts.backgroundFetch) this.fetcher.add(reader);
   }
 
@@ -103,6 +117,7 @@ export class LazyLayers implements RemoteLayers {
     try {
       await layer.fs.unmount();
     } finally {
+      await layer.recorder?.stop();
       layer.release();
     }
   }

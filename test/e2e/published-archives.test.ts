@@ -72,6 +72,11 @@ describe('published archives', () => {
     await stack.stopClip();
     assert.deepEqual(await mountsUnder(stack.clipRoot), [], 'clip unmounted its layers');
     await fsp.rm(stack.clipRoot, { recursive: true, force: true });
+    await restartClip();
+  }
+
+  /** Starts clip again and waits until containerd reaches it. */
+  async function restartClip(): Promise<void> {
     await stack.restartClip();
     // containerd redials the proxy plugin's socket with back-off; a Prepare is a call that reaches clip.
     await waitFor('containerd to reach the restarted clip', async () => {
@@ -149,6 +154,37 @@ describe('published archives', () => {
     assert.ok(largeServed <= span, `of the large layer only the span that was read, not ${largeServed} bytes`);
     assert.equal((log.match(/using the archive sha256:[0-9a-f]{64} \(\d+ bytes\) published in/g) ?? []).length, 2, log.slice(-3000));
     assert.doesNotMatch(log, /indexing layer/);
+  });
+
+  test('a start-up profile recorded where the image ran is published and loaded ahead on the next node', { timeout: TEST_TIMEOUT }, async () => {
+    assert.ok(artifact, 'published by an earlier test');
+    const [, large] = layers() as [LayerSummary, LayerSummary];
+    // The node of the previous test ran the container; stopping clip unmounts its layers, which stores the
+    // profiles recorded so far in their archives.
+    await stack.stopClip();
+    const archiveDir = path.join(stack.clipRoot, 'archives', 'sha256');
+    const recorded = decodeArchive(await fsp.readFile(path.join(archiveDir, `${large.digest.slice(7)}.clip`)));
+    const smallEntry = recorded.entries.find((e) => e.path === 'data/small.txt');
+    assert.ok(smallEntry, 'the large layer holds data/small.txt');
+    const smallSpan = recorded.checkpoints.filter((c) => c.uncompressedOffset <= smallEntry.dataOffset).length - 1;
+    assert.deepEqual(recorded.startupSpans, [smallSpan], 'the profile is the one span the container read');
+    await restartClip();
+
+    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir, '--reuse', archiveDir], { timeoutMs: 240_000 });
+    assert.equal(r.code, 0, r.stderr);
+    await freshNode();
+    const largeBefore = await servedFor(large.digest);
+    await criPull();
+    const { compressedStart, compressedEnd } = spanRange(recorded, smallSpan);
+    const fetchedAhead = new RegExp(`layer ${large.digest}: start-up profile: fetched 1 of 1 spans ahead`);
+    await waitFor('clip to fetch the profile span ahead', () => fetchedAhead.test(clipLog()), 30_000);
+    assert.equal((await servedFor(large.digest)) - largeBefore, compressedEnd - compressedStart, 'the registry served that span, before any container ran');
+    const afterPull = await servedFor(large.digest);
+    const run2 = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', ref(), 'profiled']);
+    assert.equal(run2.code, 0, run2.stderr);
+    assert.equal(run2.stdout, MESSAGE);
+    assert.equal(await servedFor(large.digest), afterPull, 'the container found its span already cached');
+    console.log(`# start-up profile: span ${smallSpan} (${compressedEnd - compressedStart} bytes) fetched during the pull; the run fetched nothing of the large layer`);
   });
 
   test('a tampered published archive is rejected, logged, and the layer indexed locally', { timeout: TEST_TIMEOUT }, async () => {

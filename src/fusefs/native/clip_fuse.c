@@ -13,6 +13,7 @@
  *               bytes, all inside the file) JS must answer with reply(id, bytes) or fail(id, errno).
  *     onExit()  the session loop ended (the mount went away); call destroy() then.
  *   .markReady(i)    span i's cache file is verified: serve reads of it from the file from now on.
+ *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
  *   .reply(id, buffer) / .fail(id, errno)
  *   .unmount()       lazily detaches the mount (umount2 MNT_DETACH); the loop keeps serving and ends
@@ -259,6 +260,8 @@ typedef struct {
   char *cache_dir;
   double ttl;
   atomic_uchar *ready; /* per span: 1 once its cache file is verified */
+  atomic_uint *touched; /* per span: when it was first read (1, 2, ...), 0 if never */
+  atomic_uint touch_seq;
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -507,6 +510,16 @@ static int read_cached(server_t *s, uint64_t at, size_t len, char *out) {
   return 0;
 }
 
+/* Notes the spans [at, at + len) touches that were never read before, in the order of first reads. */
+static void note_touched(server_t *s, uint64_t at, size_t len) {
+  const table_t *t = &s->table;
+  if (t->span_count == 0) return;
+  for (uint32_t i = span_at(t, at); i < t->span_count && t->bounds[i] < at + len; i++) {
+    unsigned int never = 0;
+    if (atomic_load(&s->touched[i]) == 0) atomic_compare_exchange_strong(&s->touched[i], &never, atomic_fetch_add(&s->touch_seq, 1) + 1);
+  }
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   server_t *s = server_of(req);
@@ -516,6 +529,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (off < 0 || (uint64_t)off >= n->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
   size_t len = (uint64_t)off + size > n->size ? (size_t)(n->size - (uint64_t)off) : size;
   uint64_t at = n->data_offset + (uint64_t)off;
+  note_touched(s, at, len);
   char *buf = malloc(len);
   if (!buf) return (void)fuse_reply_err(req, ENOMEM);
   if (read_cached(s, at, len, buf) == 0) {
@@ -626,6 +640,7 @@ static void server_release(server_t *s) {
   free(s->cache_dir);
   free(s->mountpoint);
   free(s->ready);
+  free(s->touched);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -684,7 +699,8 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   s->cache_dir = string_arg(env, argv[1]);
   NAPI_CALL(env, napi_get_value_double(env, argv[2], &s->ttl));
   s->ready = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uchar));
-  if (!s->cache_dir || !s->ready) {
+  s->touched = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uint));
+  if (!s->cache_dir || !s->ready || !s->touched) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -709,6 +725,46 @@ static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &i));
   if (i < s->table.span_count) atomic_store(&s->ready[i], 1);
   return NULL;
+}
+
+typedef struct {
+  unsigned int seq;
+  uint32_t span;
+} touch_t;
+
+static int by_seq(const void *a, const void *b) {
+  unsigned int x = ((const touch_t *)a)->seq, y = ((const touch_t *)b)->seq;
+  return x < y ? -1 : x > y;
+}
+
+/* The spans read so far, in the order they were first read. */
+static napi_value server_touched_spans(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  touch_t *list = malloc(sizeof(touch_t) * (s->table.span_count ? s->table.span_count : 1));
+  if (!list) {
+    napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
+    return NULL;
+  }
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < s->table.span_count; i++) {
+    unsigned int seq = atomic_load(&s->touched[i]);
+    if (seq != 0) list[n++] = (touch_t){seq, i};
+  }
+  qsort(list, n, sizeof(touch_t), by_seq);
+  napi_value out, v;
+  if (napi_create_array_with_length(env, n, &out) != napi_ok) {
+    free(list);
+    throw_last_error(env);
+    return NULL;
+  }
+  for (uint32_t k = 0; k < n; k++) {
+    napi_create_uint32(env, list[k].span, &v);
+    napi_set_element(env, out, k, v);
+  }
+  free(list);
+  return out;
 }
 
 static napi_value server_mount(napi_env env, napi_callback_info info) {
@@ -846,6 +902,7 @@ static napi_value init(napi_env env, napi_value exports) {
   fuse_set_log_func(capture_log);
   napi_property_descriptor methods[] = {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
+      {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},

@@ -96,6 +96,12 @@ describe('clip archive format: round trip', () => {
     assert.deepEqual(decodeArchive(file), a);
   });
 
+  it('round-trips a start-up profile, in its order, and leaves it out when there is none', () => {
+    const withProfile = { ...small(), startupSpans: [2, 0] };
+    assert.deepEqual(decodeArchive(encodeArchive(withProfile)).startupSpans, [2, 0]);
+    assert.equal('startupSpans' in decodeArchive(encodeArchive(small())), false);
+  });
+
   it('starts with the documented header', () => {
     const file = encodeArchive(small());
     assert.equal(file.subarray(0, 8).toString('latin1'), '\x89CLIP\r\n\x1a');
@@ -278,6 +284,8 @@ describe('clip archive format: rules checked when decoding', () => {
     ['xattr value too large', (b) => { b.entries[2]!.xattrs = { 'user.x': Buffer.alloc(65537) }; }, /xattr user\.x value is 65537 bytes, at most 65536/],
     ['uncompressed layer with a window', (b) => { b.compression = 2; b.compressedSize = b.uncompressedSize; }, /checkpoint 0: in an uncompressed layer a checkpoint has equal offsets, bits 0 and no window/],
     ['uncompressed layer with different sizes', (b) => { b.compression = 2; }, /uncompressed layer has compressed size 3000000 != uncompressed size 10000000/],
+    ['start-up span beyond the spans', (b) => { b.startupSpans = [0, 3]; }, /start-up span 3 is not one of the 3 spans/],
+    ['start-up span listed twice', (b) => { b.startupSpans = [2, 0, 2]; }, /start-up span 2 is listed twice/],
   ];
 
   it('accepts the unchanged archive', () => {
