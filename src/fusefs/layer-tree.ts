@@ -319,14 +319,24 @@ function release(node: LayerNode): void {
   for (const child of node.children.values()) release(child);
 }
 
+/** st_mode: the type bits of the inode's kind and its permission bits. */
+export function modeOf(inode: Inode): number {
+  return TYPE_BITS[inode.kind] | inode.perm;
+}
+
+/** st_size: the data size of a file, 4096 for a directory, the target's length for a symlink. */
+export function sizeOf(inode: Inode): number {
+  if (inode.kind === 'dir') return DIR_SIZE;
+  if (inode.kind === 'symlink') return Buffer.byteLength(inode.linkTarget);
+  return inode.size;
+}
+
 function statOf(inode: Inode): NodeStat {
   const time = new Date(inode.mtimeMs);
-  let size = inode.size;
-  if (inode.kind === 'dir') size = DIR_SIZE;
-  else if (inode.kind === 'symlink') size = Buffer.byteLength(inode.linkTarget);
+  const size = sizeOf(inode);
   const hasDevice = inode.kind === 'char' || inode.kind === 'block';
   return {
-    mode: TYPE_BITS[inode.kind] | inode.perm,
+    mode: modeOf(inode),
     uid: inode.uid,
     gid: inode.gid,
     size,

@@ -3,7 +3,7 @@
  * server (native/clip_fuse.c) answers from: fixed-size little-endian records plus a string pool. The
  * format is described at the top of clip_fuse.c; the two must change together.
  */
-import type { LayerNode, LayerTree } from './layer-tree';
+import { type LayerNode, type LayerTree, modeOf, sizeOf } from './layer-tree';
 
 const MAGIC = 0x31544c43; // "CLT1"
 const HEADER_SIZE = 40;
@@ -76,8 +76,8 @@ export function encodeLayerTable({ tree, bounds, opaqueXattrNames }: TableInput)
 
   // Breadth first from the root; every inode is recorded once, at its ino (hard links share one).
   const queue: LayerNode[] = [tree.root];
-  while (queue.length > 0) {
-    const node = queue.shift()!;
+  for (let head = 0; head < queue.length; head++) {
+    const node = queue[head]!;
     const { inode } = node;
     if (records[inode.ino - 1]) continue;
     const record: InodeRecord = { node, firstDirent: dirents.length, direntCount: 0, firstXattr: xattrs.length, xattrCount: 0, linkOff: 0, linkLen: 0 };
@@ -90,8 +90,12 @@ export function encodeLayerTable({ tree, bounds, opaqueXattrNames }: TableInput)
         queue.push(child);
       }
     }
-    const names = new Map(inode.xattrs);
-    if (node.opaque) for (const name of opaqueXattrNames) if (!names.has(name)) names.set(name, opaqueValue);
+    let names = inode.xattrs;
+    if (node.opaque) {
+      const withMarker = new Map(inode.xattrs);
+      for (const name of opaqueXattrNames) if (!withMarker.has(name)) withMarker.set(name, opaqueValue);
+      names = withMarker;
+    }
     for (const [name, value] of names) {
       const nameBytes = Buffer.from(name);
       xattrs.push([pool.add(nameBytes), nameBytes.length, pool.add(value), value.length]);
@@ -112,7 +116,12 @@ export function encodeLayerTable({ tree, bounds, opaqueXattrNames }: TableInput)
   const out = Buffer.alloc(size);
   let at = 0;
   const u32 = (v: number): void => void (at = out.writeUInt32LE(v >>> 0, at));
-  const u64 = (v: number): void => void (at = out.writeBigUInt64LE(BigInt(Math.max(0, Math.trunc(v))), at));
+  // Without BigInt: values are safe integers (< 2^53), written as two 32-bit halves.
+  const u64 = (v: number): void => {
+    const n = Math.max(0, Math.trunc(v));
+    at = out.writeUInt32LE(n % 0x1_0000_0000, at);
+    at = out.writeUInt32LE(Math.floor(n / 0x1_0000_0000), at);
+  };
 
   u32(MAGIC);
   u32(records.length);
@@ -125,11 +134,10 @@ export function encodeLayerTable({ tree, bounds, opaqueXattrNames }: TableInput)
   u64(tree.fileBytes);
   for (const r of records) {
     const { inode } = r.node;
-    const stat = r.node.stat;
     const device = inode.kind === 'char' || inode.kind === 'block';
-    for (const v of [stat.mode, stat.uid, stat.gid, stat.nlink, device ? inode.devMajor : 0, device ? inode.devMinor : 0, r.linkOff, r.linkLen]) u32(v);
+    for (const v of [modeOf(inode), inode.uid, inode.gid, inode.nlink, device ? inode.devMajor : 0, device ? inode.devMinor : 0, r.linkOff, r.linkLen]) u32(v);
     for (const v of [r.firstDirent, r.direntCount, r.firstXattr, r.xattrCount]) u32(v);
-    u64(stat.size);
+    u64(sizeOf(inode));
     u64(inode.kind === 'file' ? inode.dataOffset : 0);
     at = out.writeBigUInt64LE(nanoseconds(inode.mtimeMs), at);
   }
