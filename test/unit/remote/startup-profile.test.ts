@@ -1,0 +1,73 @@
+/**
+ * When a start-up profile is stored (ProfileRecorder), and how a profile is replayed, with mock timers and
+ * an in-memory archive store: the settle rule, the window cap, stop() at unmount, and nothing for a layer
+ * that was never read.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import winston from 'winston';
+import type { ClipArchive } from '../../../src/archive';
+import type { ArchiveStore } from '../../../src/remote/archive-store';
+import { MAX_PROFILE_SPANS, ProfileRecorder } from '../../../src/remote/startup-profile';
+
+const logger = winston.createLogger({ silent: true });
+const archive = { layerDigest: `sha256:${'a'.repeat(64)}`, checkpoints: new Array(2000).fill({}) } as unknown as ClipArchive;
+
+function setup() {
+  const stored: ClipArchive[] = [];
+  const store = { put: async (a: ClipArchive) => void stored.push(a) } as unknown as ArchiveStore;
+  let touched: number[] = [];
+  const source = { touchedSpans: () => touched };
+  return { stored, store, source, touch: (spans: number[]) => (touched = spans) };
+}
+
+describe('start-up profile recording', () => {
+  it('stores the spans once reads have settled for 10 s, in their order, and only once', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
+    const { stored, store, source, touch } = setup();
+    const recorder = new ProfileRecorder(archive, source, store, logger);
+    t.mock.timers.tick(20_000);
+    assert.equal(stored.length, 0, 'nothing read, nothing stored');
+    touch([5, 1]);
+    t.mock.timers.tick(2_000); // a poll sees the first reads
+    touch([5, 1, 9]);
+    t.mock.timers.tick(2_000); // the next poll sees a new span
+    t.mock.timers.tick(8_000);
+    assert.equal(stored.length, 0, 'a new span 8 s ago');
+    t.mock.timers.tick(2_000);
+    await Promise.resolve();
+    assert.deepEqual(stored.map((a) => a.startupSpans), [[5, 1, 9]]);
+    touch([5, 1, 9, 3]);
+    t.mock.timers.tick(60_000);
+    await recorder.stop();
+    assert.equal(stored.length, 1, 'a profile is stored once');
+  });
+
+  it('stores what it has 60 s after the first read even if reads go on', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
+    const { stored, store, source, touch } = setup();
+    new ProfileRecorder(archive, source, store, logger);
+    const spans: number[] = [];
+    for (let s = 0; s < 31; s++) {
+      spans.push(s);
+      touch([...spans]);
+      t.mock.timers.tick(2_000);
+    }
+    await Promise.resolve();
+    assert.equal(stored.length, 1);
+    assert.ok(stored[0]!.startupSpans!.length >= 29 && stored[0]!.startupSpans!.length <= 31, String(stored[0]!.startupSpans!.length));
+  });
+
+  it('stores at stop() what was read so far, capped, and nothing for a layer never read', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
+    const read = setup();
+    const recorder = new ProfileRecorder(archive, read.source, read.store, logger);
+    read.touch(Array.from({ length: MAX_PROFILE_SPANS + 10 }, (_, i) => i));
+    await recorder.stop();
+    assert.equal(read.stored[0]!.startupSpans!.length, MAX_PROFILE_SPANS);
+
+    const unread = setup();
+    await new ProfileRecorder(archive, unread.source, unread.store, logger).stop();
+    assert.equal(unread.stored.length, 0);
+  });
+});
