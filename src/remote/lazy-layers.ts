@@ -8,6 +8,7 @@
  * parallel, since containerd prepares them one after another.
  */
 import type { Logger } from 'winston';
+import type { ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
@@ -62,6 +63,9 @@ export class LazyLayers implements RemoteLayers {
   private readonly activity = new ForegroundActivity();
   private readonly fetcher: BackgroundFetcher;
   private readonly published?: PublishedArchives;
+  private readonly readers = new Map<string, LayerSpanReader>();
+  /** Layers whose start-up profile this process has fetched (or is fetching). */
+  private readonly replayed = new Set<string>();
 
   constructor(private readonly opts: LazyLayersOptions) {
     this.indexer = new LayerIndexer(opts);
@@ -83,12 +87,7 @@ export class LazyLayers implements RemoteLayers {
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
     const archive = await this.archiveOf(where);
     const release = this.opts.archives.pin(where.layerDigest);
-    const reader = new LayerSpanReader({
-      archive,
-      source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest),
-      cache: this.opts.cache,
-      activity: this.activity,
-    });
+    const reader = this.readerFor(where, archive);
     const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
     try {
       await fs.mount(dir);
@@ -96,14 +95,10 @@ export class LazyLayers implements RemoteLayers {
       release();
       throw err;
     }
-    const { logger } = this.opts;
     let recorder: ProfileRecorder | undefined;
     if (this.opts.startupProfiles !== false) {
-      if (archive.startupSpans?.length) {
-        replayProfile(archive, reader, logger).catch((err: unknown) => logger.warn(`layer ${where.layerDigest}: start-up profile: ${errorMessage(err)}`));
-      } else {
-        recorder = new ProfileRecorder(archive, fs, this.opts.archives, logger);
-      }
+      if (archive.startupSpans?.length) this.replay(where, archive);
+      else recorder = new ProfileRecorder(archive, fs, this.opts.archives, this.opts.logger);
     }
     this.mounted.set(dir, { fs, reader, release, recorder });
     if (this.opts.backgroundFetch) this.fetcher.add(reader);
@@ -113,7 +108,12 @@ export class LazyLayers implements RemoteLayers {
     const layer = this.mounted.get(dir);
     if (!layer) return;
     this.mounted.delete(dir);
-    this.fetcher.remove(layer.reader);
+    // Another mount of the same layer (under another parent) shares the reader and keeps it going.
+    const shared = [...this.mounted.values()].some((m) => m.reader === layer.reader);
+    if (!shared) {
+      this.fetcher.remove(layer.reader);
+      this.readers.delete(layer.reader.layerDigest);
+    }
     try {
       await layer.fs.unmount();
     } finally {
@@ -146,12 +146,48 @@ export class LazyLayers implements RemoteLayers {
     );
   }
 
-  /** Starts indexing the image's other layers (cri.image-layers) in the background. */
+  /**
+   * The one reader of a layer's spans in this process (mounts and profile replays share it, so that a
+   * span is never fetched twice at once).
+   */
+  private readerFor(where: LayerLocation, archive: ClipArchive): LayerSpanReader {
+    let reader = this.readers.get(where.layerDigest);
+    if (!reader) {
+      reader = new LayerSpanReader({
+        archive,
+        source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest),
+        cache: this.opts.cache,
+        activity: this.activity,
+      });
+      this.readers.set(where.layerDigest, reader);
+    }
+    return reader;
+  }
+
+  /** Fetches the spans of the layer's start-up profile, once per layer and process. */
+  private replay(where: LayerLocation, archive: ClipArchive): void {
+    if (this.replayed.has(where.layerDigest)) return;
+    this.replayed.add(where.layerDigest);
+    const { logger } = this.opts;
+    replayProfile(archive, this.readerFor(where, archive), logger).catch((err: unknown) =>
+      logger.warn(`layer ${where.layerDigest}: start-up profile: ${errorMessage(err)}`),
+    );
+  }
+
+  /**
+   * Starts getting the image's other layers (cri.image-layers) ready in the background: their archives
+   * (indexing them if need be) and, as soon as an archive with a start-up profile is there, its spans,
+   * before containerd gets to prepare that layer.
+   */
   private indexImageLayers(where: LayerLocation, imageLayers: string): void {
     for (const digest of imageLayers.split(',').map((d) => d.trim())) {
       if (!DIGEST.test(digest) || digest === where.layerDigest) continue;
-      this.archiveOf({ ...where, layerDigest: digest }).catch((err: unknown) =>
-        this.opts.logger.warn(`background indexing of layer ${digest}: ${errorMessage(err)}`),
+      const layer = { ...where, layerDigest: digest };
+      this.archiveOf(layer).then(
+        (archive) => {
+          if (this.opts.startupProfiles !== false && archive.startupSpans?.length) this.replay(layer, archive);
+        },
+        (err: unknown) => this.opts.logger.warn(`background indexing of layer ${digest}: ${errorMessage(err)}`),
       );
     }
   }
