@@ -124,14 +124,13 @@ export class LayerFilesystem {
     const files = this.spans.spanFiles?.();
     const onRead = readRequests(this.stream, table.nodes, new FuseErrorReporter(this.logger, `layer ${digest}`), this.readTimeoutMs, () => server);
     let stopWatching = (): void => undefined;
-    const session: Session = { server: undefined as unknown as NativeLayerServer, dir: target };
+    let session: Session | undefined;
     const server = nativeLayerServer(table.bytes, files?.dir ?? '/nonexistent', CACHE_SECONDS, onRead, () => {
       stopWatching();
       server.destroy();
-      live.delete(session);
+      if (session) live.delete(session);
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
-    session.server = server;
     if (files) stopWatching = files.watch((index) => server.markReady(index));
     const options = ['ro', 'allow_other', 'default_permissions', 'auto_unmount', `fsname=clip:${digest}`, 'subtype=clip'];
     try {
@@ -142,6 +141,7 @@ export class LayerFilesystem {
       await forceUnmount(target, { timeoutMs: this.mountTimeoutMs }).catch(() => undefined);
       throw new UnavailableError(`mount ${target}: ${errorMessage(err)}`, { cause: err });
     }
+    session = { server, dir: target };
     live.add(session);
     this.session = session;
     this.lastServer = server;

@@ -120,16 +120,14 @@ export class LayerSpanReader implements SpanReader {
    * spans. Resolves with how many spans were fetched.
    */
   async warm(indexes: readonly number[], concurrency: number): Promise<number> {
-    const digest = this.archive.layerDigest;
     let next = 0;
     let fetched = 0;
     const worker = async (): Promise<void> => {
       while (next < indexes.length) {
         const i = indexes[next++]!;
-        if (i >= this.spanCount || this.pending.has(i) || (await this.cache.has(digest, i))) continue;
+        if (i >= this.spanCount) continue;
         try {
-          await this.loadOnce(i, true);
-          fetched++;
+          if (await this.fetchIfMissing(i, true)) fetched++;
         } catch {
           // the span's readers see the failure
         }
@@ -143,9 +141,14 @@ export class LayerSpanReader implements SpanReader {
    * Makes sure span i is in the disk cache, fetching it if needed; the background fetcher's entry, not
    * counted as foreground activity. Resolves true when it fetched something.
    */
-  async prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+  prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+    return this.fetchIfMissing(index, false, signal);
+  }
+
+  /** Loads span i unless it is cached or already on its way; resolves true when it loaded it. */
+  private async fetchIfMissing(index: number, foreground: boolean, signal?: AbortSignal): Promise<boolean> {
     if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, index))) return false;
-    await this.loadOnce(index, false, signal);
+    await this.loadOnce(index, foreground, signal);
     return true;
   }
 

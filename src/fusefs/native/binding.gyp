@@ -4,6 +4,7 @@
     {
       "target_name": "clip_fuse",
       "sources": ["clip_fuse.c"],
+      "include_dirs": ["../../native"],
       "cflags": ["-Wall", "-Wextra", "-std=gnu11", "<!@(pkg-config --cflags fuse3)"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]
     }

@@ -57,22 +57,8 @@
 #define XATTR_SIZE 16
 #define STAT_BLOCK 4096
 
-#define NAPI_CALL(env, call)                                                                      \
-  do {                                                                                            \
-    if ((call) != napi_ok) {                                                                      \
-      throw_last_error(env);                                                                      \
-      return NULL;                                                                                \
-    }                                                                                             \
-  } while (0)
-
-static void throw_last_error(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, "CLIP_FUSE_INTERNAL", info && info->error_message ? info->error_message : "N-API call failed");
-}
+#define NAPI_INTERNAL_CODE "CLIP_FUSE_INTERNAL"
+#include "napi_call.h"
 
 /* libfuse's own messages (why a mount failed) are kept for the error thrown to JS, not printed. */
 static _Thread_local char last_log[512];
@@ -475,16 +461,15 @@ static uint32_t span_at(const table_t *t, uint64_t at) {
   return lo;
 }
 
-/* Reads [at, at + len) of the stream from verified cache files; 0 on success. A missing or short file
-   loses its span's ready mark (JS will load it again and check it). */
-static int read_cached(server_t *s, uint64_t at, size_t len, char *out) {
+/* Reads [at, at + len) of the stream, which starts in span `first`, from verified cache files; 0 on
+   success. A missing or short file loses its span's ready mark (JS will load it again and check it). */
+static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, char *out) {
   const table_t *t = &s->table;
   uint64_t end = at + len;
-  if (t->span_count == 0) return -1;
-  for (uint32_t i = span_at(t, at); i < t->span_count && t->bounds[i] < end; i++) {
+  for (uint32_t i = first; i < t->span_count && t->bounds[i] < end; i++) {
     if (!atomic_load(&s->ready[i])) return -1;
   }
-  for (uint32_t i = span_at(t, at); i < t->span_count && t->bounds[i] < end; i++) {
+  for (uint32_t i = first; i < t->span_count && t->bounds[i] < end; i++) {
     uint64_t from = at > t->bounds[i] ? at : t->bounds[i];
     uint64_t to = end < t->bounds[i + 1] ? end : t->bounds[i + 1];
     char path[4096];
@@ -510,11 +495,10 @@ static int read_cached(server_t *s, uint64_t at, size_t len, char *out) {
   return 0;
 }
 
-/* Notes the spans [at, at + len) touches that were never read before, in the order of first reads. */
-static void note_touched(server_t *s, uint64_t at, size_t len) {
+/* Notes the spans [at, at + len) touches (from span `first`) that were never read before, in order of first read. */
+static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   const table_t *t = &s->table;
-  if (t->span_count == 0) return;
-  for (uint32_t i = span_at(t, at); i < t->span_count && t->bounds[i] < at + len; i++) {
+  for (uint32_t i = first; i < t->span_count && t->bounds[i] < at + len; i++) {
     unsigned int never = 0;
     if (atomic_load(&s->touched[i]) == 0) atomic_compare_exchange_strong(&s->touched[i], &never, atomic_fetch_add(&s->touch_seq, 1) + 1);
   }
@@ -529,10 +513,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (off < 0 || (uint64_t)off >= n->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
   size_t len = (uint64_t)off + size > n->size ? (size_t)(n->size - (uint64_t)off) : size;
   uint64_t at = n->data_offset + (uint64_t)off;
-  note_touched(s, at, len);
+  /* a non-empty file lies inside the stream, so the layer has spans (checked when the table was parsed) */
+  uint32_t first = span_at(&s->table, at);
+  note_touched(s, first, at, len);
   char *buf = malloc(len);
   if (!buf) return (void)fuse_reply_err(req, ENOMEM);
-  if (read_cached(s, at, len, buf) == 0) {
+  if (read_cached(s, first, at, len, buf) == 0) {
     fuse_reply_buf(req, buf, len);
     free(buf);
     return;

@@ -4,6 +4,7 @@
     {
       "target_name": "clip_zran",
       "sources": ["zran.c"],
+      "include_dirs": ["../../native"],
       "libraries": ["-lz"],
       "cflags": ["-Wall", "-Wextra", "-std=c11"]
     }

@@ -33,24 +33,8 @@
 #define DATA_ERROR "ZRAN_DATA_ERROR"
 #define INTERNAL_ERROR "ZRAN_INTERNAL"
 
-/* Evaluates an N-API call; on failure throws (unless an exception is already pending) and returns NULL. */
-#define NAPI_CALL(env, call)                                                                      \
-  do {                                                                                            \
-    if ((call) != napi_ok) {                                                                      \
-      throw_last_error(env);                                                                      \
-      return NULL;                                                                                \
-    }                                                                                             \
-  } while (0)
-
-static void throw_last_error(napi_env env) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  napi_throw_error(env, INTERNAL_ERROR,
-                   info && info->error_message ? info->error_message : "N-API call failed");
-}
+#define NAPI_INTERNAL_CODE INTERNAL_ERROR
+#include "napi_call.h"
 
 /* ---- Asynchronous jobs: one promise, the JS objects kept alive, an error slot ------------------ */
 
