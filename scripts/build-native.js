@@ -2,7 +2,7 @@
 /**
  * Builds clip's native addons with node-gyp (npm puts its bundled node-gyp on PATH for `npm run`) and
  * copies each into dist/, next to the compiled module that loads it:
- *   src/indexer/native/clip_zran.node  gzip checkpoints (zlib)
+ *   src/indexer/native/clip_indexer.node  gzip checkpoints (zlib) and SHA-256 (node's OpenSSL)
  *   src/fusefs/native/clip_fuse.node   the FUSE layer server (libfuse3)
  */
 'use strict';
@@ -12,7 +12,7 @@ const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const addons = [
-  ['src/indexer/native', 'clip_zran'],
+  ['src/indexer/native', 'clip_indexer'],
   ['src/fusefs/native', 'clip_fuse'],
 ];
 

@@ -5,7 +5,8 @@
  * deflate, span digests as raw 32 bytes. Only wire-level problems are reported here (unknown enum
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { errorMessage } from '../errors';
 import {
   Archive as ArchiveBody,
@@ -19,6 +20,27 @@ import type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } fr
 import { WINDOW_SIZE } from './validate';
 
 const SHA256_PREFIX = 'sha256:';
+const deflateRawAsync = promisify(deflateRaw);
+
+/**
+ * The stored (raw deflate) form of windows whose form is already known: read from an archive, or
+ * compressed ahead of time by compressWindow. Encoding an archive again (a start-up profile added, a push)
+ * then costs no compression, and indexing compresses its windows on the thread pool as they appear.
+ */
+const storedWindows = new WeakMap<Buffer, Buffer>();
+
+function storedWindow(window: Buffer): Buffer {
+  if (window.length === 0) return Buffer.alloc(0);
+  let stored = storedWindows.get(window);
+  if (stored === undefined) storedWindows.set(window, (stored = deflateRawSync(window)));
+  return stored;
+}
+
+/** Compresses a checkpoint window on the thread pool now, so that encoding the archive later need not. */
+export async function compressWindow(window: Buffer): Promise<void> {
+  if (window.length === 0 || storedWindows.has(window)) return;
+  storedWindows.set(window, await deflateRawAsync(window));
+}
 const SHA256_BYTES = 32;
 
 const COMPRESSION_TO_BODY: Record<Compression, CompressionBody> = {
@@ -79,7 +101,7 @@ export function toBody(a: ClipArchive): ArchiveBody {
       compressedOffset: c.compressedOffset,
       bits: c.bits,
       uncompressedOffset: c.uncompressedOffset,
-      windowDeflate: c.window.length === 0 ? Buffer.alloc(0) : deflateRawSync(c.window),
+      windowDeflate: storedWindow(c.window),
     })),
     spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
     startupSpans: a.startupSpans ?? [],
@@ -156,7 +178,9 @@ function entriesFromBody(bodies: EntryBody[]): ArchiveEntry[] {
 function inflateWindow(deflated: Buffer, where: string): Buffer {
   if (deflated.length === 0) return deflated;
   try {
-    return inflateRawSync(deflated, { maxOutputLength: WINDOW_SIZE });
+    const window = inflateRawSync(deflated, { maxOutputLength: WINDOW_SIZE });
+    storedWindows.set(window, deflated);
+    return window;
   } catch (err) {
     const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
       ? `inflates to more than ${WINDOW_SIZE} bytes`

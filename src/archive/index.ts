@@ -7,6 +7,7 @@ export { ArchiveFormatError } from './format-error';
 export { FORMAT_VERSION } from './header';
 export { WINDOW_SIZE } from './validate';
 export { decodeArchive, encodeArchive } from './format';
+export { compressWindow } from './body-codec';
 export { readArchiveFile, writeArchiveFile } from './archive-file';
 export { summarizeArchive } from './archive-summary';
 export type { ArchiveSummary } from './archive-summary';

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError } from '../errors';
+import type { SpanWriter } from '../indexer';
 
 export class ContentCache {
   /** Per layer digest, the spans whose cache file this process wrote or checked against its digest. */
@@ -125,14 +126,58 @@ export class ContentCache {
    * verified from then on.
    */
   async put(layerDigest: string, index: number, data: Buffer): Promise<void> {
+    const writer = await this.openSpanWriter(layerDigest, index);
+    try {
+      await writer.write(data);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    await writer.commit();
+  }
+
+  /**
+   * Streams span i of a layer into the cache: the bytes go to a temporary file, which commit() renames
+   * into place (and counts as verified: the caller vouches for the bytes) and abort() removes.
+   */
+  async openSpanWriter(layerDigest: string, index: number): Promise<SpanWriter> {
     const dir = this.layerDir(layerDigest);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    // No fsync: every span read from the cache is checked against its sha256, so a file torn by a power
-    // loss is fetched again rather than served. The rename still keeps readers from seeing partial files.
     const tmp = path.join(dir, `.tmp-${index}-${randomBytes(6).toString('hex')}`);
-    await fsp.writeFile(tmp, data, { mode: 0o600 });
-    await fsp.rename(tmp, this.spanFile(layerDigest, index));
-    this.markVerified(layerDigest, index);
+    const file = await fsp.open(tmp, 'wx', 0o600);
+    let size = 0;
+    let closed = false;
+    const close = async (): Promise<void> => {
+      if (closed) return;
+      closed = true;
+      await file.close();
+    };
+    return {
+      write: async (chunk) => {
+        if (closed) throw new InvalidArgumentError(`span ${index} of ${layerDigest}: written after commit or abort`);
+        const position = size;
+        size += chunk.length;
+        for (let done = 0; done < chunk.length; ) {
+          done += (await file.write(chunk, done, chunk.length - done, position + done)).bytesWritten;
+        }
+      },
+      // No fsync: every span read from the cache is checked against its sha256, so a file torn by a power
+      // loss is fetched again rather than served. The rename still keeps readers from seeing partial files.
+      commit: async () => {
+        try {
+          await close();
+          await fsp.rename(tmp, this.spanFile(layerDigest, index));
+        } catch (err) {
+          await fsp.rm(tmp, { force: true }).catch(() => undefined);
+          throw err;
+        }
+        this.markVerified(layerDigest, index);
+      },
+      abort: async () => {
+        await close().catch(() => undefined);
+        await fsp.rm(tmp, { force: true });
+      },
+    };
   }
 
   /** Indexes of the spans of a layer that are cached. */

@@ -1,7 +1,7 @@
 /**
  * The decoder for gzip layers, built on the zran indexer. Inflation runs on the thread pool; while it
- * works on one piece, the previous piece's output is handed to the sink on the main thread, so hashing and
- * tar parsing overlap with inflation.
+ * works on one piece, the previous piece's output is handed to the sink, so what the sink does with it
+ * (hashing, tar parsing, caching) overlaps with inflation.
  *
  * Buffering: small input chunks (HTTP bodies arrive in 16-64 KiB pieces) are copied into a 256 KiB batch
  * first, because each trip to the thread pool costs tens of microseconds; larger chunks are inflated in
@@ -102,7 +102,7 @@ export class GzipDecoder implements LayerDecoder {
         this.held = null;
         await this.sink.checkpoint(checkpoint);
       }
-      this.sink.data(piece.data);
+      await this.sink.data(piece.data);
       this.delivered += piece.data.length;
     }
     if (piece.checkpoint !== null) this.held = piece.checkpoint;

@@ -1,11 +1,12 @@
 /**
  * Turns a layer blob into a clip archive in one streaming pass: the blob is hashed (and must match its
  * digest), decoded (gzip with zran checkpoints, or plain tar), the uncompressed stream is hashed whole
- * (the diffID) and per span, and its tar entries are recorded. Memory stays bounded whatever the layer
- * size: a few MiB of buffers, plus one span at a time when onSpan is given.
+ * (the diffID) and per span, and its tar entries are recorded. The three hashes and the inflation run on
+ * the thread pool, side by side; the JavaScript thread parses tar. Memory stays bounded whatever the layer
+ * size: a few MiB of buffers.
  */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { compressWindow } from '../archive';
 import type { ClipArchive, Compression } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
 import { checkMagic, MAGIC_LENGTH } from './compression';
@@ -14,8 +15,12 @@ import { DigestMismatchError } from './errors';
 import { GzipDecoder } from './gzip-decoder';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { PlainDecoder } from './plain-decoder';
-import { SpanRecorder, type SpanHandler } from './span-recorder';
+import { Sha256Stream } from './sha256-stream';
+import { SpanRecorder, type SpanStore } from './span-recorder';
 import { TarParser } from './tar-parser';
+
+/** Blob bytes that may wait for hashing before reading the blob pauses. */
+const BLOB_HASH_BACKLOG = 16 << 20;
 
 /** SOCI's default: ~4 MiB of uncompressed data per span (a checkpoint costs up to 32 KiB of window). */
 export const DEFAULT_SPAN_SIZE = 4 << 20;
@@ -34,12 +39,12 @@ export interface IndexLayerOptions {
   /** The blob size from its descriptor, when known: a blob of another size is refused. */
   expectedSize?: number;
   /**
-   * Receives each span's uncompressed bytes, in order, as soon as the span is complete (to keep the
-   * streamed bytes in the content cache while indexing). A returned promise is awaited before reading on.
-   * The bytes are NOT verified yet: the blob digest is only known at the end, so treat them as provisional
-   * until indexLayer resolves (stage them, or check them against the archive's spanDigests).
+   * Receives each span's uncompressed bytes, in order, as they are decoded (to keep the streamed bytes in
+   * the content cache while indexing). The bytes are NOT verified yet: the blob digest is only known at the
+   * end, so treat committed spans as provisional until indexLayer resolves. When indexing fails, the span
+   * being written is aborted; committed ones are the caller's to drop.
    */
-  onSpan?: SpanHandler;
+  spanStore?: SpanStore;
 }
 
 function validate(options: IndexLayerOptions, spanSize: number): void {
@@ -91,20 +96,24 @@ export async function indexLayer(
   const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
   validate(options, spanSize);
 
-  const blobHash = createHash('sha256');
-  const diffHash = createHash('sha256');
+  const blobHash = new Sha256Stream();
+  const diffHash = new Sha256Stream();
   const entries = new EntryCollector();
   const tar = new TarParser((entry) => entries.add(entry));
-  const spans = new SpanRecorder(options.onSpan);
+  const spans = new SpanRecorder(options.spanStore);
+  const windows: Promise<void>[] = [];
   let uncompressedSize = 0;
   const sink: DecoderSink = {
     data(chunk) {
-      diffHash.update(chunk);
-      spans.data(chunk);
-      tar.write(chunk);
       uncompressedSize += chunk.length;
+      const hashed = Promise.all([diffHash.update(chunk), spans.data(chunk)]);
+      tar.write(chunk); // while the thread pool hashes
+      return hashed.then(() => undefined);
     },
-    checkpoint: (checkpoint) => spans.checkpoint(checkpoint),
+    checkpoint(checkpoint) {
+      windows.push(compressWindow(checkpoint.window)); // on the thread pool, ready for encoding the archive
+      return spans.checkpoint(checkpoint);
+    },
   };
   const decoder: LayerDecoder =
     compression === 'gzip' ? new GzipDecoder(spanSize, sink) : new PlainDecoder(spanSize, sink);
@@ -112,38 +121,45 @@ export async function indexLayer(
   let compressedSize = 0;
   let head = Buffer.alloc(0); // the blob's first bytes, until its magic number is checked
   let failure: InvalidArgumentError | undefined;
-  for await (const chunk of source) {
-    const bytes = asBuffer(chunk);
-    compressedSize += bytes.length;
-    if (expectedSize !== undefined && compressedSize > expectedSize) {
-      throw new InvalidArgumentError(`layer ${layerDigest}: blob is larger than its descriptor's ${expectedSize} bytes`);
+  let done = false;
+  try {
+    for await (const chunk of source) {
+      const bytes = asBuffer(chunk);
+      compressedSize += bytes.length;
+      if (expectedSize !== undefined && compressedSize > expectedSize) {
+        throw new InvalidArgumentError(`layer ${layerDigest}: blob is larger than its descriptor's ${expectedSize} bytes`);
+      }
+      if (head.length < MAGIC_LENGTH) {
+        head = Buffer.concat([head, bytes.subarray(0, MAGIC_LENGTH - head.length)]);
+        if (head.length === MAGIC_LENGTH) checkMagic(compression, head, layerDigest);
+      }
+      // The blob's chunks are never reused, so its hash runs behind, within a bounded backlog.
+      const hashed = blobHash.update(bytes);
+      if (failure === undefined) failure = await attempt(() => decoder.write(bytes));
+      if (blobHash.pendingBytes > BLOB_HASH_BACKLOG) await hashed;
     }
-    if (head.length < MAGIC_LENGTH) {
-      head = Buffer.concat([head, bytes.subarray(0, MAGIC_LENGTH - head.length)]);
-      if (head.length === MAGIC_LENGTH) checkMagic(compression, head, layerDigest);
+    if (failure === undefined) {
+      failure = await attempt(async () => {
+        await decoder.end();
+        tar.end();
+        await spans.end();
+      });
     }
-    // Start decoding first: the blob is hashed while the thread pool inflates.
-    const decoding = failure === undefined ? attempt(() => decoder.write(bytes)) : undefined;
-    blobHash.update(bytes);
-    if (decoding !== undefined) failure = await decoding;
-  }
-  if (failure === undefined) {
-    failure = await attempt(async () => {
-      await decoder.end();
-      tar.end();
-      await spans.end();
-    });
-  }
 
-  const actual = `sha256:${blobHash.digest('hex')}`;
-  if (actual !== layerDigest) throw new DigestMismatchError(`layer ${layerDigest}`, layerDigest, actual, { cause: failure });
-  if (failure !== undefined) throw failure;
-  if (expectedSize !== undefined && compressedSize !== expectedSize) {
-    throw new InvalidArgumentError(`layer ${layerDigest}: blob is ${compressedSize} bytes, its descriptor says ${expectedSize}`);
+    const actual = await blobHash.digest();
+    if (actual !== layerDigest) throw new DigestMismatchError(`layer ${layerDigest}`, layerDigest, actual, { cause: failure });
+    if (failure !== undefined) throw failure;
+    if (expectedSize !== undefined && compressedSize !== expectedSize) {
+      throw new InvalidArgumentError(`layer ${layerDigest}: blob is ${compressedSize} bytes, its descriptor says ${expectedSize}`);
+    }
+    await Promise.all(windows);
+    done = true;
+  } finally {
+    if (!done) await spans.abort();
   }
   return {
     layerDigest,
-    diffId: `sha256:${diffHash.digest('hex')}`,
+    diffId: await diffHash.digest(),
     mediaType,
     compression,
     compressedSize,

@@ -3,7 +3,7 @@
  * reading single spans back from the blob.
  */
 export { indexLayer, DEFAULT_SPAN_SIZE, type IndexLayerOptions } from './index-layer';
-export type { LayerSpan, SpanHandler } from './span-recorder';
+export type { SpanStore, SpanWriter } from './span-recorder';
 export { spanRange, decodeSpan, type SpanRange, type SpanSource } from './span-decoder';
 export { detectCompression, layerCompression, MAGIC_LENGTH, type DetectedCompression } from './compression';
 export { DigestMismatchError, UnsupportedCompressionError } from './errors';

@@ -6,8 +6,8 @@
 import type { Checkpoint } from '../archive/types';
 
 export interface DecoderSink {
-  /** The next uncompressed bytes, valid only during the call: the decoder reuses its buffers. */
-  data(chunk: Buffer): void;
+  /** The next uncompressed bytes; the decoder reuses the buffer once the call (or its promise) is over. */
+  data(chunk: Buffer): void | Promise<void>;
   /**
    * A checkpoint at the current end of the uncompressed output. The first is at offset 0; the others
    * only come when more output follows them (so no span is empty). A returned promise is awaited.

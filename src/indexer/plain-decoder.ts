@@ -26,7 +26,7 @@ export class PlainDecoder implements LayerDecoder {
     while (i < chunk.length) {
       if (this.position === this.nextCheckpoint) await this.emitCheckpoint();
       const n = Math.min(chunk.length - i, this.nextCheckpoint - this.position);
-      this.sink.data(chunk.subarray(i, i + n));
+      await this.sink.data(chunk.subarray(i, i + n));
       i += n;
       this.position += n;
     }

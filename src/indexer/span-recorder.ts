@@ -1,66 +1,83 @@
 /**
  * Cuts the uncompressed stream into spans at its checkpoints: keeps the checkpoint list, computes each
- * span's sha256 and, when asked, hands each completed span's bytes to a handler (to keep the streamed
- * bytes in a cache while indexing). Span i is [checkpoints[i].uncompressedOffset, next checkpoint's).
+ * span's sha256 (on the thread pool) and, when given a store, streams each span's bytes into it as they
+ * arrive (to keep them in a cache while indexing, without copying them). Span i is
+ * [checkpoints[i].uncompressedOffset, next checkpoint's).
  */
-import { createHash, type Hash } from 'node:crypto';
 import type { Checkpoint } from '../archive/types';
 import { InternalError } from '../errors';
+import { Sha256Stream } from './sha256-stream';
 
-/** One completed span of a layer's uncompressed stream. */
-export interface LayerSpan {
-  index: number;
-  uncompressedOffset: number;
-  data: Buffer;
-  /** sha256 of data ("sha256:…"), the value that ends up in ClipArchive.spanDigests[index]. */
-  digest: string;
+/** Where one span's bytes go while the layer is indexed. */
+export interface SpanWriter {
+  /** Appends `chunk`; it must not be used after the promise settles (the decoder reuses its buffers). */
+  write(chunk: Buffer): Promise<void>;
+  /** The span is complete (its digest is in SpanRecorder.digests). */
+  commit(): Promise<void>;
+  /** Indexing failed: drop what was written. */
+  abort(): Promise<void>;
 }
 
-export type SpanHandler = (span: LayerSpan) => void | Promise<void>;
+/** Receives the bytes of every span, in order. They are NOT verified while they stream: see indexLayer. */
+export interface SpanStore {
+  open(index: number): Promise<SpanWriter>;
+}
 
 export class SpanRecorder {
   readonly checkpoints: Checkpoint[] = [];
   readonly digests: string[] = [];
-  private hash: Hash | null = null;
-  /** Copies of the current span's bytes, kept only when there is a handler. */
-  private parts: Buffer[] = [];
+  private hash: Sha256Stream | null = null;
+  private writer: SpanWriter | null = null;
   private offset = 0;
 
-  constructor(private readonly onSpan?: SpanHandler) {}
+  constructor(private readonly store?: SpanStore) {}
 
-  /** Ends the current span (handing it to the handler) and starts one at `checkpoint`. */
-  checkpoint(checkpoint: Checkpoint): void | Promise<void> {
+  /** Ends the current span (committing it to the store) and starts one at `checkpoint`. */
+  async checkpoint(checkpoint: Checkpoint): Promise<void> {
     if (checkpoint.uncompressedOffset !== this.offset) {
       throw new InternalError(`checkpoint at ${checkpoint.uncompressedOffset} arrived at offset ${this.offset}`);
     }
-    const finished = this.finishSpan();
+    await this.finishSpan();
     this.checkpoints.push(checkpoint);
-    this.hash = createHash('sha256');
-    return finished;
+    this.hash = new Sha256Stream();
+    if (this.store) this.writer = await this.store.open(this.checkpoints.length - 1);
   }
 
-  data(chunk: Buffer): void {
+  /** Hashes (and stores) the next bytes; `chunk` may be reused once the promise settles. */
+  data(chunk: Buffer): Promise<void> {
     if (this.hash === null) throw new InternalError('span data before the first checkpoint');
-    this.hash.update(chunk);
-    if (this.onSpan) this.parts.push(Buffer.from(chunk)); // decoders reuse their buffers
     this.offset += chunk.length;
+    const hashed = this.hash.update(chunk);
+    return this.writer ? both(hashed, this.writer.write(chunk)) : hashed;
   }
 
   /** Ends the last span. */
-  end(): void | Promise<void> {
+  async end(): Promise<void> {
     if (this.checkpoints.length === 0) throw new InternalError('stream ended without a checkpoint');
-    return this.finishSpan();
+    await this.finishSpan();
   }
 
-  private finishSpan(): void | Promise<void> {
-    if (this.hash === null) return;
-    const index = this.digests.length;
-    const digest = `sha256:${this.hash.digest('hex')}`;
-    this.digests.push(digest);
-    this.hash = null;
-    if (!this.onSpan) return;
-    const data = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts);
-    this.parts = [];
-    return this.onSpan({ index, uncompressedOffset: this.checkpoints[index].uncompressedOffset, data, digest });
+  /** Drops the span being written, if any (indexing failed). */
+  async abort(): Promise<void> {
+    const writer = this.writer;
+    this.writer = null;
+    await writer?.abort();
   }
+
+  private async finishSpan(): Promise<void> {
+    if (this.hash === null) return;
+    const digest = await this.hash.digest();
+    this.hash = null;
+    this.digests.push(digest);
+    const writer = this.writer;
+    this.writer = null;
+    await writer?.commit();
+  }
+}
+
+/** Settles when both have, rejecting with the first failure (after both settled, so no write is left behind). */
+async function both(a: Promise<void>, b: Promise<void>): Promise<void> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
 }

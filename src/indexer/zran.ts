@@ -1,54 +1,11 @@
 /**
- * The one door to the clip_zran native addon (native/zran.c, built by `npm run build:native`): loads it
- * on first use, types it and turns its errors into clip's (corrupt data: InvalidArgumentError, anything
- * else: InternalError).
+ * Gzip checkpoints and random access (the zran technique), on the clip_indexer addon's thread-pool jobs.
  */
-import path from 'node:path';
 import type { Checkpoint } from '../archive/types';
-import { InternalError, InvalidArgumentError } from '../errors';
+import { InvalidArgumentError } from '../errors';
+import { nativeAddon, translateNativeError, type InflateResult, type NativeGzipIndexer } from './native-addon';
 
-/** What one GzipIndexer.inflate call did. */
-export interface InflateResult {
-  /** Bytes of input consumed. */
-  read: number;
-  /** Bytes written at the start of the output buffer. */
-  written: number;
-  /** The input so far ends exactly at the end of a gzip member. */
-  ended: boolean;
-  /** A checkpoint recorded at the end of this call's output, or null. */
-  checkpoint: Checkpoint | null;
-}
-
-interface NativeIndexer {
-  inflate(input: Buffer, output: Buffer): Promise<InflateResult>;
-}
-
-interface NativeAddon {
-  GzipIndexer: new (spanSize: number) => NativeIndexer;
-  extractSpan(compressed: Buffer, bits: number, window: Buffer, output: Buffer): Promise<void>;
-}
-
-const ADDON_PATH = path.join(__dirname, 'native', 'clip_zran.node');
-let addon: NativeAddon | undefined;
-
-function native(): NativeAddon {
-  if (addon === undefined) {
-    try {
-      addon = require(ADDON_PATH) as NativeAddon;
-    } catch (err) {
-      throw new InternalError(`zran addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
-    }
-  }
-  return addon;
-}
-
-function translate(err: unknown, context: string): Error {
-  const message = `${context}: ${err instanceof Error ? err.message : String(err)}`;
-  if ((err as { code?: unknown } | null)?.code === 'ZRAN_DATA_ERROR') {
-    return new InvalidArgumentError(message, { cause: err });
-  }
-  return new InternalError(message, { cause: err });
-}
+export type { InflateResult } from './native-addon';
 
 /**
  * Inflates a gzip stream (one or more members) piece by piece on the thread pool and records a checkpoint
@@ -56,10 +13,10 @@ function translate(err: unknown, context: string): Error {
  * offset 0). One inflate at a time; the buffers passed must stay untouched until it settles.
  */
 export class GzipIndexer {
-  private readonly native: NativeIndexer;
+  private readonly native: NativeGzipIndexer;
 
   constructor(spanSize: number) {
-    this.native = new (native().GzipIndexer)(spanSize);
+    this.native = new (nativeAddon().GzipIndexer)(spanSize);
   }
 
   /** Inflates from `input` into `output` until the input is used up, the output is full or a checkpoint is recorded. */
@@ -67,7 +24,7 @@ export class GzipIndexer {
     try {
       return await this.native.inflate(input, output);
     } catch (err) {
-      throw translate(err, 'gzip layer');
+      throw translateNativeError(err, 'gzip layer');
     }
   }
 }
@@ -83,9 +40,9 @@ export async function extractSpan(checkpoint: Checkpoint, compressed: Buffer, le
   }
   const output = Buffer.allocUnsafe(length);
   try {
-    await native().extractSpan(compressed, checkpoint.bits, checkpoint.window, output);
+    await nativeAddon().extractSpan(compressed, checkpoint.bits, checkpoint.window, output);
   } catch (err) {
-    throw translate(err, `gzip span at compressed offset ${checkpoint.compressedOffset}`);
+    throw translateNativeError(err, `gzip span at compressed offset ${checkpoint.compressedOffset}`);
   }
   return output;
 }

@@ -36,36 +36,6 @@ export interface IndexOptions {
   onProgress?: (bytes: number, size: number) => void;
 }
 
-/** How many streamed spans may be on their way into the cache at once (memory: that many spans). */
-const CACHE_WRITES_IN_FLIGHT = 4;
-
-/**
- * Cache writes of streamed spans, a few at a time beside the indexer instead of in its path (awaiting each
- * 4 MiB write cost a third of the indexing speed of a 1 GiB layer). The first failure is kept and
- * reported by the next add() or by drain().
- */
-class SpanWrites {
-  private readonly inFlight = new Set<Promise<void>>();
-  private failure: unknown;
-
-  async add(write: () => Promise<void>): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
-    while (this.inFlight.size >= CACHE_WRITES_IN_FLIGHT) await Promise.race(this.inFlight);
-    const running: Promise<void> = write()
-      .catch((err: unknown) => {
-        this.failure ??= err;
-      })
-      .finally(() => this.inFlight.delete(running));
-    this.inFlight.add(running);
-  }
-
-  /** Waits for every write; throws the first failure. */
-  async drain(): Promise<void> {
-    await Promise.all(this.inFlight);
-    if (this.failure !== undefined) throw this.failure;
-  }
-}
-
 export class LayerIndexer {
   constructor(private readonly opts: LayerIndexerOptions) {}
 
@@ -87,7 +57,7 @@ export class LayerIndexer {
     const compression = layerCompression(mediaType, head);
     logger.info(`indexing layer ${where.layerDigest} (${blob.size} bytes, ${compression}) of ${where.imageRef}`);
     const started = Date.now();
-    const writes = new SpanWrites();
+    const keep = this.opts.cacheWhileIndexing && cache !== undefined;
     try {
       const archive = await indexLayer(options.onProgress ? counted(blob.stream(), blob.size, options.onProgress) : blob.stream(), {
         layerDigest: where.layerDigest,
@@ -95,9 +65,8 @@ export class LayerIndexer {
         compression,
         spanSize: this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
-        onSpan: this.opts.cacheWhileIndexing && cache ? (span) => writes.add(() => cache.put(where.layerDigest, span.index, span.data)) : undefined,
+        spanStore: keep ? { open: (index) => cache.openSpanWriter(where.layerDigest, index) } : undefined,
       });
-      await writes.drain();
       const seconds = (Date.now() - started) / 1000;
       logger.info(
         `indexed layer ${where.layerDigest}: ${archive.entries.length} entries, ${archive.checkpoints.length} spans, ` +
@@ -106,8 +75,7 @@ export class LayerIndexer {
       return archive;
     } catch (err) {
       // Spans staged from a blob that failed its digest check must not linger.
-      await writes.drain().catch(() => undefined);
-      await cache?.removeLayer(where.layerDigest).catch(() => undefined);
+      if (keep) await cache.removeLayer(where.layerDigest).catch(() => undefined);
       logger.warn(`indexing layer ${where.layerDigest} failed: ${errorMessage(err)}`);
       throw err;
     }

@@ -1,6 +1,6 @@
 /*
- * clip_zran: random access into gzip layers (the zran technique, zlib's examples/zran.c), for clip's
- * indexer. Two operations, both run on the libuv thread pool and return promises:
+ * Random access into gzip layers (the zran technique, zlib's examples/zran.c), the gzip part of the
+ * clip_indexer addon. Two operations, both run on the libuv thread pool and return promises:
  *
  *   new GzipIndexer(spanSize).inflate(input, output) -> { read, written, ended, checkpoint }
  *     Inflates gzip data (one member or several concatenated ones, as pigz writes) from `input` into
@@ -14,115 +14,29 @@
  *     Fills `output` with the uncompressed bytes that start at a checkpoint. `compressed` starts at the
  *     checkpoint's compressedOffset - (bits ? 1 : 0) and must hold enough data to fill `output`.
  *
- * Data errors (corrupt or truncated input) reject with an Error whose code is "ZRAN_DATA_ERROR"; anything
- * else (out of memory, misuse) with "ZRAN_INTERNAL". The caller (src/indexer/zran.ts) must not touch the
+ * Data errors (corrupt or truncated input) reject with an Error whose code is "CLIP_INDEXER_DATA_ERROR"; anything
+ * else (out of memory, misuse) with "CLIP_INDEXER_INTERNAL". The caller (src/indexer/zran.ts) must not touch the
  * buffers it passed until the promise settles; this file keeps them alive meanwhile and refuses a second
  * inflate on a GzipIndexer that is still busy.
  */
-#include <node_api.h>
+#include "async_job.h"
+
 #include <zlib.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define WINDOW_SIZE 32768 /* deflate's maximum back-reference distance */
-#define MAX_REFS 4
-
-#define DATA_ERROR "ZRAN_DATA_ERROR"
-#define INTERNAL_ERROR "ZRAN_INTERNAL"
 
 #define NAPI_INTERNAL_CODE INTERNAL_ERROR
 #include "napi_call.h"
-
-/* ---- Asynchronous jobs: one promise, the JS objects kept alive, an error slot ------------------ */
-
-typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  napi_ref refs[MAX_REFS]; /* JS objects (buffers, the indexer) that must outlive the job */
-  int nrefs;
-  const char *error_code; /* NULL on success */
-  char error[160];
-} Job;
-
-static void job_fail(Job *job, const char *code, const char *message) {
-  job->error_code = code;
-  snprintf(job->error, sizeof job->error, "%s", message);
-}
 
 /* Records a zlib failure: Z_DATA_ERROR means the input is corrupt, anything else is our problem. */
 static void job_fail_zlib(Job *job, int ret, const char *what, const char *msg) {
   char text[sizeof job->error];
   snprintf(text, sizeof text, "%s: %s", what, msg ? msg : zError(ret));
   job_fail(job, ret == Z_DATA_ERROR ? DATA_ERROR : INTERNAL_ERROR, text);
-}
-
-/* Releases the references and the work item; the caller frees the job itself. */
-static void job_release(napi_env env, Job *job) {
-  for (int i = 0; i < job->nrefs; i++) napi_delete_reference(env, job->refs[i]);
-  job->nrefs = 0;
-  if (job->work) napi_delete_async_work(env, job->work);
-  job->work = NULL;
-}
-
-/* Settles the promise: rejects with job->error, or resolves with `value` (undefined when NULL). */
-static void job_settle(napi_env env, Job *job, napi_value value) {
-  if (job->error_code) {
-    napi_value code, message, error;
-    napi_create_string_utf8(env, job->error_code, NAPI_AUTO_LENGTH, &code);
-    napi_create_string_utf8(env, job->error, NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, code, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
-    return;
-  }
-  if (value == NULL) napi_get_undefined(env, &value);
-  napi_resolve_deferred(env, job->deferred, value);
-}
-
-/* Keeps `values` alive, creates the promise and queues the job. On failure releases what it created. */
-static napi_value job_start(napi_env env, Job *job, const char *name, napi_value *values, int nvalues,
-                            napi_async_execute_callback execute,
-                            napi_async_complete_callback complete) {
-  napi_value resource_name, promise;
-  for (int i = 0; i < nvalues && i < MAX_REFS; i++) {
-    if (napi_create_reference(env, values[i], 1, &job->refs[i]) != napi_ok) goto fail;
-    job->nrefs++;
-  }
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) != napi_ok) goto fail;
-  if (napi_create_async_work(env, NULL, resource_name, execute, complete, job, &job->work) != napi_ok)
-    goto fail;
-  if (napi_create_promise(env, &job->deferred, &promise) != napi_ok) goto fail;
-  if (napi_queue_async_work(env, job->work) != napi_ok) goto fail; /* never fails after a promise */
-  return promise;
-fail:
-  throw_last_error(env);
-  job_release(env, job);
-  return NULL;
-}
-
-/* Reads a Buffer (or any Uint8Array) argument; zlib counts in uInt, so sizes are capped at UINT_MAX. */
-static int get_bytes(napi_env env, napi_value value, const char *what, unsigned char **data,
-                     size_t *length) {
-  bool is_buffer = false;
-  if (napi_is_buffer(env, value, &is_buffer) != napi_ok || !is_buffer) {
-    char message[96];
-    snprintf(message, sizeof message, "%s must be a Buffer", what);
-    napi_throw_type_error(env, NULL, message);
-    return 0;
-  }
-  void *ptr = NULL;
-  if (napi_get_buffer_info(env, value, &ptr, length) != napi_ok) {
-    throw_last_error(env);
-    return 0;
-  }
-  if (*length > UINT_MAX) {
-    napi_throw_range_error(env, NULL, "buffers are limited to 4 GiB");
-    return 0;
-  }
-  *data = ptr;
-  return 1;
 }
 
 /* ---- GzipIndexer ------------------------------------------------------------------------------ */
@@ -312,8 +226,7 @@ static napi_value indexer_inflate(napi_env env, napi_callback_info info) {
 
   InflateJob *w = calloc(1, sizeof *w);
   if (!w) {
-    napi_throw_error(env, INTERNAL_ERROR, "out of memory");
-    return NULL;
+    return throw_internal(env, "out of memory");
   }
   w->ix = ix;
   w->in = in;
@@ -322,7 +235,7 @@ static napi_value indexer_inflate(napi_env env, napi_callback_info info) {
   w->out_len = out_len;
   napi_value keep[3] = {self, argv[0], argv[1]};
   napi_value promise =
-      job_start(env, &w->job, "clip_zran.inflate", keep, 3, inflate_execute, inflate_complete);
+      job_start(env, &w->job, "clip_indexer.inflate", keep, 3, inflate_execute, inflate_complete);
   if (!promise) {
     free(w);
     return NULL;
@@ -355,8 +268,7 @@ static napi_value indexer_new(napi_env env, napi_callback_info info) {
   }
   Indexer *ix = calloc(1, sizeof *ix);
   if (!ix) {
-    napi_throw_error(env, INTERNAL_ERROR, "out of memory");
-    return NULL;
+    return throw_internal(env, "out of memory");
   }
   ix->span_size = (uint64_t)span;
   /* 15 + 16: gzip wrapper only, 32 KiB window. */
@@ -496,8 +408,7 @@ static napi_value extract_span(napi_env env, napi_callback_info info) {
   }
   ExtractJob *w = calloc(1, sizeof *w);
   if (!w) {
-    napi_throw_error(env, INTERNAL_ERROR, "out of memory");
-    return NULL;
+    return throw_internal(env, "out of memory");
   }
   w->in = in;
   w->in_len = in_len;
@@ -508,14 +419,14 @@ static napi_value extract_span(napi_env env, napi_callback_info info) {
   w->out_len = out_len;
   napi_value keep[3] = {argv[0], argv[2], argv[3]};
   napi_value promise =
-      job_start(env, &w->job, "clip_zran.extractSpan", keep, 3, extract_execute, extract_complete);
+      job_start(env, &w->job, "clip_indexer.extractSpan", keep, 3, extract_execute, extract_complete);
   if (!promise) free(w);
   return promise;
 }
 
-/* ---- Module ----------------------------------------------------------------------------------- */
+/* ---- Registration ----------------------------------------------------------------------------- */
 
-static napi_value init(napi_env env, napi_value exports) {
+napi_value zran_register(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"inflate", NULL, indexer_inflate, NULL, NULL, NULL, napi_default, NULL},
   };
@@ -527,5 +438,3 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, exports, "extractSpan", extract));
   return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

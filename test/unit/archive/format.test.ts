@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { ArchiveFormatError, decodeArchive, encodeArchive, type ClipArchive } from '../../../src/archive';
+import { ArchiveFormatError, compressWindow, decodeArchive, encodeArchive, type ClipArchive } from '../../../src/archive';
 import { InvalidArgumentError } from '../../../src/errors';
 import { Archive as ArchiveBody, type Entry as EntryBody } from '../../../src/generated/clip/archive/v1/archive';
 import { largeArchive, realisticArchive, sha256 } from './fixtures';
@@ -94,6 +94,15 @@ describe('clip archive format: round trip', () => {
 
     const file = encodeArchive(a);
     assert.deepEqual(decodeArchive(file), a);
+  });
+
+  it('encodes the same bytes whether windows were compressed ahead (compressWindow) or not', async () => {
+    const plain = encodeArchive(realisticArchive());
+    const a = realisticArchive();
+    await Promise.all(a.checkpoints.map((c) => compressWindow(c.window)));
+    assert.deepEqual(encodeArchive(a), plain);
+    const decoded = decodeArchive(plain);
+    assert.deepEqual(encodeArchive(decoded), plain, 'a decoded archive re-encodes to the same bytes');
   });
 
   it('round-trips a start-up profile, in its order, and leaves it out when there is none', () => {

@@ -14,7 +14,8 @@ import {
   spanRange,
   UnsupportedCompressionError,
   type IndexLayerOptions,
-  type LayerSpan,
+  type SpanStore,
+  type SpanWriter,
 } from '../../../src/indexer';
 import { pythonTars, randomChunks, sha256 } from './fixtures';
 
@@ -75,6 +76,34 @@ async function checkSpans(archive: ClipArchive, blob: Buffer, tar: Buffer): Prom
     const range = spanRange(archive, i);
     const span = await decodeSpan(archive, i, blob.subarray(range.compressedStart, range.compressedEnd));
     assert.ok(span.equals(tar.subarray(range.uncompressedStart, range.uncompressedEnd)), `span ${i}`);
+  }
+}
+
+/** A SpanStore in memory that records what was opened, committed and aborted. */
+class MemorySpanStore implements SpanStore {
+  readonly opened: number[] = [];
+  readonly committed: { index: number; data: Buffer }[] = [];
+  readonly aborted: number[] = [];
+
+  constructor(private readonly behaviour: { slow?: boolean; failWrites?: Error } = {}) {}
+
+  async open(index: number): Promise<SpanWriter> {
+    this.opened.push(index);
+    const parts: Buffer[] = [];
+    const { slow, failWrites } = this.behaviour;
+    return {
+      write: async (chunk) => {
+        if (slow) await new Promise((resolve) => setImmediate(resolve));
+        if (failWrites) throw failWrites;
+        parts.push(Buffer.from(chunk)); // the decoder reuses its buffers once the write is over
+      },
+      commit: async () => {
+        this.committed.push({ index, data: Buffer.concat(parts) });
+      },
+      abort: async () => {
+        this.aborted.push(index);
+      },
+    };
   }
 }
 
@@ -145,18 +174,23 @@ describe('indexLayer', () => {
     assert.equal(archive.checkpoints.length, 4);
   });
 
-  it('hands each completed span to onSpan, in order, matching spanDigests', async () => {
-    const spans: LayerSpan[] = [];
-    const archive = await indexLayer([gzLayer], options(gzLayer, {
-      onSpan: async (span) => {
-        await new Promise((resolve) => setImmediate(resolve)); // a slow cache write
-        spans.push(span);
-      },
-    }));
-    assert.deepEqual(spans.map((s) => s.index), archive.checkpoints.map((_, i) => i));
-    assert.deepEqual(spans.map((s) => s.uncompressedOffset), archive.checkpoints.map((c) => c.uncompressedOffset));
-    assert.deepEqual(spans.map((s) => s.digest), archive.spanDigests);
-    assert.ok(Buffer.concat(spans.map((s) => s.data)).equals(layer));
+  it('streams each span into the store, in order, committed with bytes matching spanDigests', async () => {
+    const store = new MemorySpanStore({ slow: true });
+    const archive = await indexLayer([gzLayer], options(gzLayer, { spanStore: store }));
+    assert.ok(archive.checkpoints.length > 1);
+    assert.deepEqual(store.opened, archive.checkpoints.map((_, i) => i));
+    assert.deepEqual(store.committed.map((s) => s.index), archive.checkpoints.map((_, i) => i));
+    assert.deepEqual(store.committed.map((s) => sha256(s.data)), archive.spanDigests);
+    assert.deepEqual(store.aborted, []);
+    assert.ok(Buffer.concat(store.committed.map((s) => s.data)).equals(layer));
+  });
+
+  it('aborts the span being written when indexing fails', async () => {
+    const store = new MemorySpanStore();
+    const truncated = gzLayer.subarray(0, gzLayer.length - 100);
+    await assert.rejects(indexLayer([truncated], options(truncated, { spanStore: store })), InvalidArgumentError);
+    assert.equal(store.aborted.length, 1);
+    assert.equal(store.opened.length, store.committed.length + 1);
   });
 
   it('rejects a blob that does not match its digest', async () => {
@@ -195,12 +229,14 @@ describe('indexLayer', () => {
     await assert.rejects(indexLayer([layer], options(layer)), /indexed as gzip but its data is not gzip/);
   });
 
-  it('stops reading at once when onSpan fails, and closes a stream source', async () => {
+  it('stops reading at once when the span store fails, and closes a stream source', async () => {
     const file = path.join(dir, 'layer-for-abort.tar.gz');
     writeFileSync(file, gzLayer);
     const stream = createReadStream(file, { highWaterMark: 4096 });
     const failure = new Error('cache is full');
-    await assert.rejects(indexLayer(stream, options(gzLayer, { onSpan: () => Promise.reject(failure) })), (err) => err === failure);
+    const store = new MemorySpanStore({ failWrites: failure });
+    await assert.rejects(indexLayer(stream, options(gzLayer, { spanStore: store })), (err) => err === failure);
+    assert.deepEqual(store.aborted, [0]);
     assert.ok(stream.destroyed);
     assert.ok(stream.bytesRead < gzLayer.length, 'the rest of the blob was not read');
   });
