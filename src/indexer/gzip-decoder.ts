@@ -3,9 +3,10 @@
  * works on one piece, the previous piece's output is handed to the sink, so what the sink does with it
  * (hashing, tar parsing, caching) overlaps with inflation.
  *
- * Buffering: small input chunks (HTTP bodies arrive in 16-64 KiB pieces) are copied into a 256 KiB batch
+ * Buffering: small input chunks (HTTP bodies arrive in 16-64 KiB pieces) are copied into a batch
  * first, because each trip to the thread pool costs tens of microseconds; larger chunks are inflated in
- * place. Output alternates between two 1 MiB buffers: the thread pool fills one while the sink reads the
+ * place. The batch grows from 64 KiB to 1 MiB, so that a small layer does not wait for a full batch before
+ * inflation starts. Output alternates between two 4 MiB buffers: the thread pool fills one while the sink reads the
  * other, so nothing is allocated per chunk. After an error the decoder must not be used again.
  */
 import type { Checkpoint } from '../archive/types';
@@ -13,8 +14,9 @@ import { InternalError, InvalidArgumentError } from '../errors';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { GzipIndexer, type InflateResult } from './zran';
 
-const INPUT_BATCH_SIZE = 256 << 10;
-const OUTPUT_BUFFER_SIZE = 1 << 20;
+const FIRST_INPUT_BATCH = 64 << 10;
+const INPUT_BATCH_SIZE = 1 << 20;
+const OUTPUT_BUFFER_SIZE = 4 << 20;
 const NO_INPUT = Buffer.alloc(0);
 
 interface Piece {
@@ -27,6 +29,8 @@ export class GzipDecoder implements LayerDecoder {
   /** Small input chunks gathered for one inflate call; reused once that call is over. */
   private readonly batch = Buffer.allocUnsafe(INPUT_BATCH_SIZE);
   private batchUsed = 0;
+  /** The batch fills up to this size; it grows from FIRST_INPUT_BATCH so that small layers start inflating early. */
+  private batchLimit = FIRST_INPUT_BATCH;
   private readonly outputs = [Buffer.allocUnsafe(OUTPUT_BUFFER_SIZE), Buffer.allocUnsafe(OUTPUT_BUFFER_SIZE)];
   private turn = 0;
   /** Output of the last inflate, delivered while the next one runs. */
@@ -46,10 +50,13 @@ export class GzipDecoder implements LayerDecoder {
   async write(chunk: Buffer): Promise<void> {
     if (this.batchUsed === 0 && chunk.length >= INPUT_BATCH_SIZE) return this.inflate(chunk);
     for (let offset = 0; offset < chunk.length; ) {
-      const n = chunk.copy(this.batch, this.batchUsed, offset);
+      const n = chunk.copy(this.batch, this.batchUsed, offset, offset + this.batchLimit - this.batchUsed);
       offset += n;
       this.batchUsed += n;
-      if (this.batchUsed === INPUT_BATCH_SIZE) await this.inflateBatch();
+      if (this.batchUsed === this.batchLimit) {
+        await this.inflateBatch();
+        this.batchLimit = Math.min(2 * this.batchLimit, INPUT_BATCH_SIZE);
+      }
     }
   }
 

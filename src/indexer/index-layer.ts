@@ -19,6 +19,8 @@ import { Sha256Stream } from './sha256-stream';
 import { SpanRecorder, type SpanStore } from './span-recorder';
 import { TarParser } from './tar-parser';
 
+/** The blob arrives in small chunks (16-64 KiB from a socket): they are hashed this many bytes at a time. */
+const BLOB_HASH_BATCH = 1 << 20;
 /** Blob bytes that may wait for hashing before reading the blob pauses. */
 const BLOB_HASH_BACKLOG = 16 << 20;
 
@@ -96,7 +98,7 @@ export async function indexLayer(
   const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
   validate(options, spanSize);
 
-  const blobHash = new Sha256Stream();
+  const blobHash = new Sha256Stream(BLOB_HASH_BATCH);
   const diffHash = new Sha256Stream();
   const entries = new EntryCollector();
   const tar = new TarParser((entry) => entries.add(entry));
@@ -134,9 +136,9 @@ export async function indexLayer(
         if (head.length === MAGIC_LENGTH) checkMagic(compression, head, layerDigest);
       }
       // The blob's chunks are never reused, so its hash runs behind, within a bounded backlog.
-      const hashed = blobHash.update(bytes);
+      void blobHash.update(bytes);
       if (failure === undefined) failure = await attempt(() => decoder.write(bytes));
-      if (blobHash.pendingBytes > BLOB_HASH_BACKLOG) await hashed;
+      if (blobHash.pendingBytes > BLOB_HASH_BACKLOG) await blobHash.drain(BLOB_HASH_BACKLOG);
     }
     if (failure === undefined) {
       failure = await attempt(async () => {

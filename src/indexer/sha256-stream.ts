@@ -3,6 +3,10 @@
  * JavaScript thread stays free while a layer is hashed. Updates queue up and are hashed in order, several
  * at a time: each update's promise settles once its buffer has been hashed, and until then the buffer
  * must not change. A caller that does not reuse its buffers need not wait, but should bound pendingBytes.
+ *
+ * Each trip to the thread pool wakes a thread, which costs tens of microseconds (more in some VMs), so a
+ * stream fed small chunks can gather them: with `batchBytes`, queued chunks wait until that many bytes are
+ * queued (or digest() is called) before they are hashed.
  */
 import { InternalError } from '../errors';
 import { nativeAddon, translateNativeError, type NativeSha256 } from './native-addon';
@@ -32,12 +36,14 @@ export class Sha256Stream {
   private finished = false;
   private pending = 0;
 
+  constructor(private readonly batchBytes = 0) {}
+
   /** Bytes given to update() and not hashed yet. */
   get pendingBytes(): number {
     return this.pending;
   }
 
-  /** Queues `chunk`; the promise settles once it is hashed. */
+  /** Queues `chunk`; the promise settles once it is hashed (with batchBytes: once its batch filled). */
   update(chunk: Buffer): Promise<void> {
     if (this.finished) throw new InternalError('Sha256Stream: update after digest');
     if (this.failure) return Promise.reject(this.failure);
@@ -46,14 +52,20 @@ export class Sha256Stream {
     batch.chunks.push(chunk);
     batch.bytes += chunk.length;
     this.pending += chunk.length;
-    this.running ??= this.pump();
+    if (batch.bytes >= this.batchBytes) this.running ??= this.pump();
     return batch.done;
+  }
+
+  /** Waits until at most `limit` bytes (no less than batchBytes) are queued: backpressure for callers that do not wait. */
+  async drain(limit: number): Promise<void> {
+    while (this.pending > Math.max(limit, this.batchBytes) && this.running) await this.running;
   }
 
   /** "sha256:<hex>" of everything updated, once it is all hashed. The stream is finished afterwards. */
   async digest(): Promise<string> {
     if (this.finished) throw new InternalError('Sha256Stream: digest called twice');
     this.finished = true;
+    if (this.next) this.running ??= this.pump();
     while (this.running) await this.running;
     if (this.failure) throw this.failure;
     return `sha256:${this.native.digest()}`;
@@ -61,7 +73,7 @@ export class Sha256Stream {
 
   private async pump(): Promise<void> {
     await null; // never finish synchronously, or `running` would be assigned after it was cleared
-    while (this.next) {
+    while (this.next && (this.next.bytes >= this.batchBytes || this.finished)) {
       const batch = this.next;
       this.next = null;
       try {

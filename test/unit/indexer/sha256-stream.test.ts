@@ -37,6 +37,22 @@ describe('Sha256Stream (SHA-256 on the thread pool)', () => {
     assert.equal(await stream.digest(), expected(...parts));
   });
 
+  it('with batchBytes, gathers small chunks until the batch fills or digest() is called', async () => {
+    const chunks = Array.from({ length: 50 }, (_, i) => Buffer.alloc(1000, i));
+    const stream = new Sha256Stream(10_000);
+    let settled = 0;
+    const first = chunks.slice(0, 9).map((c) => stream.update(c).then(() => settled++));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, 0, 'a batch of 9000 bytes waits for more');
+    const rest = chunks.slice(9).map((c) => stream.update(c).then(() => settled++));
+    await Promise.all(first);
+    await stream.drain(10_000);
+    assert.ok(stream.pendingBytes <= 10_000, `${stream.pendingBytes} bytes still queued after drain`);
+    assert.equal(await stream.digest(), expected(...chunks));
+    await Promise.all(rest);
+    assert.equal(settled, 50);
+  });
+
   it('ignores empty chunks and refuses use after digest', async () => {
     const stream = new Sha256Stream();
     await stream.update(Buffer.alloc(0));
