@@ -17,6 +17,8 @@ Tags:
   lazy        multilayer's three layers plus one with device nodes, xattrs and 2 x 24 MiB files.
   large       a busybox layer plus one holding a 128 MiB random file and a small file;
               Cmd prints /data/small.txt.
+  zstd        multilayer's first two layers plus a zstd one (the zstd CLI) with a 6 MiB random file, a
+              hard link, a symlink and a whiteout; Cmd prints /data/zstd/hello.txt.
 
 Expected final tree of `multilayer` (after applying L1..L3):
   /data/keep/{one,two,three}        from L1
@@ -36,6 +38,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 
@@ -52,6 +55,7 @@ APPLETS = [
 PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 GROUP = "root:x:0:\nnogroup:x:65534:\n"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MT_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -246,6 +250,17 @@ def large_layer():
     return l
 
 
+def zstd_layer():
+    l = Layer()
+    l.dir("data/zstd")
+    l.file("data/zstd/hello.txt", "hello from a zstd layer\n")
+    l.file("data/zstd/random.bin", hashlib.shake_256(b"clip-zstd").digest(6 * 1024 * 1024))
+    l.hardlink("data/zstd/hard", "data/zstd/hello.txt")
+    l.symlink("data/zstd/link", "hello.txt")
+    l.whiteout("data/keep/one")
+    return l
+
+
 def demo_layer():
     l = Layer()
     busybox_base(l)
@@ -268,6 +283,11 @@ IMAGES = {
     "large": {
         "layers": [demo_layer, large_layer],
         "cmd": ["/bin/cat", "/data/small.txt"],
+    },
+    "zstd": {
+        "layers": [layer1, layer2, zstd_layer],
+        "zstd": {2},
+        "cmd": ["/bin/cat", "/data/zstd/hello.txt"],
     },
 }
 
@@ -295,9 +315,13 @@ class LayoutWriter:
     def build(self, tag):
         spec = IMAGES[tag]
         layers, diff_ids, summary = [], [], []
-        for fn in spec["layers"]:
+        for i, fn in enumerate(spec["layers"]):
             raw, gz = fn().finish()
-            desc = self.blob(gz, MT_LAYER)
+            if i in spec.get("zstd", ()):
+                zst = subprocess.run(["zstd", "-q", "-c", "-3"], input=raw, stdout=subprocess.PIPE, check=True).stdout
+                desc = self.blob(zst, MT_LAYER_ZSTD)
+            else:
+                desc = self.blob(gz, MT_LAYER)
             diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
             layers.append(desc)
             diff_ids.append(diff_id)

@@ -15,7 +15,8 @@ packages=(
   docker-registry            # a real OCI registry for tests and the demo
   skopeo umoci               # build and push test images offline
   busybox-static             # tiny static userland for test images
-  g++ make python3 zlib1g-dev  # native addons (better-sqlite3, the FUSE binding, clip's zran addon)
+  g++ make python3 zlib1g-dev libzstd-dev  # native addons (better-sqlite3, clip_fuse, clip_indexer: zlib, zstd)
+  zstd                       # tests build zstd layers
   attr                       # getfattr, used by tests to compare extended attributes
   iproute2 kmod util-linux ca-certificates
 )

@@ -46,6 +46,7 @@ const SHA256_BYTES = 32;
 const COMPRESSION_TO_BODY: Record<Compression, CompressionBody> = {
   gzip: CompressionBody.COMPRESSION_GZIP,
   none: CompressionBody.COMPRESSION_NONE,
+  zstd: CompressionBody.COMPRESSION_ZSTD,
 };
 const ENTRY_TYPE_TO_BODY: Record<EntryType, EntryTypeBody> = {
   file: EntryTypeBody.ENTRY_TYPE_FILE,

@@ -30,7 +30,7 @@ export interface ArchiveEntry {
   dataOffset: number;
 }
 
-export type Compression = 'gzip' | 'none';
+export type Compression = 'gzip' | 'none' | 'zstd';
 
 /**
  * A place where decompression of the layer blob can resume (the zran technique). For an uncompressed

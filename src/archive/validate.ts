@@ -25,7 +25,7 @@ export function validateArchive(a: ClipArchive): void {
   checkDigest('layer digest', a.layerDigest);
   checkDigest('diff id', a.diffId);
   if (typeof a.mediaType !== 'string') fail('media type is not a string');
-  if (a.compression !== 'gzip' && a.compression !== 'none') fail(`unknown compression ${JSON.stringify(a.compression)}`);
+  if (a.compression !== 'gzip' && a.compression !== 'none' && a.compression !== 'zstd') fail(`unknown compression ${JSON.stringify(a.compression)}`);
   if (!isUint(a.compressedSize)) fail(`compressed size ${a.compressedSize} is not a non-negative integer`);
   if (!isUint(a.uncompressedSize)) fail(`uncompressed size ${a.uncompressedSize} is not a non-negative integer`);
   if (a.compression === 'none' && a.compressedSize !== a.uncompressedSize) {
@@ -146,13 +146,16 @@ function checkpointProblem(a: ClipArchive, c: Checkpoint, i: number): string | u
   if (prev === undefined && c.uncompressedOffset !== 0) {
     return `the first checkpoint is at uncompressed offset ${c.uncompressedOffset}, want 0`;
   }
-  if (prev !== undefined && c.compressedOffset <= prev.compressedOffset) {
+  if (a.compression === 'zstd') {
+    // zstd has no resumable positions: every checkpoint reads the blob from its start.
+    if (c.compressedOffset !== 0 || c.bits !== 0) return 'in a zstd layer a checkpoint has compressed offset 0 and bits 0';
+  } else if (prev !== undefined && c.compressedOffset <= prev.compressedOffset) {
     return `compressed offset ${c.compressedOffset} is not after the previous checkpoint's ${prev.compressedOffset}`;
   }
   if (prev !== undefined && c.uncompressedOffset <= prev.uncompressedOffset) {
     return `uncompressed offset ${c.uncompressedOffset} is not after the previous checkpoint's ${prev.uncompressedOffset}`;
   }
-  if (c.compressedOffset >= a.compressedSize) {
+  if (c.compressedOffset >= a.compressedSize && !(a.compression === 'zstd' && c.compressedOffset === 0)) {
     return `compressed offset ${c.compressedOffset} is beyond the compressed size ${a.compressedSize}`;
   }
   if (c.uncompressedOffset >= a.uncompressedSize && !(i === 0 && a.uncompressedSize === 0)) {
@@ -171,6 +174,7 @@ function windowProblem(a: ClipArchive, c: Checkpoint): string | undefined {
     }
     return undefined;
   }
+  if (a.compression === 'zstd') return c.window.length === 0 ? undefined : 'in a zstd layer a checkpoint has no window';
   const want = Math.min(WINDOW_SIZE, c.uncompressedOffset);
   if (c.window.length !== want) {
     return `window is ${c.window.length} bytes, want ${want} (the data before uncompressed offset ${c.uncompressedOffset}, at most ${WINDOW_SIZE})`;

@@ -16,6 +16,9 @@ import path from 'node:path';
 import { InvalidArgumentError } from '../errors';
 import type { SpanWriter } from '../indexer';
 
+/** A span writer of the cache: its commit needs no digest (the caller vouches for the bytes). */
+export type CacheSpanWriter = Omit<SpanWriter, 'commit'> & { commit(): Promise<void> };
+
 export class ContentCache {
   /** Per layer digest, the spans whose cache file this process wrote or checked against its digest. */
   private readonly verified = new Map<string, Set<number>>();
@@ -140,7 +143,7 @@ export class ContentCache {
    * Streams span i of a layer into the cache: the bytes go to a temporary file, which commit() renames
    * into place (and counts as verified: the caller vouches for the bytes) and abort() removes.
    */
-  async openSpanWriter(layerDigest: string, index: number): Promise<SpanWriter> {
+  async openSpanWriter(layerDigest: string, index: number): Promise<CacheSpanWriter> {
     const dir = this.layerDir(layerDigest);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = path.join(dir, `.tmp-${index}-${randomBytes(6).toString('hex')}`);

@@ -5,18 +5,26 @@
  * span fetch it once. Nothing unverified is ever returned: a span from the cache is checked against its
  * digest the first time this process reads it, after which slices of it are read from its cache file
  * (readSlice). (Recently loaded spans are kept in memory by the filesystem's LayerStream, not here.)
+ *
+ * A zstd layer has no random access: its first missing span makes the reader stream the whole blob once,
+ * decompress it and cache every span, each checked against the archive's digest.
  */
 import { createHash } from 'node:crypto';
 import { ClipArchive } from '../archive/types';
 import { UnavailableError, errorMessage } from '../errors';
-import { decodeSpan, spanRange } from '../indexer';
-import { ContentCache } from './content-cache';
+import { decodeSpan, DigestMismatchError, indexLayer, spanRange, type SpanWriter } from '../indexer';
+import { ContentCache, type CacheSpanWriter } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
 
 /** Random access to a layer blob as stored in the registry. */
 export interface RangeSource {
   readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /** The whole blob, for layers that cannot be read by range (zstd). */
+  stream?(signal?: AbortSignal): AsyncIterable<Buffer>;
 }
+
+/** The smallest span size indexLayer accepts. */
+const MIN_SPAN_SIZE = 4 << 10;
 
 /**
  * Registry fetches made for readers (not for the background fetcher), which yields to them: while any is
@@ -57,6 +65,8 @@ export class LayerSpanReader implements SpanReader {
   private readonly activity: ForegroundActivity;
   private readonly readAhead: number;
   private readonly pending = new Map<number, Promise<Buffer>>();
+  /** A zstd layer being decompressed whole into the cache. */
+  private restoring: Promise<void> | undefined;
   /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
   private lastRead = -2;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
@@ -175,7 +185,7 @@ export class LayerSpanReader implements SpanReader {
     } finally {
       if (foreground) this.activity.end();
     }
-    await this.cache.put(digest, index, data);
+    if (this.archive.compression !== 'zstd') await this.cache.put(digest, index, data); // zstd: cached by fetchWhole
     return data;
   }
 
@@ -185,6 +195,7 @@ export class LayerSpanReader implements SpanReader {
   }
 
   private async fetch(index: number, signal?: AbortSignal): Promise<Buffer> {
+    if (this.archive.compression === 'zstd') return this.fetchWhole(index);
     const range = spanRange(this.archive, index);
     try {
       const compressed = await this.source.readRange(range.compressedStart, range.compressedEnd - range.compressedStart, signal);
@@ -194,4 +205,84 @@ export class LayerSpanReader implements SpanReader {
       throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: ${errorMessage(err)}`, { cause: err });
     }
   }
+
+  /**
+   * For a layer without random access (zstd): makes sure every span is in the cache, decompressing the
+   * whole blob once if any is missing. Throws UnavailableError when that fails.
+   */
+  async ensureWhole(): Promise<void> {
+    const cached = await this.cache.cachedSpans(this.archive.layerDigest);
+    for (let i = 0; i < this.spanCount; i++) {
+      if (!cached.has(i)) return this.restoreWhole();
+    }
+  }
+
+  /** Span i of a zstd layer, from the cache once the whole blob went through it. */
+  private async fetchWhole(index: number): Promise<Buffer> {
+    await this.restoreWhole();
+    const data = await this.cache.get(this.archive.layerDigest, index);
+    if (!data) throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: not in the cache after decompressing the layer`);
+    return data;
+  }
+
+  /** Decompresses the whole blob into the cache, once for all callers at a time. */
+  private async restoreWhole(): Promise<void> {
+    this.restoring ??= this.decompressWhole().finally(() => {
+      this.restoring = undefined;
+    });
+    try {
+      await this.restoring;
+    } catch (err) {
+      throw new UnavailableError(`layer ${this.archive.layerDigest}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  private async decompressWhole(): Promise<void> {
+    const { archive, cache } = this;
+    const source = this.source;
+    if (!source.stream) throw new UnavailableError('a zstd layer needs the whole blob, and this source only reads ranges');
+    const counted = async function* (reader: LayerSpanReader, chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+      for await (const chunk of chunks) {
+        reader.fetchedBytes += chunk.length;
+        yield chunk;
+      }
+    };
+    const { checkpoints } = archive;
+    // Spans are cut every spanSize bytes of output: the first checkpoint after 0 gives the size.
+    const spanSize = checkpoints.length > 1 ? checkpoints[1]!.uncompressedOffset : Math.max(archive.uncompressedSize, MIN_SPAN_SIZE);
+    this.activity.begin();
+    try {
+      await indexLayer(counted(this, source.stream()), {
+        layerDigest: archive.layerDigest,
+        mediaType: archive.mediaType,
+        compression: 'zstd',
+        spanSize,
+        expectedSize: archive.compressedSize,
+        spanStore: {
+          open: async (i) => checkedWriter(await cache.openSpanWriter(archive.layerDigest, i), archive, i),
+        },
+      });
+    } catch (err) {
+      await cache.removeLayer(archive.layerDigest).catch(() => undefined);
+      throw err;
+    } finally {
+      this.activity.end();
+    }
+  }
+}
+
+/** A cache writer for span i that refuses (and drops) the span unless it has the archive's digest. */
+function checkedWriter(writer: CacheSpanWriter, archive: ClipArchive, i: number): SpanWriter {
+  return {
+    write: (chunk) => writer.write(chunk),
+    abort: () => writer.abort(),
+    commit: async (digest) => {
+      const want = archive.spanDigests[i];
+      if (digest !== want) {
+        await writer.abort();
+        throw new DigestMismatchError(`layer ${archive.layerDigest} span ${i}`, want ?? '(no such span)', digest);
+      }
+      await writer.commit();
+    },
+  };
 }

@@ -6,7 +6,7 @@ import type { Compression } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
 import { UnsupportedCompressionError } from './errors';
 
-export type DetectedCompression = Compression | 'zstd';
+export type DetectedCompression = Compression;
 
 /** How many leading bytes detectCompression needs to tell every format apart. */
 export const MAGIC_LENGTH = 4;
@@ -41,9 +41,9 @@ function unsupported(compression: string, mediaType: string): UnsupportedCompres
 }
 
 /**
- * The compression to index a layer with. Throws UnsupportedCompressionError for zstd and encrypted layers
- * (the caller should unpack those normally), InvalidArgumentError when the media type is ambiguous and
- * no first bytes were given.
+ * The compression to index a layer with. Throws UnsupportedCompressionError for encrypted layers (the
+ * caller should unpack those normally), InvalidArgumentError when the media type is ambiguous and no
+ * first bytes were given.
  */
 export function layerCompression(mediaType: string, firstBytes?: Uint8Array): Compression {
   if (mediaType.endsWith('+encrypted')) throw unsupported('encrypted', mediaType);
@@ -53,19 +53,14 @@ export function layerCompression(mediaType: string, firstBytes?: Uint8Array): Co
       `layer media type ${mediaType}: compression is not declared; the blob's first bytes are needed`,
     );
   }
-  if (compression === 'zstd') throw unsupported('zstd', mediaType);
   return compression;
 }
 
 /** Checks a blob's first bytes against the compression it is about to be indexed with. */
 export function checkMagic(compression: Compression, firstBytes: Uint8Array, layerDigest: string): void {
   const found = detectCompression(firstBytes);
-  if (found === 'zstd') {
-    throw new UnsupportedCompressionError('zstd', `layer ${layerDigest}: zstd layers are not supported for lazy loading`);
-  }
   if (found !== compression) {
-    throw new InvalidArgumentError(
-      `layer ${layerDigest}: indexed as ${compression === 'none' ? 'uncompressed' : compression} but its data is ${found === 'none' ? 'not gzip' : found}`,
-    );
+    const data = found === 'none' ? `not ${compression}` : found;
+    throw new InvalidArgumentError(`layer ${layerDigest}: indexed as ${compression === 'none' ? 'uncompressed' : compression} but its data is ${data}`);
   }
 }

@@ -17,7 +17,7 @@ export class DigestMismatchError extends InvalidArgumentError {
 }
 
 /**
- * A layer that cannot be served lazily (zstd, encrypted). Not a broken layer: the caller should fall back
+ * A layer that cannot be served lazily (encrypted). Not a broken layer: the caller should fall back
  * to a normal unpack.
  */
 export class UnsupportedCompressionError extends NotImplementedError {

@@ -15,6 +15,7 @@ import { DigestMismatchError } from './errors';
 import { GzipDecoder } from './gzip-decoder';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { PlainDecoder } from './plain-decoder';
+import { ZstdDecoder } from './zstd-decoder';
 import { Sha256Stream } from './sha256-stream';
 import { SpanRecorder, type SpanStore } from './span-recorder';
 import { TarParser } from './tar-parser';
@@ -54,7 +55,7 @@ function validate(options: IndexLayerOptions, spanSize: number): void {
   if (!/^sha256:[0-9a-f]{64}$/.test(layerDigest)) {
     throw new InvalidArgumentError(`layer ${layerDigest}: only sha256 digests are supported`);
   }
-  if (compression !== 'gzip' && compression !== 'none') {
+  if (compression !== 'gzip' && compression !== 'none' && compression !== 'zstd') {
     throw new InvalidArgumentError(`layer ${layerDigest}: unknown compression ${String(compression)}`);
   }
   if (!Number.isInteger(spanSize) || spanSize < MIN_SPAN_SIZE || spanSize > MAX_SPAN_SIZE) {
@@ -87,8 +88,8 @@ async function attempt(step: () => Promise<void>): Promise<InvalidArgumentError 
 
 /**
  * Streams a layer blob once and returns its clip archive. Rejects with DigestMismatchError when the blob
- * does not match options.layerDigest, UnsupportedCompressionError for a zstd blob, InvalidArgumentError
- * for a malformed blob (corrupt gzip, bad tar, sparse files, paths escaping the layer).
+ * does not match options.layerDigest, InvalidArgumentError for a malformed blob (corrupt gzip or zstd,
+ * data of another compression than declared, bad tar, sparse files, paths escaping the layer).
  */
 export async function indexLayer(
   source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -118,7 +119,9 @@ export async function indexLayer(
     },
   };
   const decoder: LayerDecoder =
-    compression === 'gzip' ? new GzipDecoder(spanSize, sink) : new PlainDecoder(spanSize, sink);
+    compression === 'gzip' ? new GzipDecoder(spanSize, sink)
+    : compression === 'zstd' ? new ZstdDecoder(spanSize, sink)
+    : new PlainDecoder(spanSize, sink);
 
   let compressedSize = 0;
   let head = Buffer.alloc(0); // the blob's first bytes, until its magic number is checked

@@ -1,7 +1,7 @@
 /**
  * The one door to the clip_indexer native addon (native/addon.c, built by `npm run build:native`): loads
  * it on first use, types it, and turns its errors into clip's (corrupt data: InvalidArgumentError,
- * anything else: InternalError). zran.ts and sha256-stream.ts wrap what it exports.
+ * anything else: InternalError). zran.ts, zstd-decoder.ts and sha256-stream.ts wrap what it exports.
  */
 import path from 'node:path';
 import type { Checkpoint } from '../archive/types';
@@ -23,6 +23,18 @@ export interface NativeGzipIndexer {
   inflate(input: Buffer, output: Buffer): Promise<InflateResult>;
 }
 
+/** What one ZstdDecoder.decompress call did. */
+export interface DecompressResult {
+  read: number;
+  written: number;
+  /** The data so far ends exactly at the end of a zstd frame. */
+  ended: boolean;
+}
+
+export interface NativeZstdDecoder {
+  decompress(input: Buffer, output: Buffer): Promise<DecompressResult>;
+}
+
 export interface NativeSha256 {
   update(chunks: Buffer[]): Promise<void>;
   digest(): string;
@@ -32,6 +44,7 @@ interface NativeAddon {
   GzipIndexer: new (spanSize: number) => NativeGzipIndexer;
   extractSpan(compressed: Buffer, bits: number, window: Buffer, output: Buffer): Promise<void>;
   Sha256: new () => NativeSha256;
+  ZstdDecoder: new () => NativeZstdDecoder;
 }
 
 const ADDON_PATH = path.join(__dirname, 'native', 'clip_indexer.node');

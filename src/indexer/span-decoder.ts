@@ -21,6 +21,9 @@ export interface SpanRange {
 
 export function spanRange(archive: SpanSource, index: number): SpanRange {
   const { checkpoints } = archive;
+  if (archive.compression === 'zstd') {
+    throw new InvalidArgumentError(`layer ${archive.layerDigest}: a zstd layer has no random access (it is read whole)`);
+  }
   if (!Number.isInteger(index) || index < 0 || index >= checkpoints.length) {
     throw new InvalidArgumentError(`layer ${archive.layerDigest}: no span ${index}`);
   }

@@ -12,8 +12,8 @@ import { Sha256Stream } from './sha256-stream';
 export interface SpanWriter {
   /** Appends `chunk`; it must not be used after the promise settles (the decoder reuses its buffers). */
   write(chunk: Buffer): Promise<void>;
-  /** The span is complete (its digest is in SpanRecorder.digests). */
-  commit(): Promise<void>;
+  /** The span is complete; `digest` ("sha256:…") is what ends up in ClipArchive.spanDigests. */
+  commit(digest: string): Promise<void>;
   /** Indexing failed: drop what was written. */
   abort(): Promise<void>;
 }
@@ -71,7 +71,7 @@ export class SpanRecorder {
     this.digests.push(digest);
     const writer = this.writer;
     this.writer = null;
-    await writer?.commit();
+    await writer?.commit(digest);
   }
 }
 

@@ -4,7 +4,7 @@
  * through the same read path (LayerSpanReader: spans inflated from their checkpoints, verified against the
  * archive's span digests, kept in a content cache) and the same FUSE filesystem (LayerFilesystem).
  */
-import { promises as fsp } from 'node:fs';
+import { createReadStream, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'winston';
@@ -55,6 +55,10 @@ class FileRangeSource implements RangeSource {
       filled += bytesRead;
     }
     return out;
+  }
+
+  stream(): AsyncIterable<Buffer> {
+    return createReadStream(this.file, { highWaterMark: 1 << 20 });
   }
 
   async close(): Promise<void> {

@@ -151,8 +151,7 @@ export async function indexLayerFile(file: string, options: IndexLayerFileOption
   }
   // Docker's plain layer type declares no compression, so the first bytes decide.
   const compression = layerCompression(options.mediaType ?? 'application/vnd.docker.image.rootfs.diff.tar', head);
-  const mediaType =
-    options.mediaType ?? (compression === 'gzip' ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar');
+  const mediaType = options.mediaType ?? `application/vnd.oci.image.layer.v1.tar${compression === 'none' ? '' : `+${compression}`}`;
   const stream = createReadStream(file);
   return indexLayer(options.onProgress ? counted(stream, size, options.onProgress) : stream, {
     layerDigest: `sha256:${hash.digest('hex')}`,

@@ -52,12 +52,13 @@ export class LayerIndexer {
     const descriptor = options.descriptor ?? (await this.descriptorOf(ref, where));
     const mediaType = descriptor?.mediaType ?? 'application/vnd.oci.image.layer.v1.tar+gzip';
     const blob = await registry.openBlob(ref, where.layerDigest);
-    // The first bytes decide the compression where the media type leaves it open (and refuse zstd).
+    // The first bytes decide the compression where the media type leaves it open (and refuse encrypted layers).
     const head = blob.size > 0 ? await blob.readRange(0, Math.min(4, blob.size)) : Buffer.alloc(0);
     const compression = layerCompression(mediaType, head);
     logger.info(`indexing layer ${where.layerDigest} (${blob.size} bytes, ${compression}) of ${where.imageRef}`);
     const started = Date.now();
-    const keep = this.opts.cacheWhileIndexing && cache !== undefined;
+    // A zstd layer cannot be read by range later: its spans are always kept.
+    const keep = (this.opts.cacheWhileIndexing || compression === 'zstd') && cache !== undefined;
     try {
       const archive = await indexLayer(options.onProgress ? counted(blob.stream(), blob.size, options.onProgress) : blob.stream(), {
         layerDigest: where.layerDigest,

@@ -16,14 +16,20 @@ export class LazyBlobSource implements RangeSource {
   ) {}
 
   async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return (await this.open(signal)).readRange(offset, length, { signal });
+  }
+
+  async *stream(signal?: AbortSignal): AsyncGenerator<Buffer> {
+    yield* (await this.open(signal)).stream({ signal });
+  }
+
+  private async open(signal?: AbortSignal): Promise<RemoteBlob> {
     this.blob ??= this.registry.openBlob(this.imageRef, this.digest, { signal });
-    let blob: RemoteBlob;
     try {
-      blob = await this.blob;
+      return await this.blob;
     } catch (err) {
       this.blob = undefined; // try again on the next read
       throw err;
     }
-    return blob.readRange(offset, length, { signal });
   }
 }

@@ -88,6 +88,13 @@ export class LazyLayers implements RemoteLayers {
     const archive = await this.archiveOf(where);
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
+    try {
+      // A zstd layer cannot be read by range: all of it must be in the cache before anything reads it.
+      if (archive.compression === 'zstd') await reader.ensureWhole();
+    } catch (err) {
+      release();
+      throw err;
+    }
     const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
     try {
       await fs.mount(dir);

@@ -23,7 +23,7 @@ const K8S = ['-n', 'k8s.io'];
 
 describe('lazy pulls through CRI', () => {
   const stack = useStack({
-    tags: ['lazy', 'large'],
+    tags: ['lazy', 'large', 'zstd'],
     criSnapshotter: 'clip',
     clipConfig: '[lazy]\nbackground_fetch = false\n',
   });
@@ -107,6 +107,36 @@ describe('lazy pulls through CRI', () => {
     const random = createHash('shake256', { outputLength: 24 << 20 }).update('clip-lazy-random').digest();
     assert.equal(entryAt(lazy, '/data/large/random.bin')?.sha256, sha256(random));
     assert.ok(lazy.hardlinks.some((g) => g.includes('/data/links/hard')), 'hard links preserved');
+  });
+
+  test('a zstd layer is decompressed by clip and committed as a remote snapshot; the rootfs equals overlayfs', { timeout: TEST_TIMEOUT }, async () => {
+    const layers = stack.images.zstd!.layers;
+    const zstdLayer = layers.find((l) => l.mediaType.endsWith('+zstd'));
+    assert.ok(zstdLayer, 'the image has a zstd layer');
+    const before = await stack.registryBlobBytes();
+    await criPull('zstd');
+    await withClient(async (client) => {
+      const remote = (await client.list()).infos.filter((i) => i.kind === Kind.COMMITTED && i.labels[LABEL_REMOTE]);
+      const digests = new Set(remote.map((i) => i.labels[LABEL_CRI_LAYER_DIGEST]));
+      for (const l of layers) assert.ok(digests.has(l.digest), `layer ${l.digest} (${l.mediaType}) is a remote snapshot`);
+    });
+    const content = await stack.ctrOk([...K8S, 'content', 'ls', '-q']);
+    assert.ok(!content.includes(zstdLayer.digest), 'containerd did not download the zstd layer');
+    assert.equal(await runIn('zstd', 'zstd-hello'), 'hello from a zstd layer\n');
+    const fetched = (await stack.registryBlobBytes()) - before;
+    // The zstd layer is read whole, once; the gzip layers (shared with 'lazy') were indexed already.
+    assert.ok(fetched >= zstdLayer.size && fetched < zstdLayer.size + 100_000, `registry served ${fetched} blob bytes, the zstd layer is ${zstdLayer.size}`);
+
+    const ref = stack.imageRef('zstd');
+    await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
+    const chain = chainIds(await diffIdsOf(stack, ref));
+    const top = chain[chain.length - 1]!;
+    const lazy = await snapshotTree(stack, 'clip', top, 'k8s.io');
+    const overlay = await snapshotTree(stack, 'overlayfs', top);
+    const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
+    assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
+    assert.equal(entryAt(lazy, '/data/zstd/random.bin')?.sha256, sha256(createHash('shake256', { outputLength: 6 << 20 }).update('clip-zstd').digest()));
+    assert.equal(entryAt(lazy, '/data/keep/one'), undefined, 'whiteout applied');
   });
 
   test('after kill -9 and a restart, a new container starts without downloading any layer again', { timeout: TEST_TIMEOUT }, async () => {

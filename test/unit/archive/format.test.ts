@@ -148,6 +148,21 @@ describe('clip archive format: round trip', () => {
     assert.deepEqual(decodeArchive(encodeArchive(empty)), empty);
   });
 
+  it('round-trips a zstd layer, whose checkpoints have no blob offsets, and refuses one that has', () => {
+    const zstd: ClipArchive = {
+      ...small(),
+      compression: 'zstd',
+      compressedSize: 3_000_000,
+      checkpoints: [0, 4_000_000].map((o) => ({ compressedOffset: 0, bits: 0, uncompressedOffset: o, window: Buffer.alloc(0) })),
+      spanDigests: [sha256('0'), sha256('1')],
+    };
+    assert.deepEqual(decodeArchive(encodeArchive(zstd)), zstd);
+    const offset = { ...zstd, checkpoints: zstd.checkpoints.map((c, i) => ({ ...c, compressedOffset: i * 1000 })) };
+    assert.throws(() => encodeArchive(offset), /checkpoint 1: in a zstd layer a checkpoint has compressed offset 0 and bits 0/);
+    const windowed = { ...zstd, checkpoints: zstd.checkpoints.map((c) => ({ ...c, window: Buffer.alloc(c.uncompressedOffset ? 10 : 0) })) };
+    assert.throws(() => encodeArchive(windowed), /checkpoint 1: in a zstd layer a checkpoint has no window/);
+  });
+
   it('encodes 100k entries compactly (numbers reported, times not asserted)', (t) => {
     const a = largeArchive(100_000);
     let start = process.hrtime.bigint();
@@ -259,7 +274,7 @@ describe('clip archive format: rules checked when decoding', () => {
     ['bad layer digest', (b) => { b.layerDigest = 'sha256:abc'; }, /layer digest "sha256:abc" is not "sha256:" and 64 lowercase hex digits/],
     ['bad layer digest (upper case)', (b) => { b.layerDigest = b.layerDigest.toUpperCase(); }, /layer digest "SHA256:/],
     ['bad diff id', (b) => { b.diffId = `md5:${'0'.repeat(64)}`; }, /diff id "md5:0+" is not/],
-    ['unknown compression', (b) => { b.compression = 3 as ArchiveBody['compression']; }, /unknown compression 3/],
+    ['unknown compression', (b) => { b.compression = 4 as ArchiveBody['compression']; }, /unknown compression 4/],
     ['unspecified compression', (b) => { b.compression = 0; }, /unknown compression 0/],
     ['data range beyond the uncompressed size', (b) => { b.entries[2]!.size = 10_000_000; }, /entry 2 \("bin\/sh"\): data \[2048, 10002048\) ends beyond the uncompressed size 10000000/],
     ['unknown entry type', (b) => { b.entries[3]!.type = 9 as EntryBody['type']; }, /entry 3 \("bin\/ash"\): unknown entry type 9/],
@@ -323,7 +338,7 @@ describe('clip archive format: rules checked when encoding', () => {
     ['a window over 32768 bytes', (a) => { a.checkpoints[1]!.window = Buffer.alloc(40000); }, /checkpoint 1: window is 40000 bytes, at most 32768/],
     ['a span digest in the wrong form', (a) => { a.spanDigests[0] = 'abc'; }, /span 0 digest "abc" is not/],
     ['mismatched span digests', (a) => { a.spanDigests.push(sha256('x')); }, /4 span digests for 3 checkpoints/],
-    ['an unknown compression', (a) => { (a as { compression: string }).compression = 'zstd'; }, /unknown compression "zstd"/],
+    ['an unknown compression', (a) => { (a as { compression: string }).compression = 'brotli'; }, /unknown compression "brotli"/],
   ];
   for (const [name, mutate, message] of cases) {
     it(`refuses ${name}`, () => {

@@ -33,12 +33,16 @@ describe('layerCompression', () => {
     assert.throws(() => layerCompression(docker), InvalidArgumentError);
   });
 
-  it('answers zstd and encrypted layers with UnsupportedCompressionError, so the caller can unpack normally', () => {
+  it('takes zstd layers, by media type or by their first bytes', () => {
+    assert.equal(layerCompression('application/vnd.oci.image.layer.v1.tar+zstd'), 'zstd');
+    assert.equal(layerCompression('application/vnd.docker.image.rootfs.diff.tar.zstd'), 'zstd');
+    assert.equal(layerCompression('application/vnd.docker.image.rootfs.diff.tar', ZSTD_HEAD), 'zstd');
+  });
+
+  it('answers encrypted layers with UnsupportedCompressionError, so the caller can unpack normally', () => {
     for (const [mediaType, head] of [
-      ['application/vnd.oci.image.layer.v1.tar+zstd', undefined],
-      ['application/vnd.docker.image.rootfs.diff.tar.zstd', undefined],
-      ['application/vnd.docker.image.rootfs.diff.tar', ZSTD_HEAD],
       ['application/vnd.oci.image.layer.v1.tar+gzip+encrypted', GZIP_HEAD],
+      ['application/vnd.oci.image.layer.v1.tar+zstd+encrypted', ZSTD_HEAD],
     ] as const) {
       assert.throws(
         () => layerCompression(mediaType, head),

@@ -12,7 +12,6 @@ import {
   DigestMismatchError,
   indexLayer,
   spanRange,
-  UnsupportedCompressionError,
   type IndexLayerOptions,
   type SpanStore,
   type SpanWriter,
@@ -21,6 +20,7 @@ import { pythonTars, randomChunks, sha256 } from './fixtures';
 
 const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const TAR = 'application/vnd.oci.image.layer.v1.tar';
+const ZSTD = 'application/vnd.oci.image.layer.v1.tar+zstd';
 
 // A small root filesystem with content under proc/, sys/ and dev/, and enough data for many spans.
 const { layer, big, escaping } = pythonTars({
@@ -221,10 +221,49 @@ describe('indexLayer', () => {
     await assert.rejects(indexLayer([gzLayer], options(gzLayer, { expectedSize: gzLayer.length + 1 })), /descriptor says/);
   });
 
-  it('answers zstd blobs with UnsupportedCompressionError, and a wrongly declared compression with InvalidArgumentError', async () => {
+  it('indexes a zstd layer: the same entries, spans cut every spanSize with no blob offsets', async () => {
     const zstd = execFileSync('zstd', ['-q', '-c'], { input: layer });
-    await assert.rejects(indexLayer([zstd], options(zstd)), (err: unknown) => err instanceof UnsupportedCompressionError && /zstd/.test(err.message));
-    await assert.rejects(indexLayer([zstd], options(zstd, { compression: 'none' })), UnsupportedCompressionError);
+    const store = new MemorySpanStore();
+    const archive = await indexLayer(chunksOf(zstd, 5000, 3), options(zstd, { compression: 'zstd', mediaType: ZSTD, spanStore: store }));
+    const gz = await indexLayer([gzLayer], options(gzLayer));
+    assert.equal(archive.compression, 'zstd');
+    assert.equal(archive.diffId, sha256(layer));
+    assert.deepEqual(archive.entries, gz.entries);
+    assert.deepEqual(archive.checkpoints.map((c) => c.uncompressedOffset), Array.from({ length: Math.ceil(layer.length / 65536) }, (_, i) => i * 65536));
+    assert.ok(archive.checkpoints.every((c) => c.compressedOffset === 0 && c.bits === 0 && c.window.length === 0));
+    assert.deepEqual(store.committed.map((s) => sha256(s.data)), archive.spanDigests);
+    assert.ok(Buffer.concat(store.committed.map((s) => s.data)).equals(layer));
+    assert.deepEqual(decodeArchive(encodeArchive(archive)), archive, 'the archive format takes it as it is');
+    assert.throws(() => spanRange(archive, 0), /no random access/);
+  });
+
+  it('indexes a zstd blob of several frames, a skippable one among them', async () => {
+    const half = layer.length >> 1;
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18]), Buffer.from([4, 0, 0, 0]), Buffer.from('clip')]);
+    const frames = Buffer.concat([
+      execFileSync('zstd', ['-q', '-c'], { input: layer.subarray(0, half) }),
+      skippable,
+      execFileSync('zstd', ['-q', '-c', '-19'], { input: layer.subarray(half) }),
+    ]);
+    const archive = await indexLayer([frames], options(frames, { compression: 'zstd', mediaType: ZSTD }));
+    assert.equal(archive.diffId, sha256(layer));
+    assert.equal(archive.uncompressedSize, layer.length);
+  });
+
+  it('rejects a truncated or corrupt zstd blob with a clear error', async () => {
+    const zstd = execFileSync('zstd', ['-q', '-c'], { input: layer });
+    const truncated = zstd.subarray(0, zstd.length - 10);
+    await assert.rejects(indexLayer([truncated], options(truncated, { compression: 'zstd' })), (err: unknown) => err instanceof InvalidArgumentError && /zstd/.test((err as Error).message));
+    const corrupt = Buffer.from(zstd);
+    corrupt[corrupt.length >> 1] ^= 0x55;
+    await assert.rejects(indexLayer([corrupt], options(corrupt, { compression: 'zstd' })), (err: unknown) => err instanceof InvalidArgumentError);
+    await assert.rejects(indexLayer([Buffer.alloc(0)], options(Buffer.alloc(0), { compression: 'zstd' })), /unexpected end|not zstd|uncompressed/);
+  });
+
+  it('answers a wrongly declared compression with InvalidArgumentError', async () => {
+    const zstd = execFileSync('zstd', ['-q', '-c'], { input: layer });
+    await assert.rejects(indexLayer([zstd], options(zstd)), /indexed as gzip but its data is zstd/);
+    await assert.rejects(indexLayer([zstd], options(zstd, { compression: 'none' })), /indexed as uncompressed but its data is zstd/);
     await assert.rejects(indexLayer([gzLayer], options(gzLayer, { compression: 'none' })), /indexed as uncompressed but its data is gzip/);
     await assert.rejects(indexLayer([layer], options(layer)), /indexed as gzip but its data is not gzip/);
   });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -9,7 +10,9 @@ import { UnavailableError } from '../../../src/errors';
 import { BackgroundFetcher } from '../../../src/fusefs/background-fetcher';
 import { ContentCache } from '../../../src/fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, RangeSource } from '../../../src/fusefs/layer-span-reader';
+import { indexLayer } from '../../../src/indexer';
 import { tempDir } from '../../helpers/processes';
+import { pythonTars } from '../indexer/fixtures';
 
 const SPAN = 64 * 1024;
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -153,5 +156,74 @@ describe('LayerSpanReader and the content cache', () => {
     await fetcher.stop();
     assert.equal((await cache.cachedSpans(archive.layerDigest)).size, archive.checkpoints.length);
     assert.equal(source.requests, archive.checkpoints.length, 'each span fetched exactly once');
+  });
+});
+
+describe('LayerSpanReader: zstd layers (no random access)', () => {
+  let dir: string;
+  let tar: Buffer;
+  let blob: Buffer;
+  let archive: ClipArchive;
+  before(async () => {
+    dir = await tempDir('zstd-spans');
+    ({ tar } = pythonTars({ tar: "tf = tarfile.open(fileobj=buf, mode='w')\nadd(tf, 'data', data=bytes(range(256)) * 2000)\ntf.close()" }));
+    blob = execFileSync('zstd', ['-q', '-c'], { input: tar });
+    archive = await indexLayer([blob], { layerDigest: sha(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', compression: 'zstd', spanSize: SPAN });
+  });
+  after(async () => fsp.rm(dir, { recursive: true, force: true }));
+
+  /** A registry blob that can only be streamed whole (range reads would be a bug). */
+  class WholeBlobSource implements RangeSource {
+    streams = 0;
+    constructor(private readonly bytes: Buffer) {}
+    async readRange(): Promise<Buffer> {
+      throw new Error('a zstd layer must not be read by range');
+    }
+    async *stream(): AsyncGenerator<Buffer> {
+      this.streams++;
+      for (let o = 0; o < this.bytes.length; o += 10_000) yield this.bytes.subarray(o, o + 10_000);
+    }
+  }
+
+  it('decompresses the whole blob once for every missing span, and caches all of them', async () => {
+    assert.ok(archive.checkpoints.length >= 4, `${archive.checkpoints.length} spans`);
+    const cache = new ContentCache(path.join(dir, 'c1'));
+    const source = new WholeBlobSource(blob);
+    const reader = new LayerSpanReader({ archive, source, cache });
+    const [s1, s3] = await Promise.all([reader.readSpan(1), reader.readSpan(3)]);
+    assert.equal(source.streams, 1, 'concurrent reads share one pass over the blob');
+    assert.deepEqual(s1, tar.subarray(SPAN, 2 * SPAN));
+    assert.deepEqual(s3, tar.subarray(3 * SPAN, 4 * SPAN));
+    assert.equal(reader.fetchedBytes, blob.length);
+    assert.equal((await cache.cachedSpans(archive.layerDigest)).size, archive.checkpoints.length);
+    assert.deepEqual(await reader.readSpan(0), tar.subarray(0, SPAN));
+    assert.equal(source.streams, 1, 'every span came from that one pass');
+  });
+
+  it('ensureWhole decompresses the layer again when a span is missing, and does nothing when none is', async () => {
+    const cache = new ContentCache(path.join(dir, 'c4'));
+    const source = new WholeBlobSource(blob);
+    await new LayerSpanReader({ archive, source, cache }).ensureWhole();
+    assert.equal(source.streams, 1);
+    await new LayerSpanReader({ archive, source, cache }).ensureWhole();
+    assert.equal(source.streams, 1, 'every span is cached');
+    await fsp.rm(path.join(cache.spanDir(archive.layerDigest), '2'));
+    const reader = new LayerSpanReader({ archive, source, cache });
+    await reader.ensureWhole();
+    assert.equal(source.streams, 2, 'a missing span means the whole blob again');
+    assert.deepEqual(await reader.readSpan(2), tar.subarray(2 * SPAN, 3 * SPAN));
+  });
+
+  it('refuses spans that do not match the archive, and keeps none of them', async () => {
+    const cache = new ContentCache(path.join(dir, 'c2'));
+    const wrong = { ...archive, spanDigests: archive.spanDigests.map((d, i) => (i === 2 ? sha(Buffer.from('other')) : d)) };
+    const reader = new LayerSpanReader({ archive: wrong, source: new WholeBlobSource(blob), cache });
+    await assert.rejects(reader.readSpan(0), (err: unknown) => err instanceof UnavailableError && /span 2: digest mismatch/.test((err as Error).message));
+    assert.equal((await cache.cachedSpans(archive.layerDigest)).size, 0);
+  });
+
+  it('answers UnavailableError when the source can only read ranges', async () => {
+    const reader = new LayerSpanReader({ archive, source: new BufferSource(blob), cache: new ContentCache(path.join(dir, 'c3')) });
+    await assert.rejects(reader.readSpan(0), /needs the whole blob/);
   });
 });
