@@ -16,7 +16,7 @@ import { chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
 import { waitFor } from '../helpers/processes';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
 import { useStack } from '../helpers/stack';
-import { diffManifests, entryAt } from '../helpers/tree';
+import { diffManifests, entryAt, type TreeManifest } from '../helpers/tree';
 
 const TEST_TIMEOUT = 300_000;
 const K8S = ['-n', 'k8s.io'];
@@ -88,8 +88,9 @@ describe('lazy pulls through CRI', () => {
     for (const l of layers) assert.ok(!content.includes(l.digest), `${l.digest} was downloaded by containerd`);
   });
 
-  test('the lazy rootfs equals the overlayfs one (devices, xattrs, large files)', { timeout: TEST_TIMEOUT }, async () => {
-    const ref = stack.imageRef('lazy');
+  /** Pulls `tag` again with overlayfs, compares the two rootfs trees and returns clip's. */
+  async function sameTreeAsOverlayfs(tag: string): Promise<TreeManifest> {
+    const ref = stack.imageRef(tag);
     await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
     const chain = chainIds(await diffIdsOf(stack, ref));
     const top = chain[chain.length - 1]!;
@@ -98,6 +99,11 @@ describe('lazy pulls through CRI', () => {
     const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
     assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
     assert.deepEqual(lazy, overlay);
+    return lazy;
+  }
+
+  test('the lazy rootfs equals the overlayfs one (devices, xattrs, large files)', { timeout: TEST_TIMEOUT }, async () => {
+    const lazy = await sameTreeAsOverlayfs('lazy');
 
     assert.deepEqual(entryAt(lazy, '/data/devices/null')?.rdev, { major: 1, minor: 3 });
     assert.equal(entryAt(lazy, '/data/devices/loop7')?.type, 'block');
@@ -127,14 +133,7 @@ describe('lazy pulls through CRI', () => {
     // The zstd layer is read whole, once; the gzip layers (shared with 'lazy') were indexed already.
     assert.ok(fetched >= zstdLayer.size && fetched < zstdLayer.size + 100_000, `registry served ${fetched} blob bytes, the zstd layer is ${zstdLayer.size}`);
 
-    const ref = stack.imageRef('zstd');
-    await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
-    const chain = chainIds(await diffIdsOf(stack, ref));
-    const top = chain[chain.length - 1]!;
-    const lazy = await snapshotTree(stack, 'clip', top, 'k8s.io');
-    const overlay = await snapshotTree(stack, 'overlayfs', top);
-    const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
-    assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
+    const lazy = await sameTreeAsOverlayfs('zstd');
     assert.equal(entryAt(lazy, '/data/zstd/random.bin')?.sha256, sha256(createHash('shake256', { outputLength: 6 << 20 }).update('clip-zstd').digest()));
     assert.equal(entryAt(lazy, '/data/keep/one'), undefined, 'whiteout applied');
   });
