@@ -7,7 +7,8 @@
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
 # registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
 #
-#   scripts/registry.sh bytes STATE_DIR   # sum of body bytes sent for GET .../blobs/...
+#   scripts/registry.sh bytes STATE_DIR [DIGEST...]   # sum of body bytes sent for GET .../blobs/...
+#                                                     # (of those blobs only, when digests are given)
 #
 # registry.log holds two lines per request (both checked with 200, 206 and HEAD requests):
 #  * the access log (Apache combined format, written to stdout), e.g.
@@ -111,13 +112,17 @@ stop() {
 # bytes: total body bytes of GET blob responses in the access log (0 if none).
 bytes() {
   [ -f "$log" ] || { echo 0; return 0; }
-  awk '$1 ~ /^[0-9.]+$/ && $6 == "\"GET" && $7 ~ /\/blobs\/sha256:/ && $10 ~ /^[0-9]+$/ { n += $10 }
+  awk -v only="$*" 'BEGIN { k = split(only, d, " "); for (i = 1; i <= k; i++) want["/blobs/" d[i]] = 1 }
+       $1 ~ /^[0-9.]+$/ && $6 == "\"GET" && $7 ~ /\/blobs\/sha256:/ && $10 ~ /^[0-9]+$/ {
+         if (k > 0) { blob = $7; sub(/.*\/blobs\//, "/blobs/", blob); sub(/[?].*/, "", blob); if (!(blob in want)) next }
+         n += $10
+       }
        END { printf "%.0f\n", n }' "$log"
 }
 
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  bytes) bytes ;;
+  bytes) shift 2; bytes "$@" ;;
   *) die "usage: $0 start|stop|bytes STATE_DIR" ;;
 esac

@@ -191,9 +191,9 @@ export class Stack {
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
   }
 
-  /** Body bytes the registry has sent for blob GETs so far, read from its access log. */
-  async registryBlobBytes(): Promise<number> {
-    return Number((await runOk(path.join(SCRIPTS, 'registry.sh'), ['bytes', this.state], { timeoutMs: 30_000 })).trim());
+  /** Body bytes the registry has sent for blob GETs so far (of the given blobs only, if any), from its access log. */
+  async registryBlobBytes(digests: string[] = []): Promise<number> {
+    return Number((await runOk(path.join(SCRIPTS, 'registry.sh'), ['bytes', this.state, ...digests], { timeoutMs: 30_000 })).trim());
   }
 
   /** `ctr --address <containerd.sock> ARGS` through scripts/ctr.sh, stdin closed, bounded by a timeout. */
