@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { AlreadyExistsError, InternalError } from '../errors';
 import { ImageReference, RegistryClient } from '../registry';
 import { LABEL_REMOTE } from '../snapshotter/labels';
-import { chainIds } from './chain-id';
+import { chainIds } from '../snapshotter/chain-id';
 import { ContentDescriptor, ContentStore } from './content-store';
 import { DiffService } from './diff-service';
 import { LABEL_UNCOMPRESSED } from './labels';

@@ -21,7 +21,7 @@ import {
   LABEL_CRI_LAYER_DIGEST,
   LABEL_CRI_MANIFEST_DIGEST,
 } from '../snapshotter/labels';
-import { RemoteLayers } from '../snapshotter/remote-layers';
+import { RemoteLayers, type RemoteLayerInfo } from '../snapshotter/remote-layers';
 import { Labels } from '../snapshotter/types';
 import { ArchiveStore } from './archive-store';
 import { LayerIndexer, LayerLocation } from './layer-indexer';
@@ -78,7 +78,7 @@ export class LazyLayers implements RemoteLayers {
     return Boolean(labels[LABEL_CRI_IMAGE_REF]) && DIGEST.test(labels[LABEL_CRI_LAYER_DIGEST] ?? '');
   }
 
-  async mount(dir: string, labels: Labels): Promise<void> {
+  async mount(dir: string, labels: Labels): Promise<RemoteLayerInfo> {
     const where: LayerLocation = {
       imageRef: labels[LABEL_CRI_IMAGE_REF]!,
       layerDigest: labels[LABEL_CRI_LAYER_DIGEST]!,
@@ -109,6 +109,7 @@ export class LazyLayers implements RemoteLayers {
     }
     this.mounted.set(dir, { fs, reader, release, recorder });
     if (this.opts.backgroundFetch) this.fetcher.add(reader);
+    return { diffId: archive.diffId };
   }
 
   async unmount(dir: string): Promise<void> {

@@ -5,6 +5,12 @@
  */
 import { Labels } from './types';
 
+/** What a mounted remote layer tells the snapshotter about itself. */
+export interface RemoteLayerInfo {
+  /** sha256 of the layer's uncompressed tar stream, as its archive records it. */
+  diffId: string;
+}
+
 export interface RemoteLayers {
   /**
    * Whether the labels of a Prepare name a layer this source might serve lazily. Cheap and synchronous:
@@ -15,9 +21,10 @@ export interface RemoteLayers {
   /**
    * Mounts the layer the labels name, read-only, on the empty directory `dir`. Rejects when the layer
    * cannot be served lazily (the snapshotter then falls back to a normal unpack); on rejection nothing
-   * is left mounted.
+   * is left mounted. When it returns the layer's diff ID, the snapshotter checks it against the chain ID
+   * containerd named the snapshot after.
    */
-  mount(dir: string, labels: Labels): Promise<void>;
+  mount(dir: string, labels: Labels): Promise<RemoteLayerInfo | void>;
 
   /** Unmounts `dir` if it is mounted; never throws for a directory that is not mounted. */
   unmount(dir: string): Promise<void>;

@@ -23,6 +23,7 @@ import {
   errorMessage,
 } from '../errors';
 import { compileFilters } from './filters';
+import { chainIdOf } from './chain-id';
 import { LABEL_REMOTE, LABEL_TARGET_REF } from './labels';
 import { validateLabels } from './label-validation';
 import { Layout } from './layout';
@@ -274,12 +275,15 @@ export class Snapshotter {
     const record = await this.createRecord(Kind.ACTIVE, key, parent, labels);
     const dir = this.layout.fsDir(record.id);
     try {
-      await this.remote!.mount(dir, labels);
+      const info = await this.remote!.mount(dir, labels);
+      this.mounted.add(record.id);
+      const problem = info ? this.chainProblem(parent, info.diffId, target) : undefined;
+      if (problem) throw new InvalidArgumentError(problem);
     } catch (err) {
+      if (this.mounted.has(record.id)) await this.unmountLayer(record.id);
       this.logger.warn(`layer ${target} cannot be served lazily, unpacking it normally: ${errorMessage(err)}`);
       return this.mountsOf(record);
     }
-    this.mounted.add(record.id);
     try {
       await this.commit(name, key, { ...labels, [LABEL_REMOTE]: REMOTE_LABEL_VALUE });
     } catch (err) {
@@ -288,6 +292,22 @@ export class Snapshotter {
     }
     this.logger.info(`layer ${target} is served lazily as ${name}`);
     throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
+  }
+
+  /**
+   * Why a layer with `diffId` on top of `parent` cannot be the snapshot containerd named `target` (its
+   * chain ID), or undefined. containerd's own unpack makes the same check; without it a layer whose content
+   * differs from the image config would be served under the config's name. Skipped when the parent's
+   * chain ID is unknown (a parent that is neither a chain ID nor a snapshot carrying its target label).
+   */
+  private chainProblem(parent: string, diffId: string, target: string): string | undefined {
+    let below: string | undefined;
+    if (parent !== '') {
+      below = this.store.getByKey(parent)?.labels[LABEL_TARGET_REF] ?? (/^sha256:[0-9a-f]{64}$/.test(parent) ? parent : undefined);
+      if (below === undefined) return undefined;
+    }
+    const chainId = chainIdOf(below, diffId);
+    return chainId === target ? undefined : `its diff ID ${diffId} gives chain ID ${chainId}, not ${target} (the image config does not match the layer)`;
   }
 
   /** Runs fn after every earlier call for the same name has settled. */

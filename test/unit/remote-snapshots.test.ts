@@ -14,7 +14,8 @@ import {
   LABEL_REMOTE,
   LABEL_TARGET_REF,
 } from '../../src/snapshotter/labels';
-import { RemoteLayers } from '../../src/snapshotter/remote-layers';
+import { chainIdOf } from '../../src/snapshotter/chain-id';
+import { RemoteLayers, type RemoteLayerInfo } from '../../src/snapshotter/remote-layers';
 import { Snapshotter, remoteSnapshotName } from '../../src/snapshotter/snapshotter';
 import { Kind, Labels } from '../../src/snapshotter/types';
 import { tempDir } from '../helpers/processes';
@@ -22,18 +23,22 @@ import { tempDir } from '../helpers/processes';
 class DirectoryLayers implements RemoteLayers {
   mountedDirs = new Set<string>();
   failing = new Set<string>();
+  /** Diff IDs reported by layer digest (none reported for the others). */
+  diffIds = new Map<string, string>();
   mounts = 0;
 
   canServe(labels: Labels): boolean {
     return labels[LABEL_CRI_LAYER_DIGEST] !== undefined && labels[LABEL_CRI_IMAGE_REF] !== undefined;
   }
 
-  async mount(dir: string, labels: Labels): Promise<void> {
+  async mount(dir: string, labels: Labels): Promise<RemoteLayerInfo | void> {
     const digest = labels[LABEL_CRI_LAYER_DIGEST]!;
     if (this.failing.has(digest)) throw new Error(`registry unreachable for ${digest}`);
     this.mounts++;
     await fsp.writeFile(path.join(dir, 'layer'), digest);
     this.mountedDirs.add(dir);
+    const diffId = this.diffIds.get(digest);
+    return diffId === undefined ? undefined : { diffId };
   }
 
   async unmount(dir: string): Promise<void> {
@@ -152,5 +157,24 @@ describe('remote snapshots', () => {
     await sn.remove(remoteSnapshotName('sha256:c1', ''));
     assert.equal(layers.mountedDirs.size, 0);
     assert.deepEqual(await fsp.readdir(path.join(root, 'snapshots')), []);
+  });
+
+  it("checks a layer's diff ID against the chain ID containerd named the snapshot after", async () => {
+    const diff = (n: number): string => `sha256:${String(n).repeat(64)}`;
+    layers.diffIds.set('sha256:d5', diff(5)).set('sha256:d6', diff(6)).set('sha256:d7', diff(7));
+    // Bottom layer: chain ID = diff ID.
+    await assert.rejects(sn.prepare('k8s.io/9/extract-9', '', layerLabels(diff(5), 'sha256:d5')), AlreadyExistsError);
+    const bottom = remoteSnapshotName(diff(5), '');
+    // On a remote parent: sha256(parent chain ID + " " + diff ID).
+    const chain = chainIdOf(diff(5), diff(6));
+    await assert.rejects(sn.prepare('k8s.io/10/extract-10', bottom, layerLabels(chain, 'sha256:d6')), AlreadyExistsError);
+    // A layer whose content does not give the target's chain ID is unpacked normally, and unmounted.
+    const before = layers.mountedDirs.size;
+    const wrong = chainIdOf(diff(5), diff(8));
+    const mounts = await sn.prepare('k8s.io/11/extract-11', bottom, layerLabels(wrong, 'sha256:d7'));
+    assert.equal(mounts[0]!.type, 'overlay');
+    assert.equal(layers.mountedDirs.size, before, 'the lazy mount was undone');
+    assert.equal((await sn.stat('k8s.io/11/extract-11')).kind, Kind.ACTIVE);
+    await sn.remove('k8s.io/11/extract-11');
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { chainIds } from '../../../src/containerd/chain-id';
+import { chainIds } from '../../../src/snapshotter/chain-id';
 import { childGcLabels, gcRefSnapshotLabel, mergeDistributionSource } from '../../../src/containerd/labels';
 import { manifestBytes } from '../../../src/containerd/manifest-bytes';
 import { imageLayersLabel, layerSnapshotLabels } from '../../../src/containerd/snapshot-labels';
