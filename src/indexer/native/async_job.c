@@ -73,6 +73,15 @@ int get_bytes(napi_env env, napi_value value, const char *what, unsigned char **
   return 1;
 }
 
+napi_value wrap_native(napi_env env, napi_value self, void *native, napi_finalize finalize) {
+  if (napi_wrap(env, self, native, finalize, NULL, NULL) != napi_ok) {
+    finalize(env, native, NULL);
+    throw_last_error(env);
+    return NULL;
+  }
+  return self;
+}
+
 napi_value throw_internal(napi_env env, const char *message) {
   napi_throw_error(env, INTERNAL_ERROR, message);
   return NULL;

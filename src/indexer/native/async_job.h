@@ -41,6 +41,10 @@ void job_release(napi_env env, Job *job);
 /* Reads a Buffer argument (at most 4 GiB: zlib counts in uInt). Returns 0 with an exception pending. */
 int get_bytes(napi_env env, napi_value value, const char *what, unsigned char **data, size_t *length);
 
+/* Attaches `native` to the JS object `self`, to be released by `finalize` when the object is collected.
+   On failure releases it at once with `finalize`, throws, and returns NULL. */
+napi_value wrap_native(napi_env env, napi_value self, void *native, napi_finalize finalize);
+
 /* Throws `message` with the internal error code and returns NULL, for one-line error exits. */
 napi_value throw_internal(napi_env env, const char *message);
 

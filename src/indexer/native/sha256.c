@@ -161,13 +161,7 @@ static napi_value hasher_new(napi_env env, napi_callback_info info) {
     free(h);
     return throw_internal(env, "cannot start a SHA-256 digest");
   }
-  if (napi_wrap(env, self, h, hasher_finalize, NULL, NULL) != napi_ok) {
-    EVP_MD_CTX_free(h->ctx);
-    free(h);
-    throw_last_error(env);
-    return NULL;
-  }
-  return self;
+  return wrap_native(env, self, h, hasher_finalize);
 }
 
 napi_value sha256_register(napi_env env, napi_value exports) {

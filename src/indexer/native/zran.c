@@ -278,13 +278,7 @@ static napi_value indexer_new(napi_env env, napi_callback_info info) {
     napi_throw_error(env, INTERNAL_ERROR, "inflateInit2 failed");
     return NULL;
   }
-  if (napi_wrap(env, self, ix, indexer_finalize, NULL, NULL) != napi_ok) {
-    inflateEnd(&ix->strm);
-    free(ix);
-    throw_last_error(env);
-    return NULL;
-  }
-  return self;
+  return wrap_native(env, self, ix, indexer_finalize);
 }
 
 /* ---- extractSpan ------------------------------------------------------------------------------ */

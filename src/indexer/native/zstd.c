@@ -138,13 +138,7 @@ static napi_value decoder_new(napi_env env, napi_callback_info info) {
     free(dec);
     return throw_internal(env, "cannot start a zstd decoder");
   }
-  if (napi_wrap(env, self, dec, decoder_finalize, NULL, NULL) != napi_ok) {
-    ZSTD_freeDStream(dec->stream);
-    free(dec);
-    throw_last_error(env);
-    return NULL;
-  }
-  return self;
+  return wrap_native(env, self, dec, decoder_finalize);
 }
 
 napi_value zstd_register(napi_env env, napi_value exports) {
