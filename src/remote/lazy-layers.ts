@@ -21,7 +21,7 @@ import {
   LABEL_CRI_LAYER_DIGEST,
   LABEL_CRI_MANIFEST_DIGEST,
 } from '../snapshotter/labels';
-import { RemoteLayers, type RemoteLayerInfo } from '../snapshotter/remote-layers';
+import { RemoteLayers, type RemoteLayerInfo, type RemoteMountOptions } from '../snapshotter/remote-layers';
 import { Labels } from '../snapshotter/types';
 import { ArchiveStore } from './archive-store';
 import { LayerIndexer, LayerLocation } from './layer-indexer';
@@ -78,7 +78,7 @@ export class LazyLayers implements RemoteLayers {
     return Boolean(labels[LABEL_CRI_IMAGE_REF]) && DIGEST.test(labels[LABEL_CRI_LAYER_DIGEST] ?? '');
   }
 
-  async mount(dir: string, labels: Labels): Promise<RemoteLayerInfo> {
+  async mount(dir: string, labels: Labels, options: RemoteMountOptions = {}): Promise<RemoteLayerInfo> {
     const where: LayerLocation = {
       imageRef: labels[LABEL_CRI_IMAGE_REF]!,
       layerDigest: labels[LABEL_CRI_LAYER_DIGEST]!,
@@ -88,12 +88,21 @@ export class LazyLayers implements RemoteLayers {
     const archive = await this.archiveOf(where);
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
-    try {
-      // A zstd layer cannot be read by range: all of it must be in the cache before anything reads it.
-      if (archive.compression === 'zstd') await reader.ensureWhole();
-    } catch (err) {
-      release();
-      throw err;
+    if (archive.compression === 'zstd') {
+      // A zstd layer cannot be read by range: all of it must be in the cache before anything reads it. A
+      // remount at start-up must not hold the daemon up, so there it is filled in the background (a read
+      // meanwhile waits for it).
+      const whole = reader.ensureWhole();
+      if (options.remount) {
+        whole.catch((err: unknown) => this.opts.logger.warn(`layer ${where.layerDigest}: ${errorMessage(err)}`));
+      } else {
+        try {
+          await whole;
+        } catch (err) {
+          release();
+          throw err;
+        }
+      }
     }
     const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
     try {

@@ -11,6 +11,14 @@ export interface RemoteLayerInfo {
   diffId: string;
 }
 
+export interface RemoteMountOptions {
+  /**
+   * The layer is mounted again at start-up (it was committed before): nothing may keep the daemon from
+   * serving, so work the layer needs before it is complete goes on in the background.
+   */
+  remount?: boolean;
+}
+
 export interface RemoteLayers {
   /**
    * Whether the labels of a Prepare name a layer this source might serve lazily. Cheap and synchronous:
@@ -24,7 +32,7 @@ export interface RemoteLayers {
    * is left mounted. When it returns the layer's diff ID, the snapshotter checks it against the chain ID
    * containerd named the snapshot after.
    */
-  mount(dir: string, labels: Labels): Promise<RemoteLayerInfo | void>;
+  mount(dir: string, labels: Labels, options?: RemoteMountOptions): Promise<RemoteLayerInfo | void>;
 
   /** Unmounts `dir` if it is mounted; never throws for a directory that is not mounted. */
   unmount(dir: string): Promise<void>;

@@ -352,7 +352,7 @@ export class Snapshotter {
     const dir = this.layout.fsDir(record.id);
     try {
       await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
-      await this.remote.mount(dir, record.labels);
+      await this.remote.mount(dir, record.labels, { remount: true });
       this.mounted.add(record.id);
       return true;
     } catch (err) {
