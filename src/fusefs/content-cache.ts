@@ -61,19 +61,15 @@ export class ContentCache {
     else this.verified.get(layerDigest)?.delete(index);
   }
 
-  private layerDir(layerDigest: string): string {
+  /** Where a layer's span files live: span i is the file named i. */
+  spanDir(layerDigest: string): string {
     const m = /^sha256:([0-9a-f]{64})$/.exec(layerDigest);
     if (!m) throw new InvalidArgumentError(`invalid layer digest ${JSON.stringify(layerDigest)}`);
     return path.join(this.dir, 'sha256', m[1]!);
   }
 
-  /** Where a layer's span files live: span i is the file named i. */
-  spanDir(layerDigest: string): string {
-    return this.layerDir(layerDigest);
-  }
-
   private spanFile(layerDigest: string, index: number): string {
-    return path.join(this.layerDir(layerDigest), String(index));
+    return path.join(this.spanDir(layerDigest), String(index));
   }
 
   /** The cached span, or undefined when it is not cached. */
@@ -144,7 +140,7 @@ export class ContentCache {
    * into place (and counts as verified: the caller vouches for the bytes) and abort() removes.
    */
   async openSpanWriter(layerDigest: string, index: number): Promise<CacheSpanWriter> {
-    const dir = this.layerDir(layerDigest);
+    const dir = this.spanDir(layerDigest);
     await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     const tmp = path.join(dir, `.tmp-${index}-${randomBytes(6).toString('hex')}`);
     const file = await fsp.open(tmp, 'wx', 0o600);
@@ -185,13 +181,13 @@ export class ContentCache {
 
   /** Indexes of the spans of a layer that are cached. */
   async cachedSpans(layerDigest: string): Promise<Set<number>> {
-    const names = await fsp.readdir(this.layerDir(layerDigest)).catch(() => [] as string[]);
+    const names = await fsp.readdir(this.spanDir(layerDigest)).catch(() => [] as string[]);
     return new Set(names.filter((n) => /^[0-9]+$/.test(n)).map(Number));
   }
 
   /** Drops every cached span of a layer. */
   async removeLayer(layerDigest: string): Promise<void> {
     this.forget(layerDigest);
-    await fsp.rm(this.layerDir(layerDigest), { recursive: true, force: true });
+    await fsp.rm(this.spanDir(layerDigest), { recursive: true, force: true });
   }
 }

@@ -178,6 +178,8 @@ export class LayerSpanReader implements SpanReader {
       this.cache.markVerified(digest, index);
       return cached;
     }
+    // A zstd layer is decompressed whole, and every span cached and checked on the way.
+    if (this.archive.compression === 'zstd') return this.fetchWhole(index);
     if (foreground) this.activity.begin();
     let data: Buffer;
     try {
@@ -185,7 +187,7 @@ export class LayerSpanReader implements SpanReader {
     } finally {
       if (foreground) this.activity.end();
     }
-    if (this.archive.compression !== 'zstd') await this.cache.put(digest, index, data); // zstd: cached by fetchWhole
+    await this.cache.put(digest, index, data);
     return data;
   }
 
@@ -195,7 +197,6 @@ export class LayerSpanReader implements SpanReader {
   }
 
   private async fetch(index: number, signal?: AbortSignal): Promise<Buffer> {
-    if (this.archive.compression === 'zstd') return this.fetchWhole(index);
     const range = spanRange(this.archive, index);
     try {
       const compressed = await this.source.readRange(range.compressedStart, range.compressedEnd - range.compressedStart, signal);

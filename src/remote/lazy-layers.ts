@@ -88,24 +88,9 @@ export class LazyLayers implements RemoteLayers {
     const archive = await this.archiveOf(where);
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
-    if (archive.compression === 'zstd') {
-      // A zstd layer cannot be read by range: all of it must be in the cache before anything reads it. A
-      // remount at start-up must not hold the daemon up, so there it is filled in the background (a read
-      // meanwhile waits for it).
-      const whole = reader.ensureWhole();
-      if (options.remount) {
-        whole.catch((err: unknown) => this.opts.logger.warn(`layer ${where.layerDigest}: ${errorMessage(err)}`));
-      } else {
-        try {
-          await whole;
-        } catch (err) {
-          release();
-          throw err;
-        }
-      }
-    }
     const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
     try {
+      if (archive.compression === 'zstd') await this.fillWhole(reader, options.remount === true);
       await fs.mount(dir);
     } catch (err) {
       release();
@@ -161,6 +146,17 @@ export class LazyLayers implements RemoteLayers {
       where.layerDigest,
       async () => (await this.published?.find(where)) ?? this.limiter.run(() => this.indexer.index(where)),
     );
+  }
+
+  /**
+   * A zstd layer cannot be read by range: all of it must be in the cache before anything reads it. A
+   * remount at start-up must not hold the daemon up, so there it is filled in the background (a read
+   * meanwhile waits for it) and a failure is only logged.
+   */
+  private async fillWhole(reader: LayerSpanReader, background: boolean): Promise<void> {
+    const whole = reader.ensureWhole();
+    if (!background) return whole;
+    whole.catch((err: unknown) => this.opts.logger.warn(`layer ${reader.layerDigest}: ${errorMessage(err)}`));
   }
 
   /**
