@@ -131,7 +131,7 @@ export class LayerFilesystem {
       if (session) live.delete(session);
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
-    if (files) stopWatching = files.watch((index) => server.markReady(index));
+    if (files) stopWatching = files.watch((index, name) => server.markReady(index, name));
     const options = ['ro', 'allow_other', 'default_permissions', 'auto_unmount', `fsname=clip:${digest}`, 'subtype=clip'];
     try {
       server.mount(target, options.join(','));

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { InternalError } from '../errors';
 
 export interface NativeLayerServer {
-  /** Span i's cache file is verified: the server reads it directly from now on. */
-  markReady(index: number): void;
+  /** Span i's cache file `<cacheDir>/<fileName>` is verified: the server reads it directly from now on. */
+  markReady(index: number, fileName: string): void;
   /** The spans read so far, in the order of their first read. */
   touchedSpans(): number[];
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */

@@ -10,10 +10,11 @@
  * decompress it and cache every span, each checked against the archive's digest.
  */
 import { createHash } from 'node:crypto';
+import type { Logger } from 'winston';
 import { ClipArchive } from '../archive/types';
 import { UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, DigestMismatchError, indexLayer, spanRange, type SpanWriter } from '../indexer';
-import { ContentCache, type CacheSpanWriter } from './content-cache';
+import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
 
 /** Random access to a layer blob as stored in the registry. */
@@ -56,7 +57,12 @@ export interface LayerSpanReaderOptions {
   activity?: ForegroundActivity;
   /** Spans loaded ahead once reads walk through the layer sequentially (default 2; 0 turns it off). */
   readAhead?: number;
+  /** Where a failing cache (a full disk) is reported. */
+  logger?: Pick<Logger, 'warn'>;
 }
+
+/** A failing cache is reported again after this long. */
+const CACHE_ERROR_QUIET_MS = 60_000;
 
 export class LayerSpanReader implements SpanReader {
   private readonly archive: ClipArchive;
@@ -69,6 +75,8 @@ export class LayerSpanReader implements SpanReader {
   private restoring: Promise<void> | undefined;
   /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
   private lastRead = -2;
+  private readonly logger?: Pick<Logger, 'warn'>;
+  private cacheWriteFailing = false;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
   fetchedBytes = 0;
 
@@ -78,6 +86,7 @@ export class LayerSpanReader implements SpanReader {
     this.cache = opts.cache;
     this.activity = opts.activity ?? new ForegroundActivity();
     this.readAhead = opts.readAhead ?? 2;
+    this.logger = opts.logger;
   }
 
   get layerDigest(): string {
@@ -96,12 +105,28 @@ export class LayerSpanReader implements SpanReader {
   /** A slice of a span this process has verified and cached, read from its cache file alone. */
   readSlice(index: number, from: number, length: number): Promise<Buffer | undefined> {
     this.noteRead(index);
-    return this.cache.readSlice(this.archive.layerDigest, index, from, length);
+    return this.cache.readSlice(this.archive.layerDigest, this.spanDigest(index), from, length);
   }
 
   spanFiles(): SpanFiles {
-    const digest = this.archive.layerDigest;
-    return { dir: this.cache.spanDir(digest), watch: (onVerified) => this.cache.watchVerified(digest, onVerified) };
+    const layer = this.archive.layerDigest;
+    // A digest may name several spans of the layer (two identical spans of zeros, say).
+    const indexes = new Map<string, number[]>();
+    this.archive.spanDigests.forEach((digest, i) => indexes.set(digest, [...(indexes.get(digest) ?? []), i]));
+    return {
+      dir: this.cache.spanDir(layer),
+      watch: (onVerified) =>
+        this.cache.watchVerified(layer, (digest) => {
+          for (const i of indexes.get(digest) ?? []) onVerified(i, spanFileName(digest));
+        }),
+    };
+  }
+
+  /** The digest span i must hash to: its cache key. */
+  private spanDigest(index: number): string {
+    const digest = this.archive.spanDigests[index];
+    if (digest === undefined) throw new UnavailableError(`layer ${this.archive.layerDigest} has no span ${index}`);
+    return digest;
   }
 
   private noteRead(index: number): void {
@@ -119,7 +144,7 @@ export class LayerSpanReader implements SpanReader {
    */
   private loadAhead(index: number): void {
     for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
-      if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, next)) continue;
+      if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, this.spanDigest(next))) continue;
       this.loadOnce(next, true).catch(() => undefined); // the reader's own request will report a failure
     }
   }
@@ -157,7 +182,7 @@ export class LayerSpanReader implements SpanReader {
 
   /** Loads span i unless it is cached or already on its way; resolves true when it loaded it. */
   private async fetchIfMissing(index: number, foreground: boolean, signal?: AbortSignal): Promise<boolean> {
-    if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, index))) return false;
+    if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, this.spanDigest(index)))) return false;
     await this.loadOnce(index, foreground, signal);
     return true;
   }
@@ -172,10 +197,12 @@ export class LayerSpanReader implements SpanReader {
   }
 
   private async load(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
-    const digest = this.archive.layerDigest;
-    const cached = await this.cache.get(digest, index);
-    if (cached && (this.cache.isVerified(digest, index) || this.matches(index, cached))) {
-      this.cache.markVerified(digest, index);
+    const layer = this.archive.layerDigest;
+    const spanDigest = this.spanDigest(index);
+    // A cache that cannot be read (a disk fault) is a miss: the span is fetched and checked again.
+    const cached = await this.cache.get(layer, spanDigest).catch(() => undefined);
+    if (cached && (this.cache.isVerified(layer, spanDigest) || this.matches(index, cached))) {
+      this.cache.markVerified(layer, spanDigest);
       return cached;
     }
     // A zstd layer is decompressed whole, and every span cached and checked on the way.
@@ -187,8 +214,18 @@ export class LayerSpanReader implements SpanReader {
     } finally {
       if (foreground) this.activity.end();
     }
-    await this.cache.put(digest, index, data);
+    // decodeSpan checked the bytes against the span's digest: they are served even if the cache cannot
+    // keep them (a full disk), from memory.
+    await this.cache.put(layer, spanDigest, data).catch((err: unknown) => this.onCacheWriteError(err));
     return data;
+  }
+
+  /** Logs a failed cache write once per reader until a write succeeds again. */
+  private onCacheWriteError(err: unknown): void {
+    if (this.cacheWriteFailing) return;
+    this.cacheWriteFailing = true;
+    setTimeout(() => (this.cacheWriteFailing = false), CACHE_ERROR_QUIET_MS).unref();
+    this.logger?.warn(`layer ${this.archive.layerDigest}: cannot keep spans in the cache (${errorMessage(err)}); serving verified bytes from memory`);
   }
 
   /** Whether bytes from the cache are span i (a damaged or foreign file is fetched again). */
@@ -213,15 +250,13 @@ export class LayerSpanReader implements SpanReader {
    */
   async ensureWhole(): Promise<void> {
     const cached = await this.cache.cachedSpans(this.archive.layerDigest);
-    for (let i = 0; i < this.spanCount; i++) {
-      if (!cached.has(i)) return this.restoreWhole();
-    }
+    if (this.archive.spanDigests.some((digest) => !cached.has(digest))) return this.restoreWhole();
   }
 
   /** Span i of a zstd layer, from the cache once the whole blob went through it. */
   private async fetchWhole(index: number): Promise<Buffer> {
     await this.restoreWhole();
-    const data = await this.cache.get(this.archive.layerDigest, index);
+    const data = await this.cache.get(this.archive.layerDigest, this.spanDigest(index));
     if (!data) throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: not in the cache after decompressing the layer`);
     return data;
   }
@@ -260,11 +295,11 @@ export class LayerSpanReader implements SpanReader {
         spanSize,
         expectedSize: archive.compressedSize,
         spanStore: {
-          open: async (i) => checkedWriter(await cache.openSpanWriter(archive.layerDigest, i), archive, i),
+          open: async (i) => checkedWriter(await cache.openSpanWriter(archive.layerDigest), archive, i),
         },
       });
     } catch (err) {
-      await cache.removeLayer(archive.layerDigest).catch(() => undefined);
+      await cache.removeSpans(archive.layerDigest, archive.spanDigests).catch(() => undefined);
       throw err;
     } finally {
       this.activity.end();
@@ -273,7 +308,7 @@ export class LayerSpanReader implements SpanReader {
 }
 
 /** A cache writer for span i that refuses (and drops) the span unless it has the archive's digest. */
-function checkedWriter(writer: CacheSpanWriter, archive: ClipArchive, i: number): SpanWriter {
+function checkedWriter(writer: SpanWriter, archive: ClipArchive, i: number): SpanWriter {
   return {
     write: (chunk) => writer.write(chunk),
     abort: () => writer.abort(),
@@ -283,7 +318,7 @@ function checkedWriter(writer: CacheSpanWriter, archive: ClipArchive, i: number)
         await writer.abort();
         throw new DigestMismatchError(`layer ${archive.layerDigest} span ${i}`, want ?? '(no such span)', digest);
       }
-      await writer.commit();
+      await writer.commit(digest);
     },
   };
 }

@@ -12,13 +12,14 @@ export interface SpanReader {
    */
   readSlice?(index: number, from: number, length: number): Promise<Buffer | undefined>;
   /**
-   * Where verified spans are kept as files (span i is `<dir>/<i>`), for a server that reads them itself;
-   * `watch` reports each verified span, those verified already first, until the returned function is called.
+   * Where verified spans are kept as files, for a server that reads them itself; `watch` reports each
+   * verified span with its file's name in `dir` (those verified already first), until the returned function
+   * is called.
    */
   spanFiles?(): SpanFiles;
 }
 
 export interface SpanFiles {
   dir: string;
-  watch(onVerified: (index: number) => void): () => void;
+  watch(onVerified: (index: number, fileName: string) => void): () => void;
 }

@@ -8,7 +8,7 @@ import type { Logger } from 'winston';
 import { ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import { ContentCache } from '../fusefs/content-cache';
-import { indexLayer, layerCompression } from '../indexer';
+import { indexLayer, layerCompression, type SpanWriter } from '../indexer';
 import { Descriptor, ImageReference, RegistryClient, parseReference } from '../registry';
 
 export interface LayerLocation {
@@ -59,6 +59,7 @@ export class LayerIndexer {
     const started = Date.now();
     // A zstd layer cannot be read by range later: its spans are always kept.
     const keep = (this.opts.cacheWhileIndexing || compression === 'zstd') && cache !== undefined;
+    const committed: string[] = [];
     try {
       const archive = await indexLayer(options.onProgress ? counted(blob.stream(), blob.size, options.onProgress) : blob.stream(), {
         layerDigest: where.layerDigest,
@@ -66,7 +67,7 @@ export class LayerIndexer {
         compression,
         spanSize: this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
-        spanStore: keep ? { open: (index) => cache.openSpanWriter(where.layerDigest, index) } : undefined,
+        spanStore: keep ? { open: async () => noteCommits(await cache.openSpanWriter(where.layerDigest), committed) } : undefined,
       });
       const seconds = (Date.now() - started) / 1000;
       logger.info(
@@ -75,12 +76,25 @@ export class LayerIndexer {
       );
       return archive;
     } catch (err) {
-      // Spans staged from a blob that failed its digest check must not linger.
-      if (keep) await cache.removeLayer(where.layerDigest).catch(() => undefined);
+      // Spans are named by their own digest, so those kept from a blob that failed its digest check can
+      // never be served as anything else; they are dropped all the same, to give the space back.
+      if (keep) await cache.removeSpans(where.layerDigest, committed).catch(() => undefined);
       logger.warn(`indexing layer ${where.layerDigest} failed: ${errorMessage(err)}`);
       throw err;
     }
   }
+}
+
+/** `writer`, adding the digest of each span it commits to `committed`. */
+function noteCommits(writer: SpanWriter, committed: string[]): SpanWriter {
+  return {
+    write: (chunk) => writer.write(chunk),
+    abort: () => writer.abort(),
+    commit: async (digest) => {
+      await writer.commit(digest);
+      committed.push(digest);
+    },
+  };
 }
 
 /** The chunks of `stream`, reporting the running byte count as they pass. */

@@ -12,7 +12,8 @@
  *     onRead(id, ino, offset, length)   a read of a file (inode ino, at offset in the file, length
  *               bytes, all inside the file) JS must answer with reply(id, bytes) or fail(id, errno).
  *     onExit()  the session loop ended (the mount went away); call destroy() then.
- *   .markReady(i)    span i's cache file is verified: serve reads of it from the file from now on.
+ *   .markReady(i, name)  span i's cache file `<cacheDir>/<name>` (its sha256 in hex: the cache is
+ *                    content-addressed) is verified: serve reads of it from that file from now on.
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
  *   .reply(id, buffer) / .fail(id, errno)
@@ -241,11 +242,15 @@ typedef struct pending {
   struct pending *next;
 } pending_t;
 
+/* A span's cache file name: the 64 hex digits of its sha256. */
+#define SPAN_NAME_MAX 64
+
 typedef struct {
   table_t table;
   char *cache_dir;
   double ttl;
   atomic_uchar *ready; /* per span: 1 once its cache file is verified */
+  char (*names)[SPAN_NAME_MAX + 1]; /* per span: its cache file's name, set before ready */
   atomic_uint *touched; /* per span: when it was first read (1, 2, ...), 0 if never */
   atomic_uint touch_seq;
   struct fuse_session *se;
@@ -473,7 +478,7 @@ static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, cha
     uint64_t from = at > t->bounds[i] ? at : t->bounds[i];
     uint64_t to = end < t->bounds[i + 1] ? end : t->bounds[i + 1];
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%u", s->cache_dir, i);
+    snprintf(path, sizeof(path), "%s/%s", s->cache_dir, s->names[i]);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       atomic_store(&s->ready[i], 0);
@@ -626,6 +631,7 @@ static void server_release(server_t *s) {
   free(s->cache_dir);
   free(s->mountpoint);
   free(s->ready);
+  free(s->names);
   free(s->touched);
   pthread_mutex_destroy(&s->lock);
   free(s);
@@ -685,8 +691,9 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   s->cache_dir = string_arg(env, argv[1]);
   NAPI_CALL(env, napi_get_value_double(env, argv[2], &s->ttl));
   s->ready = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uchar));
+  s->names = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(*s->names));
   s->touched = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uint));
-  if (!s->cache_dir || !s->ready || !s->touched) {
+  if (!s->cache_dir || !s->ready || !s->names || !s->touched) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -703,13 +710,26 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
 }
 
 static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   server_t *s = unwrap(env, info, &argc, argv);
   if (!s) return NULL;
   uint32_t i = 0;
   NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &i));
-  if (i < s->table.span_count) atomic_store(&s->ready[i], 1);
+  char name[SPAN_NAME_MAX + 2];
+  size_t len = 0;
+  NAPI_CALL(env, napi_get_value_string_utf8(env, argv[1], name, sizeof(name), &len));
+  if (len == 0 || len > SPAN_NAME_MAX || strspn(name, "0123456789abcdef") != len) {
+    napi_throw_error(env, "CLIP_FUSE_INVALID", "markReady: the span's file name must be 1-64 lowercase hex digits");
+    return NULL;
+  }
+  if (i >= s->table.span_count) return NULL;
+  /* A span's name never changes once set (it is the span's digest); the reader thread reads it only after
+     seeing ready = 1, which is stored after the name (sequentially consistent atomics). */
+  if (atomic_load(&s->ready[i]) && strcmp(s->names[i], name) == 0) return NULL;
+  atomic_store(&s->ready[i], 0);
+  memcpy(s->names[i], name, len + 1);
+  atomic_store(&s->ready[i], 1);
   return NULL;
 }
 

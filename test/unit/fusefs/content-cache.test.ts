@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { ContentCache } from '../../../src/fusefs/content-cache';
+import { ContentCache, spanFileName } from '../../../src/fusefs/content-cache';
 import { tempDir } from '../../helpers/processes';
 
 const LAYER = `sha256:${'ab'.repeat(32)}`;
+const sha = (b: Buffer | string): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 describe('ContentCache span writers', () => {
   let dir: string;
@@ -16,36 +18,45 @@ describe('ContentCache span writers', () => {
   after(() => fsp.rm(dir, { recursive: true, force: true }));
 
   const files = () => fsp.readdir(cache.spanDir(LAYER)).then((names) => names.sort());
+  const HELLO = sha('hello, world');
 
-  it('shows a span only once committed, then counts it as verified', async () => {
-    const verified: number[] = [];
-    const stop = cache.watchVerified(LAYER, (i) => verified.push(i));
-    const writer = await cache.openSpanWriter(LAYER, 3);
+  it('shows a span only once committed, under its digest, then counts it as verified', async () => {
+    const verified: string[] = [];
+    const stop = cache.watchVerified(LAYER, (d) => verified.push(d));
+    const writer = await cache.openSpanWriter(LAYER);
     await writer.write(Buffer.from('hello, '));
     await writer.write(Buffer.from('world'));
-    assert.equal(await cache.get(LAYER, 3), undefined, 'not visible while written');
-    assert.equal(cache.isVerified(LAYER, 3), false);
-    await writer.commit();
-    assert.equal((await cache.get(LAYER, 3))?.toString(), 'hello, world');
-    assert.equal(cache.isVerified(LAYER, 3), true);
-    assert.deepEqual(verified, [3]);
-    assert.deepEqual(await files(), ['3'], 'no temporary file is left');
+    assert.equal(await cache.get(LAYER, HELLO), undefined, 'not visible while written');
+    assert.equal(cache.isVerified(LAYER, HELLO), false);
+    await writer.commit(HELLO);
+    assert.equal((await cache.get(LAYER, HELLO))?.toString(), 'hello, world');
+    assert.equal(cache.isVerified(LAYER, HELLO), true);
+    assert.deepEqual(verified, [HELLO]);
+    assert.deepEqual(await files(), [spanFileName(HELLO)], 'no temporary file is left');
+    assert.deepEqual([...(await cache.cachedSpans(LAYER))], [HELLO]);
     await assert.rejects(writer.write(Buffer.from('late')), /after commit or abort/);
     stop();
   });
 
   it('leaves nothing behind when a span is aborted', async () => {
-    const writer = await cache.openSpanWriter(LAYER, 4);
+    const writer = await cache.openSpanWriter(LAYER);
     await writer.write(Buffer.alloc(1000, 7));
     await writer.abort();
-    assert.equal(await cache.get(LAYER, 4), undefined);
-    assert.equal(cache.isVerified(LAYER, 4), false);
-    assert.deepEqual(await files(), ['3']);
+    assert.equal(await cache.get(LAYER, sha(Buffer.alloc(1000, 7))), undefined);
+    assert.deepEqual(await files(), [spanFileName(HELLO)]);
   });
 
-  it('put writes a whole span the same way', async () => {
-    await cache.put(LAYER, 5, Buffer.from('five'));
-    assert.equal((await cache.get(LAYER, 5))?.toString(), 'five');
-    assert.deepEqual(await files(), ['3', '5']);
+  it('put writes a whole span the same way; removeSpans drops only the spans named', async () => {
+    await cache.put(LAYER, sha('five'), Buffer.from('five'));
+    assert.equal((await cache.get(LAYER, sha('five')))?.toString(), 'five');
+    assert.deepEqual(await files(), [spanFileName(HELLO), spanFileName(sha('five'))].sort());
+    await cache.removeSpans(LAYER, [sha('five')]);
+    assert.deepEqual(await files(), [spanFileName(HELLO)]);
+    assert.equal(cache.isVerified(LAYER, sha('five')), false);
+  });
+
+  it('refuses span keys that are not sha256 digests (no path tricks)', async () => {
+    await assert.rejects(cache.get(LAYER, '../../etc/passwd'), /invalid span digest/);
+    await assert.rejects(cache.put(LAYER, 'sha256:../x', Buffer.from('x')), /invalid span digest/);
   });
 });

@@ -78,7 +78,7 @@ describe('LayerSpanReader and the content cache', () => {
     const again = new LayerSpanReader({ archive, source, cache });
     assert.deepEqual(await again.readSpan(2), spans[0]);
     assert.equal(source.requests, 2, 'a new reader (e.g. after a restart) reads from the disk cache');
-    assert.deepEqual([...(await cache.cachedSpans(archive.layerDigest))].sort(), [2, 5]);
+    assert.deepEqual([...(await cache.cachedSpans(archive.layerDigest))].sort(), [archive.spanDigests[2], archive.spanDigests[5]].sort());
   });
 
   it('never returns or caches bytes that do not match the span digest', async () => {
@@ -92,11 +92,14 @@ describe('LayerSpanReader and the content cache', () => {
     assert.deepEqual(await reader.readSpan(1), data.subarray(SPAN, 2 * SPAN), 'a later read succeeds');
   });
 
+  /** The cache file of span i (named by the span's digest). */
+  const spanPath = (cacheDir: string, index: number): string =>
+    path.join(cacheDir, 'sha256', archive.layerDigest.slice('sha256:'.length), archive.spanDigests[index]!.slice('sha256:'.length));
+
   /** Writes span i's cache file behind the cache's back, as a disk fault or an earlier process would. */
   async function plantSpanFile(cacheDir: string, index: number, bytes: Buffer): Promise<void> {
-    const layerDir = path.join(cacheDir, 'sha256', archive.layerDigest.slice('sha256:'.length));
-    await fsp.mkdir(layerDir, { recursive: true });
-    await fsp.writeFile(path.join(layerDir, String(index)), bytes);
+    await fsp.mkdir(path.dirname(spanPath(cacheDir, index)), { recursive: true });
+    await fsp.writeFile(spanPath(cacheDir, index), bytes);
   }
 
   it('ignores a damaged cache file and fetches the span again', async () => {
@@ -119,7 +122,7 @@ describe('LayerSpanReader and the content cache', () => {
     assert.deepEqual(await reader.readSpan(2), data.subarray(2 * SPAN, 3 * SPAN));
     assert.equal(source.requests, 0, 'served from the cache');
     assert.deepEqual(await reader.readSlice(2, 100, 50), data.subarray(2 * SPAN + 100, 2 * SPAN + 150));
-    await fsp.truncate(path.join(cache.dir, 'sha256', archive.layerDigest.slice(7), '2'), 10);
+    await fsp.truncate(spanPath(cache.dir, 2), 10);
     assert.equal(await reader.readSlice(2, 100, 50), undefined, 'a file cut short is no longer trusted');
     assert.deepEqual(await reader.readSpan(2), data.subarray(2 * SPAN, 3 * SPAN), 'and is fetched again');
     assert.equal(source.requests, 1);
@@ -128,10 +131,41 @@ describe('LayerSpanReader and the content cache', () => {
   it('trusts spans written by another user of the same cache (the indexer) without a fetch', async () => {
     const cache = new ContentCache(path.join(dir, 'c7'));
     const source = new BufferSource(data);
-    await cache.put(archive.layerDigest, 1, data.subarray(SPAN, 2 * SPAN));
+    await cache.put(archive.layerDigest, archive.spanDigests[1]!, data.subarray(SPAN, 2 * SPAN));
     const reader = new LayerSpanReader({ archive, source, cache });
     assert.deepEqual(await reader.readSlice(1, 0, 4), data.subarray(SPAN, SPAN + 4));
     assert.equal(source.requests, 0);
+  });
+
+  it('never serves a span cached for another archive of the layer unless its bytes are the ones this archive expects', async () => {
+    const cache = new ContentCache(path.join(dir, 'c8'));
+    // A forged archive of the same layer, whose span 1 is other bytes with their own (matching) digest,
+    // served by a source that hands out those bytes: its reader caches them.
+    const forgedBytes = Buffer.alloc(SPAN, 0x41);
+    const forged: ClipArchive = { ...archive, spanDigests: archive.spanDigests.map((d, i) => (i === 1 ? sha(forgedBytes) : d)) };
+    const forgedSource = new BufferSource(Buffer.concat([data.subarray(0, SPAN), forgedBytes, data.subarray(2 * SPAN)]));
+    assert.deepEqual(await new LayerSpanReader({ archive: forged, source: forgedSource, cache }).readSpan(1), forgedBytes);
+    // The real archive, in the same process and cache, gets the real bytes: its span 1 is another file.
+    const source = new BufferSource(data);
+    const reader = new LayerSpanReader({ archive, source, cache });
+    assert.equal(await reader.readSlice(1, 0, 16), undefined, 'the forged file is not this archive\'s span 1');
+    assert.deepEqual(await reader.readSpan(1), data.subarray(SPAN, 2 * SPAN));
+    assert.equal(source.requests, 1, 'fetched from the registry, not taken from the forged file');
+    assert.deepEqual(await reader.readSlice(1, 0, 16), data.subarray(SPAN, SPAN + 16));
+  });
+
+  it('serves verified bytes from memory when the cache cannot keep them', async () => {
+    // The cache directory lies under a regular file, so every write fails (as a full disk would).
+    const blocker = path.join(dir, 'not-a-dir');
+    await fsp.writeFile(blocker, 'x');
+    const warnings: string[] = [];
+    const logger = { warn: (m: string) => warnings.push(m) } as unknown as winston.Logger;
+    const source = new BufferSource(data);
+    const reader = new LayerSpanReader({ archive, source, cache: new ContentCache(path.join(blocker, 'cache')), logger });
+    assert.deepEqual(await reader.readSpan(3), data.subarray(3 * SPAN, 4 * SPAN));
+    assert.deepEqual(await reader.readSpan(4), data.subarray(4 * SPAN, 5 * SPAN));
+    assert.equal(warnings.length, 1, `the failing cache is reported once: ${warnings.join(' | ')}`);
+    assert.match(warnings[0]!, /serving verified bytes from memory/);
   });
 
   it('reports an unreachable registry as UNAVAILABLE', async () => {
@@ -195,7 +229,7 @@ describe('LayerSpanReader: zstd layers (no random access)', () => {
     assert.deepEqual(s1, tar.subarray(SPAN, 2 * SPAN));
     assert.deepEqual(s3, tar.subarray(3 * SPAN, 4 * SPAN));
     assert.equal(reader.fetchedBytes, blob.length);
-    assert.equal((await cache.cachedSpans(archive.layerDigest)).size, archive.checkpoints.length);
+    assert.equal((await cache.cachedSpans(archive.layerDigest)).size, new Set(archive.spanDigests).size, 'one file per distinct span');
     assert.deepEqual(await reader.readSpan(0), tar.subarray(0, SPAN));
     assert.equal(source.streams, 1, 'every span came from that one pass');
   });
@@ -207,7 +241,7 @@ describe('LayerSpanReader: zstd layers (no random access)', () => {
     assert.equal(source.streams, 1);
     await new LayerSpanReader({ archive, source, cache }).ensureWhole();
     assert.equal(source.streams, 1, 'every span is cached');
-    await fsp.rm(path.join(cache.spanDir(archive.layerDigest), '2'));
+    await fsp.rm(path.join(cache.spanDir(archive.layerDigest), archive.spanDigests[2]!.slice('sha256:'.length)));
     const reader = new LayerSpanReader({ archive, source, cache });
     await reader.ensureWhole();
     assert.equal(source.streams, 2, 'a missing span means the whole blob again');
