@@ -28,9 +28,15 @@ export async function readArchiveFile(file: string): Promise<ClipArchive> {
   }
 }
 
-/** Encodes `archive` and atomically replaces `file` with it; the directory must exist. */
-export async function writeArchiveFile(file: string, archive: ClipArchive): Promise<void> {
+/** Encodes `archive` and atomically replaces `file` with it; the directory must exist. Returns the bytes written. */
+export async function writeArchiveFile(file: string, archive: ClipArchive): Promise<Buffer> {
   const bytes = encodeArchive(archive);
+  await writeFileAtomic(file, bytes);
+  return bytes;
+}
+
+/** Atomically replaces `file` with `bytes` (temporary file, fsync, rename, fsync of the directory). */
+export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {

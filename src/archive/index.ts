@@ -8,6 +8,7 @@ export { FORMAT_VERSION } from './header';
 export { WINDOW_SIZE } from './validate';
 export { decodeArchive, encodeArchive } from './format';
 export { compressWindow } from './body-codec';
-export { readArchiveFile, writeArchiveFile } from './archive-file';
+export { readArchiveFile, writeArchiveFile, writeFileAtomic } from './archive-file';
 export { summarizeArchive } from './archive-summary';
+export { contentDifference, sameSpans } from './archive-diff';
 export type { ArchiveSummary } from './archive-summary';

@@ -14,6 +14,7 @@ import { InvalidArgumentError, errorMessage } from '../errors';
 import { IndexImageOptions, indexImage, indexLayerFile, writeArchives } from '../remote/image-indexer';
 import { publishArchives } from '../remote/published-archives';
 import { formatPlatform } from '../registry';
+import { loadSigningKey } from '../trust';
 import { IndexProgress } from './index-progress';
 import { formatBytes } from './pull-progress';
 import { RegistryFlags, addRegistryOptions, oneLine, registryFromFlags } from './registry-flags';
@@ -23,6 +24,7 @@ interface IndexFlags extends RegistryFlags {
   layerFile?: string;
   spanSize: string;
   reuse?: string;
+  signKey?: string;
 }
 
 const SPAN_SIZE_HELP = 'uncompressed bytes per span (one range request each), e.g. 4MiB';
@@ -78,19 +80,22 @@ function pushCommand(): Command {
       .description("publish the clip archives of an image's layers in its registry (an OCI artifact referring to the image)")
       .argument('<image>', 'image reference, e.g. registry.example.com/app:1.0')
       .option('--span-size <size>', SPAN_SIZE_HELP, '4MiB')
-      .option('--reuse <dir>', REUSE_HELP),
+      .option('--reuse <dir>', REUSE_HELP)
+      .option('--sign-key <file>', 'sign each archive with this ed25519 private key (PEM), for nodes that list its public key in [lazy] trusted_keys'),
   ).action(async (image: string, flags: IndexFlags) => {
+    const signingKey = flags.signKey ? await loadSigningKey(path.resolve(flags.signKey)) : undefined;
     const result = await indexing(`index push ${image}`, flags, async (options, progress) => {
       const indexed = await indexImage(image, options);
       progress.stop();
-      const published = await publishArchives(options.registry, indexed.image, indexed.layers.map((l) => l.archive));
+      const published = await publishArchives(options.registry, indexed.image, indexed.layers.map((l) => l.archive), { signingKey });
       return { indexed, published };
     });
     const { indexed, published } = result;
     const bytes = published.archives.reduce((n, a) => n + a.size, 0);
     const where = published.via === 'api' ? 'referrers API' : `referrers tag ${published.tag}`;
     process.stdout.write(
-      `published ${published.archives.length} archives (${formatBytes(bytes)}) of ${indexed.image.reference}@${indexed.image.digest} as ${published.digest} (${where})\n`,
+      `published ${published.archives.length} archives (${formatBytes(bytes)}) of ${indexed.image.reference}@${indexed.image.digest} as ${published.digest} (${where})` +
+        `${signingKey ? `, signed by ${signingKey.keyId}` : ', unsigned'}\n`,
     );
   });
 }

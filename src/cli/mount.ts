@@ -18,6 +18,7 @@ import { createLogger } from '../daemon/logger';
 import { FailedPreconditionError, errorMessage } from '../errors';
 import { ImageMount, MOUNT_STATE_FILE, defaultStateDir, unmountImage } from '../remote/image-mount';
 import { RegistryClient } from '../registry';
+import { TrustPolicy } from '../trust';
 import { RegistryFlags, addRegistryOptions, oneLine, registryFromFlags } from './registry-flags';
 
 interface MountFlags extends RegistryFlags {
@@ -26,6 +27,8 @@ interface MountFlags extends RegistryFlags {
   foreground?: boolean;
   backgroundFetch?: boolean;
   published: boolean;
+  trustedKey?: string[];
+  trustedRepository?: string[];
   logLevel: LogLevel;
 }
 
@@ -73,6 +76,7 @@ async function serve(image: string, dir: string, flags: MountFlags): Promise<voi
       logger,
       backgroundFetch: flags.backgroundFetch === true,
       publishedArchives: flags.published,
+      policy: await TrustPolicy.load({ trustedKeys: (flags.trustedKey ?? []).map((k) => path.resolve(k)), trustedRepositories: flags.trustedRepository ?? [] }),
     });
   } catch (err) {
     await registry?.close();
@@ -102,6 +106,8 @@ function passOn(flags: MountFlags, stateDir: string): string[] {
   if (flags.hostsDir) args.push('--hosts-dir', path.resolve(flags.hostsDir));
   if (flags.backgroundFetch) args.push('--background-fetch');
   if (!flags.published) args.push('--no-published');
+  for (const key of flags.trustedKey ?? []) args.push('--trusted-key', path.resolve(key));
+  for (const pattern of flags.trustedRepository ?? []) args.push('--trusted-repository', pattern);
   return args;
 }
 
@@ -159,6 +165,8 @@ export function mountCommand(): Command {
       .option('--foreground', 'serve the mount in this process until SIGTERM or SIGINT instead of in the background')
       .option('--background-fetch', 'fetch the rest of every layer in the background (default: only what is read)')
       .option('--no-published', 'do not look for archives published in the registry')
+      .option('--trusted-key <file...>', 'use published archives signed by this ed25519 public key (PEM); repeatable')
+      .option('--trusted-repository <pattern...>', 'use published archives of these repositories unsigned ("host/path" or "host/path/*")')
       .addOption(new Option('--log-level <level>', 'log level of the serving process').choices([...LOG_LEVELS]).default('info')),
   ).action(async (image: string, dir: string, flags: MountFlags) => {
     if (flags.foreground) await serve(image, dir, flags);

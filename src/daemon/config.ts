@@ -38,6 +38,12 @@ export interface DaemonConfig {
     readTimeoutMs: number;
     /** Look for clip archives published in the registry (clip index push) before indexing a layer. */
     publishedArchives: boolean;
+    /** PEM ed25519 public keys whose signatures make a published archive trusted (docs/security.md). */
+    trustedKeys: string[];
+    /** Repositories whose published archives are trusted without a signature ("host/path" or "host/path/*"). */
+    trustedRepositories: string[];
+    /** "background": check each published archive against its layer's real bytes once mounted. */
+    verifyPublished: 'off' | 'background';
     /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
     startupProfiles: boolean;
   };
@@ -71,6 +77,9 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     archiveStoreMaxBytes: 1024 * MIB,
     readTimeoutMs: 30_000,
     publishedArchives: true,
+    trustedKeys: [],
+    trustedRepositories: [],
+    verifyPublished: 'off',
     startupProfiles: true,
   },
   registry: {
@@ -82,7 +91,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level';
+type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'string-list' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level' | 'verify-mode';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -105,6 +114,9 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.archive_store_max_size', field: 'lazy.archiveStoreMaxBytes', kind: 'bytes' },
   { toml: 'lazy.read_timeout_seconds', field: 'lazy.readTimeoutMs', kind: 'seconds' },
   { toml: 'lazy.published_archives', field: 'lazy.publishedArchives', kind: 'boolean' },
+  { toml: 'lazy.trusted_keys', field: 'lazy.trustedKeys', kind: 'path-list' },
+  { toml: 'lazy.trusted_repositories', field: 'lazy.trustedRepositories', kind: 'string-list' },
+  { toml: 'lazy.verify_published', field: 'lazy.verifyPublished', kind: 'verify-mode' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
@@ -146,6 +158,14 @@ function convert(setting: Setting, value: unknown): unknown {
     case 'optional-path':
       if (value === '') return '';
       return typeof value === 'string' && path.isAbsolute(value) ? path.normalize(value) : bad('an absolute path or ""');
+    case 'path-list':
+      return Array.isArray(value) && value.every((v) => typeof v === 'string' && path.isAbsolute(v))
+        ? value.map((v: string) => path.normalize(v))
+        : bad('a list of absolute paths');
+    case 'string-list':
+      return Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '') ? [...(value as string[])] : bad('a list of strings');
+    case 'verify-mode':
+      return value === 'off' || value === 'background' ? value : bad('"off" or "background"');
     case 'boolean':
       return typeof value === 'boolean' ? value : bad('true or false');
     case 'count':

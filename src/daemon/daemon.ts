@@ -12,6 +12,7 @@ import { DockerCredentials, RegistryClient } from '../registry';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
+import { TrustPolicy } from '../trust';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { DaemonConfig } from './config';
 import { prepareSocketPath, withPrivateUmask } from './socket';
@@ -31,9 +32,15 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     timeouts: { headersMs: reg.requestTimeoutMs, bodyMs: reg.requestTimeoutMs },
     retry: { maxAttempts: reg.retries + 1 },
   });
+  const policy = await TrustPolicy.load({ trustedKeys: lazy.trustedKeys, trustedRepositories: lazy.trustedRepositories });
+  if (lazy.publishedArchives && !policy.trustsPublished) {
+    logger.info('published archives are not used: no [lazy] trusted_keys or trusted_repositories (layers are indexed on this node)');
+  }
   const layers = new LazyLayers({
     registry,
-    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger),
+    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy),
+    policy,
+    verifyPublished: lazy.verifyPublished === 'background',
     cache: new ContentCache(path.join(config.root, 'cache')),
     logger,
     spanSize: lazy.spanSize,

@@ -65,7 +65,7 @@ export interface LayerSpanReaderOptions {
 const CACHE_ERROR_QUIET_MS = 60_000;
 
 export class LayerSpanReader implements SpanReader {
-  private readonly archive: ClipArchive;
+  readonly archive: ClipArchive;
   private readonly source: RangeSource;
   private readonly cache: ContentCache;
   private readonly activity: ForegroundActivity;

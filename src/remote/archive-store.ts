@@ -1,21 +1,70 @@
 /**
  * The clip archive store: one archive per compressed layer digest, shared by every image and namespace
- * that uses the layer, kept when containerd removes snapshots (so a re-pull never indexes again).
+ * that uses the layer, kept when containerd removes snapshots (so a re-pull never indexes again). Each
+ * archive is stored with its provenance (docs/security.md): who described the layer, checked against the
+ * trust policy every time the archive is used.
  *
- *   <dir>/sha256/<layer hex>.clip
+ *   <dir>/sha256/<layer hex>.clip         the archive (docs/format.md)
+ *   <dir>/sha256/<layer hex>.trust        {"archive": "<sha256 of the .clip file>", "source": ..., ...}
+ *   <dir>/distrusted/<archive hex>        a published archive found not to match its layer: never used again
  *
- * Archives are written atomically. Concurrent requests for one layer build it once. The store's size is
- * bounded: after each new archive, the least recently used archives not in use are removed until the
- * store fits.
+ * The .trust file names the exact archive bytes it vouches for, so an archive without one, with one for
+ * other bytes (a crash between the two writes), or with a provenance the policy no longer allows is
+ * discarded and the layer resolved again. Archives from before provenance was recorded are discarded
+ * too: they may have come from an untrusted publisher.
+ *
+ * Writes are atomic. Concurrent requests for one layer build it once. The store's size is bounded: after
+ * each new archive, the least recently used archives not in use are removed until the store fits.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { ClipArchive, readArchiveFile, writeArchiveFile } from '../archive';
-import { InvalidArgumentError, NotFoundError, errorMessage } from '../errors';
+import { ClipArchive, decodeArchive, writeArchiveFile, writeFileAtomic } from '../archive';
+import { InvalidArgumentError, errorMessage } from '../errors';
+import { computeDigest } from '../registry';
+import { describeProvenance, TrustPolicy, type ArchiveProvenance } from '../trust';
+import { SharedTasks } from './shared-task';
+
+export interface StoredArchive {
+  archive: ClipArchive;
+  provenance: ArchiveProvenance;
+  /** sha256 of the archive file's bytes. */
+  digest: string;
+}
+
+const HEX = /^sha256:([0-9a-f]{64})$/;
+/** A .trust file is a few hundred bytes. */
+const MAX_TRUST_FILE_BYTES = 4096;
+
+function hexOf(digest: string, what: string): string {
+  const m = HEX.exec(digest);
+  if (!m) throw new InvalidArgumentError(`invalid ${what} ${JSON.stringify(digest)}`);
+  return m[1]!;
+}
+
+function parseProvenance(text: string): { archive: string; provenance: ArchiveProvenance } | undefined {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const archive = doc.archive;
+  if (typeof archive !== 'string' || !HEX.test(archive)) return undefined;
+  switch (doc.source) {
+    case 'local':
+      return { archive, provenance: { source: 'local' } };
+    case 'signed':
+      return typeof doc.keyId === 'string' ? { archive, provenance: { source: 'signed', keyId: doc.keyId } } : undefined;
+    case 'repository':
+      return typeof doc.repository === 'string' ? { archive, provenance: { source: 'repository', repository: doc.repository } } : undefined;
+    default:
+      return undefined;
+  }
+}
 
 export class ArchiveStore {
-  private readonly building = new Map<string, Promise<ClipArchive>>();
+  private readonly building = new SharedTasks<StoredArchive>();
   /** Layer digests whose archives are in use (mounted); never evicted. */
   private readonly pinned = new Map<string, number>();
 
@@ -23,63 +72,117 @@ export class ArchiveStore {
     readonly dir: string,
     private readonly maxBytes: number,
     private readonly logger: Logger,
+    private readonly policy: TrustPolicy = TrustPolicy.localOnly(),
   ) {}
 
   fileOf(layerDigest: string): string {
-    const m = /^sha256:([0-9a-f]{64})$/.exec(layerDigest);
-    if (!m) throw new InvalidArgumentError(`invalid layer digest ${JSON.stringify(layerDigest)}`);
-    return path.join(this.dir, 'sha256', `${m[1]}.clip`);
+    return path.join(this.dir, 'sha256', `${hexOf(layerDigest, 'layer digest')}.clip`);
   }
 
-  /** The stored archive of a layer, or undefined. A corrupt file is removed and reported as absent. */
-  async get(layerDigest: string): Promise<ClipArchive | undefined> {
+  private trustFileOf(layerDigest: string): string {
+    return path.join(this.dir, 'sha256', `${hexOf(layerDigest, 'layer digest')}.trust`);
+  }
+
+  private distrustFileOf(archiveDigest: string): string {
+    return path.join(this.dir, 'distrusted', hexOf(archiveDigest, 'archive digest'));
+  }
+
+  private async discard(layerDigest: string, why: string): Promise<undefined> {
+    this.logger.warn(`discarding the stored archive of ${layerDigest}: ${why}`);
+    await fsp.rm(this.fileOf(layerDigest), { force: true });
+    await fsp.rm(this.trustFileOf(layerDigest), { force: true });
+    return undefined;
+  }
+
+  /**
+   * The stored archive of a layer with its provenance, or undefined. An unreadable archive, one without a
+   * matching provenance, one the policy does not allow (any more) or one marked distrusted is removed and
+   * reported as absent.
+   */
+  async get(layerDigest: string): Promise<StoredArchive | undefined> {
     const file = this.fileOf(layerDigest);
+    let bytes: Buffer;
+    try {
+      bytes = await fsp.readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    const trustText = await fsp
+      .readFile(this.trustFileOf(layerDigest), 'utf8')
+      .then((t) => (t.length <= MAX_TRUST_FILE_BYTES ? t : ''))
+      .catch(() => '');
+    const trust = parseProvenance(trustText);
+    const digest = computeDigest(bytes);
+    if (!trust) return this.discard(layerDigest, 'no record of who described the layer (stored before provenance was kept, or damaged)');
+    if (trust.archive !== digest) return this.discard(layerDigest, `its provenance record is for archive ${trust.archive}, the file is ${digest}`);
+    if (!this.policy.allows(trust.provenance)) {
+      return this.discard(layerDigest, `it was ${describeProvenance(trust.provenance)}, which the trust settings no longer allow`);
+    }
+    if (trust.provenance.source !== 'local' && (await this.isDistrusted(digest))) {
+      return this.discard(layerDigest, `archive ${digest} was found not to match the layer`);
+    }
     let archive: ClipArchive;
     try {
-      archive = await readArchiveFile(file);
+      archive = decodeArchive(bytes);
     } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      this.logger.warn(`discarding unreadable archive ${file}: ${errorMessage(err)}`);
-      await fsp.rm(file, { force: true });
-      return undefined;
+      return this.discard(layerDigest, `unreadable: ${errorMessage(err)}`);
     }
-    if (archive.layerDigest !== layerDigest) {
-      this.logger.warn(`discarding archive ${file}: it describes ${archive.layerDigest}`);
-      await fsp.rm(file, { force: true });
-      return undefined;
-    }
+    if (archive.layerDigest !== layerDigest) return this.discard(layerDigest, `it describes ${archive.layerDigest}`);
     const now = new Date();
     await fsp.utimes(file, now, now).catch(() => undefined); // recency for eviction
-    return archive;
+    return { archive, provenance: trust.provenance, digest };
   }
 
   /**
    * The archive of a layer: from the store, or built by `build` and stored. Concurrent calls for one
-   * layer share one build.
+   * layer share one build, which is aborted only when every caller waiting for it has given up.
    */
-  async getOrBuild(layerDigest: string, build: () => Promise<ClipArchive>): Promise<ClipArchive> {
+  async getOrBuild(
+    layerDigest: string,
+    build: (signal: AbortSignal) => Promise<{ archive: ClipArchive; provenance: ArchiveProvenance }>,
+    signal?: AbortSignal,
+  ): Promise<StoredArchive> {
     const stored = await this.get(layerDigest);
     if (stored) return stored;
-    let pending = this.building.get(layerDigest);
-    if (!pending) {
-      pending = (async () => {
-        const archive = await build();
+    return this.building.run(
+      layerDigest,
+      async (buildSignal) => {
+        const { archive, provenance } = await build(buildSignal);
         if (archive.layerDigest !== layerDigest) {
           throw new InvalidArgumentError(`built archive describes ${archive.layerDigest}, not ${layerDigest}`);
         }
-        await this.put(archive);
-        return archive;
-      })().finally(() => this.building.delete(layerDigest));
-      this.building.set(layerDigest, pending);
-    }
-    return pending;
+        return this.put(archive, provenance);
+      },
+      signal,
+    );
   }
 
-  async put(archive: ClipArchive): Promise<void> {
+  /** Stores `archive` with its provenance, replacing what the store had for the layer. */
+  async put(archive: ClipArchive, provenance: ArchiveProvenance): Promise<StoredArchive> {
     const file = this.fileOf(archive.layerDigest);
     await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    await writeArchiveFile(file, archive);
+    // The archive first, then the record naming its bytes: a crash in between leaves a record that does not
+    // match, and the pair is discarded.
+    const bytes = await writeArchiveFile(file, archive);
+    const digest = computeDigest(bytes);
+    await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })));
     await this.evict();
+    return { archive, provenance, digest };
+  }
+
+  /** Marks a published archive as not matching its layer: it is never used again, from any source. */
+  async distrust(archiveDigest: string, reason: string): Promise<void> {
+    const file = this.distrustFileOf(archiveDigest);
+    await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(file, Buffer.from(`${reason}\n`));
+  }
+
+  async isDistrusted(archiveDigest: string): Promise<boolean> {
+    return fsp.access(this.distrustFileOf(archiveDigest)).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Marks a layer's archive as in use until the returned function is called. */
@@ -113,6 +216,7 @@ export class ArchiveStore {
       if (total <= this.maxBytes) break;
       if (this.pinned.has(f.digest)) continue;
       await fsp.rm(f.file, { force: true });
+      await fsp.rm(this.trustFileOf(f.digest), { force: true });
       total -= f.size;
       removed++;
       this.logger.info(`archive store over its bound: removed the archive of ${f.digest}`);

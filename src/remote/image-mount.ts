@@ -30,6 +30,7 @@ import { Platform, RegistryClient } from '../registry';
 import { LABEL_CRI_IMAGE_REF, LABEL_CRI_LAYER_DIGEST, LABEL_CRI_MANIFEST_DIGEST } from '../snapshotter/labels';
 import { ArchiveStore } from './archive-store';
 import { silentLogger } from './image-indexer';
+import type { TrustPolicy } from '../trust';
 import { LazyLayers } from './lazy-layers';
 
 export const MOUNT_STATE_FILE = 'mount.json';
@@ -67,8 +68,10 @@ export interface MountImageOptions {
   readTimeoutMs?: number;
   /** Fetch the rest of every layer in the background (default false: only what is read). */
   backgroundFetch?: boolean;
-  /** Look for archives published in the registry (default true). */
+  /** Look for archives published in the registry (default true; used only where `policy` trusts them). */
   publishedArchives?: boolean;
+  /** Who may describe a layer besides this machine (default: nobody; docs/security.md). */
+  policy?: TrustPolicy;
 }
 
 export function defaultStateDir(target: string): string {
@@ -155,7 +158,8 @@ export class ImageMount {
     const storeRoot = options.root ? path.resolve(options.root) : stateDir;
     const layers = new LazyLayers({
       registry,
-      archives: new ArchiveStore(path.join(storeRoot, 'archives'), ARCHIVE_STORE_BYTES, logger),
+      archives: new ArchiveStore(path.join(storeRoot, 'archives'), ARCHIVE_STORE_BYTES, logger, options.policy),
+      policy: options.policy,
       cache: new ContentCache(path.join(storeRoot, 'cache')),
       logger,
       spanSize: options.spanSize ?? DEFAULT_SPAN_SIZE,

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'winston';
 import { ClipArchive } from '../archive';
-import { errorMessage } from '../errors';
+import { UnavailableError, errorMessage } from '../errors';
 import { ContentCache } from '../fusefs/content-cache';
 import { indexLayer, layerCompression, type SpanWriter } from '../indexer';
 import { Descriptor, ImageReference, RegistryClient, parseReference } from '../registry';
@@ -34,6 +34,23 @@ export interface IndexOptions {
   descriptor?: Descriptor;
   /** Called as the blob streams in, with the bytes read so far and the blob's size. */
   onProgress?: (bytes: number, size: number) => void;
+  /** Ends the build (a cancelled Prepare, a daemon stopping). */
+  signal?: AbortSignal;
+  /** Keep the streamed spans in the cache whatever cacheWhileIndexing says. */
+  keepSpans?: boolean;
+  /** Span size for this build instead of the configured one. */
+  spanSize?: number;
+}
+
+/**
+ * A build gets this long plus the time to stream its blob at MIN_BUILD_RATE: a registry that keeps a
+ * build alive by trickling bytes cannot hold an indexing slot for ever.
+ */
+const BUILD_GRACE_MS = 120_000;
+const MIN_BUILD_RATE = 256 << 10; // bytes per second
+
+export function buildDeadlineMs(blobSize: number): number {
+  return BUILD_GRACE_MS + Math.ceil((blobSize / MIN_BUILD_RATE) * 1000);
 }
 
 export class LayerIndexer {
@@ -51,21 +68,24 @@ export class LayerIndexer {
     const ref = parseReference(where.imageRef);
     const descriptor = options.descriptor ?? (await this.descriptorOf(ref, where));
     const mediaType = descriptor?.mediaType ?? 'application/vnd.oci.image.layer.v1.tar+gzip';
-    const blob = await registry.openBlob(ref, where.layerDigest);
+    const blob = await registry.openBlob(ref, where.layerDigest, { signal: options.signal });
+    const deadline = AbortSignal.timeout(buildDeadlineMs(blob.size));
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     // The first bytes decide the compression where the media type leaves it open (and refuse encrypted layers).
-    const head = blob.size > 0 ? await blob.readRange(0, Math.min(4, blob.size)) : Buffer.alloc(0);
+    const head = blob.size > 0 ? await blob.readRange(0, Math.min(4, blob.size), { signal }) : Buffer.alloc(0);
     const compression = layerCompression(mediaType, head);
     logger.info(`indexing layer ${where.layerDigest} (${blob.size} bytes, ${compression}) of ${where.imageRef}`);
     const started = Date.now();
     // A zstd layer cannot be read by range later: its spans are always kept.
-    const keep = (this.opts.cacheWhileIndexing || compression === 'zstd') && cache !== undefined;
+    const keep = (this.opts.cacheWhileIndexing || options.keepSpans === true || compression === 'zstd') && cache !== undefined;
     const committed: string[] = [];
     try {
-      const archive = await indexLayer(options.onProgress ? counted(blob.stream(), blob.size, options.onProgress) : blob.stream(), {
+      const stream = blob.stream({ signal });
+      const archive = await indexLayer(options.onProgress ? counted(stream, blob.size, options.onProgress) : stream, {
         layerDigest: where.layerDigest,
         mediaType,
         compression,
-        spanSize: this.opts.spanSize,
+        spanSize: options.spanSize ?? this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
         spanStore: keep ? { open: async () => noteCommits(await cache.openSpanWriter(where.layerDigest), committed) } : undefined,
       });
@@ -79,6 +99,11 @@ export class LayerIndexer {
       // Spans are named by their own digest, so those kept from a blob that failed its digest check can
       // never be served as anything else; they are dropped all the same, to give the space back.
       if (keep) await cache.removeSpans(where.layerDigest, committed).catch(() => undefined);
+      if (deadline.aborted && !options.signal?.aborted) {
+        const why = `indexing layer ${where.layerDigest} took longer than ${buildDeadlineMs(blob.size) / 1000} s (a ${blob.size}-byte blob at ${MIN_BUILD_RATE >> 10} KiB/s at least, plus ${BUILD_GRACE_MS / 1000} s)`;
+        logger.warn(why);
+        throw new UnavailableError(why, { cause: err });
+      }
       logger.warn(`indexing layer ${where.layerDigest} failed: ${errorMessage(err)}`);
       throw err;
     }

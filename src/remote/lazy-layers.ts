@@ -1,13 +1,16 @@
 /**
  * RemoteLayers for the snapshotter: serves a layer named by containerd's CRI labels lazily. The layer's
  * clip archive comes from the archive store, else from an archive published in the registry for the image
- * (cri.manifest-digest; published-archives.ts), else it is built from the layer; the layer is mounted through
+ * (cri.manifest-digest; published-archives.ts) if the trust policy vouches for it, else it is built from the
+ * layer; with `verifyPublished`, a published archive is checked against the layer's real bytes once it is
+ * mounted (archive-verifier.ts); the layer is mounted through
  * FUSE, its bytes read through the content cache, and (optionally) the rest of it fetched in the
  * background. A start-up profile in the archive is replayed at mount; without one, a profile is recorded
  * (startup-profile.ts). When the first layer of an image is prepared, the image's other layers are indexed in
  * parallel, since containerd prepares them one after another.
  */
 import type { Logger } from 'winston';
+import { createHash } from 'node:crypto';
 import type { ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
@@ -23,7 +26,9 @@ import {
 } from '../snapshotter/labels';
 import { RemoteLayers, type RemoteLayerInfo, type RemoteMountOptions } from '../snapshotter/remote-layers';
 import { Labels } from '../snapshotter/types';
-import { ArchiveStore } from './archive-store';
+import { LOCAL, TrustPolicy, type ArchiveProvenance } from '../trust';
+import { ArchiveStore, type StoredArchive } from './archive-store';
+import { ArchiveVerifier } from './archive-verifier';
 import { LayerIndexer, LayerLocation } from './layer-indexer';
 import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
@@ -41,8 +46,12 @@ export interface LazyLayersOptions {
   prefetchImageLayers: boolean;
   indexConcurrency: number;
   readTimeoutMs: number;
-  /** Look for archives published in the registry before indexing a layer (default true). */
+  /** Look for archives published in the registry before indexing a layer (default true; used only if `policy` trusts some). */
   publishedArchives?: boolean;
+  /** Who may describe a layer besides this node (default: nobody; the archive store must use the same policy). */
+  policy?: TrustPolicy;
+  /** Check each published archive against its layer's real bytes once the layer is mounted (default false). */
+  verifyPublished?: boolean;
   /** Record start-up profiles of mounted layers and replay recorded ones (default true). */
   startupProfiles?: boolean;
 }
@@ -63,13 +72,25 @@ export class LazyLayers implements RemoteLayers {
   private readonly activity = new ForegroundActivity();
   private readonly fetcher: BackgroundFetcher;
   private readonly published?: PublishedArchives;
+  private readonly verifier?: ArchiveVerifier;
   private readonly readers = new Map<string, LayerSpanReader>();
   /** Layers whose start-up profile this process has fetched (or is fetching). */
   private readonly replayed = new Set<string>();
 
   constructor(private readonly opts: LazyLayersOptions) {
     this.indexer = new LayerIndexer(opts);
-    if (opts.publishedArchives !== false) this.published = new PublishedArchives({ registry: opts.registry, logger: opts.logger });
+    const policy = opts.policy ?? TrustPolicy.localOnly();
+    if (opts.publishedArchives !== false && policy.trustsPublished) {
+      this.published = new PublishedArchives({
+        registry: opts.registry,
+        logger: opts.logger,
+        policy,
+        isDistrusted: (digest) => opts.archives.isDistrusted(digest),
+      });
+      if (opts.verifyPublished) {
+        this.verifier = new ArchiveVerifier({ indexer: this.indexer, archives: opts.archives, cache: opts.cache, activity: this.activity, logger: opts.logger });
+      }
+    }
     this.limiter = new Limiter(opts.indexConcurrency);
     this.fetcher = new BackgroundFetcher(this.activity, opts.logger);
   }
@@ -85,7 +106,8 @@ export class LazyLayers implements RemoteLayers {
       manifestDigest: labels[LABEL_CRI_MANIFEST_DIGEST] || undefined,
     };
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
-    const archive = await this.archiveOf(where);
+    const stored = await this.archiveOf(where, options.signal);
+    const { archive } = stored;
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
     const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
@@ -99,10 +121,11 @@ export class LazyLayers implements RemoteLayers {
     let recorder: ProfileRecorder | undefined;
     if (this.opts.startupProfiles !== false) {
       if (archive.startupSpans?.length) this.replay(where, archive);
-      else recorder = new ProfileRecorder(archive, fs, this.opts.archives, this.opts.logger);
+      else recorder = new ProfileRecorder(stored, fs, this.opts.archives, this.opts.logger);
     }
     this.mounted.set(dir, { fs, reader, release, recorder });
-    if (this.opts.backgroundFetch) this.fetcher.add(reader);
+    if (this.verifier && stored.provenance.source !== 'local') this.verifier.add(where, stored);
+    else if (this.opts.backgroundFetch) this.fetcher.add(reader);
     return { diffId: archive.diffId };
   }
 
@@ -114,7 +137,7 @@ export class LazyLayers implements RemoteLayers {
     const shared = [...this.mounted.values()].some((m) => m.reader === layer.reader);
     if (!shared) {
       this.fetcher.remove(layer.reader);
-      this.readers.delete(layer.reader.layerDigest);
+      this.readers.delete(readerKey(layer.reader.archive));
     }
     try {
       await layer.fs.unmount();
@@ -134,17 +157,24 @@ export class LazyLayers implements RemoteLayers {
 
   /** Unmounts every layer this process mounted and stops background work. */
   async close(): Promise<void> {
+    await this.verifier?.stop();
     await this.fetcher.stop();
     for (const dir of [...this.mounted.keys()]) {
       await this.unmount(dir).catch((err: unknown) => this.opts.logger.warn(`unmount ${dir}: ${errorMessage(err)}`));
     }
   }
 
-  /** Archive store → published archive → indexing the layer. */
-  private archiveOf(where: LayerLocation) {
+  /** Archive store → trusted published archive → indexing the layer. */
+  private archiveOf(where: LayerLocation, signal?: AbortSignal): Promise<StoredArchive> {
     return this.opts.archives.getOrBuild(
       where.layerDigest,
-      async () => (await this.published?.find(where)) ?? this.limiter.run(() => this.indexer.index(where)),
+      async (buildSignal) => {
+        const published = await this.published?.find(where);
+        if (published) return published;
+        const archive = await this.limiter.run(() => this.indexer.index(where, { signal: buildSignal }), buildSignal);
+        return { archive, provenance: LOCAL as ArchiveProvenance };
+      },
+      signal,
     );
   }
 
@@ -164,15 +194,17 @@ export class LazyLayers implements RemoteLayers {
    * span is never fetched twice at once).
    */
   private readerFor(where: LayerLocation, archive: ClipArchive): LayerSpanReader {
-    let reader = this.readers.get(where.layerDigest);
+    const key = readerKey(archive);
+    let reader = this.readers.get(key);
     if (!reader) {
       reader = new LayerSpanReader({
         archive,
         source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest),
         cache: this.opts.cache,
         activity: this.activity,
+        logger: this.opts.logger,
       });
-      this.readers.set(where.layerDigest, reader);
+      this.readers.set(key, reader);
     }
     return reader;
   }
@@ -197,11 +229,22 @@ export class LazyLayers implements RemoteLayers {
       if (!DIGEST.test(digest) || digest === where.layerDigest) continue;
       const layer = { ...where, layerDigest: digest };
       this.archiveOf(layer).then(
-        (archive) => {
+        ({ archive }) => {
           if (this.opts.startupProfiles !== false && archive.startupSpans?.length) this.replay(layer, archive);
         },
         (err: unknown) => this.opts.logger.warn(`background indexing of layer ${digest}: ${errorMessage(err)}`),
       );
     }
   }
+}
+
+/**
+ * Readers are shared per layer and span table: two archives of one layer with different spans (a published
+ * one and a local one) never share a reader, so neither is served the other's idea of a span.
+ */
+function readerKey(archive: ClipArchive): string {
+  const spans = createHash('sha256');
+  for (const c of archive.checkpoints) spans.update(`${c.uncompressedOffset},`);
+  spans.update(archive.spanDigests.join(','));
+  return `${archive.layerDigest}/${archive.compression}/${spans.digest('hex')}`;
 }

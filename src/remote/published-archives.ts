@@ -7,11 +7,17 @@
  *   config     the empty descriptor (application/vnd.oci.empty.v1+json, `{}`)
  *   layers     one clip archive file per image layer, in the image's order: media type
  *              application/vnd.clip.archive.v1, annotation dev.clip.layer.digest = the layer's digest
+ *
+ *              and, when published with a signing key, dev.clip.signature = a DSSE envelope over the
+ *              archive statement (src/trust/archive-statement.ts)
  *   subject    the image's platform manifest
  *
  * Readers find it through the referrers API, or the referrers tag schema on registries without it
- * (src/registry/referrers.ts). An archive is used only after checkPublishedArchive() accepted it; one that
- * fails is rejected with a log line and the layer is indexed locally.
+ * (src/registry/referrers.ts). A published archive can change everything a container sees in its layer, so
+ * it is used only when the trust policy vouches for it (docs/security.md): a signature from a trusted key
+ * over its digest, the layer, the diff ID and the image manifest, or a trusted repository; trust is decided
+ * before the archive is fetched. One that fails any check is rejected with a log line and the layer is
+ * indexed locally.
  */
 import type { Logger } from 'winston';
 import { ClipArchive, decodeArchive, encodeArchive } from '../archive';
@@ -33,6 +39,7 @@ import {
   pushManifest,
   referrersTag,
 } from '../registry';
+import { describeProvenance, signStatement, TrustPolicy, UntrustedError, type ArchiveProvenance, type SigningKey } from '../trust';
 import type { LayerLocation } from './layer-indexer';
 
 /** The artifact type of a set of published clip archives; `v1` is the archive format's major version. */
@@ -41,6 +48,8 @@ export const ARCHIVE_ARTIFACT_TYPE = 'application/vnd.clip.archive.v1';
 export const ARCHIVE_MEDIA_TYPE = 'application/vnd.clip.archive.v1';
 /** Annotation of an archive's descriptor: the digest of the image layer it describes. */
 export const ANNOTATION_LAYER_DIGEST = 'dev.clip.layer.digest';
+/** Annotation of an archive's descriptor: a DSSE envelope signing its archive statement. */
+export const ANNOTATION_SIGNATURE = 'dev.clip.signature';
 
 /** OCI 1.1's empty descriptor, the config of an artifact that needs none. */
 const EMPTY_CONFIG = Buffer.from('{}');
@@ -52,7 +61,7 @@ const EMPTY_DESCRIPTOR = {
 };
 
 /** A published archive larger than this is not fetched (a 945 MB layer's archive is ~5 MB). */
-const MAX_ARCHIVE_BYTES = 256 << 20;
+export const DEFAULT_MAX_ARCHIVE_BYTES = 64 << 20;
 /** Newest referrers looked at per image. */
 const MAX_ARTIFACTS = 16;
 const LISTING_TTL_MS = 60_000;
@@ -66,7 +75,7 @@ interface ArtifactManifest extends ImageManifest {
  * The artifact manifest for the archives of an image's layers. Deterministic: the same archives for the
  * same image give the same manifest, so publishing twice adds nothing.
  */
-export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ layerDigest: string; blob: Descriptor }>): Buffer {
+export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string }>): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: MediaTypes.ociManifest,
@@ -76,7 +85,7 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
       mediaType: ARCHIVE_MEDIA_TYPE,
       digest: a.blob.digest,
       size: a.blob.size,
-      annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest },
+      annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest, ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}) },
     })),
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
   };
@@ -87,9 +96,10 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
  * The archive in `bytes`, published as `published` for the image layer `layer`, once it has passed every
  * check: the bytes match the descriptor (size, digest); the descriptor names the layer; the file decodes
  * (decodeArchive: header, checksum, format rules); the archive describes that layer (digest, blob size)
- * with the compression the layer's media type declares. Throws a ClipError saying what failed.
+ * with the compression the layer's media type declares, and the diff ID a signature vouched for. Throws a
+ * ClipError saying what failed. Whether the archive is trusted at all is decided before (trustOf).
  */
-export function checkPublishedArchive(bytes: Buffer, published: Descriptor, layer: Descriptor): ClipArchive {
+export function checkPublishedArchive(bytes: Buffer, published: Descriptor, layer: Descriptor, signedDiffId?: string): ClipArchive {
   const named = published.annotations?.[ANNOTATION_LAYER_DIGEST];
   if (named !== layer.digest) throw new InvalidArgumentError(`its descriptor names layer ${named ?? '(none)'}`);
   if (bytes.length !== published.size) throw new DigestMismatchError(`${bytes.length} bytes, its descriptor says ${published.size}`);
@@ -110,7 +120,41 @@ export function checkPublishedArchive(bytes: Buffer, published: Descriptor, laye
   if (declared !== undefined && declared !== archive.compression) {
     throw new InvalidArgumentError(`it describes a ${archive.compression} blob, the layer's media type ${layer.mediaType} says ${declared}`);
   }
+  if (signedDiffId !== undefined && archive.diffId !== signedDiffId) {
+    throw new UntrustedError(`its diff ID is ${archive.diffId}, its signature vouches for ${signedDiffId}`);
+  }
   return archive;
+}
+
+/**
+ * Whether the policy vouches for the archive `published` of layer `layerDigest` in the image `manifestDigest`
+ * of repository `repository`, decided from the artifact alone, before anything is fetched: a signature
+ * from a trusted key over exactly this archive, layer and image, or else a trusted repository. Throws
+ * UntrustedError (or InvalidArgumentError for a malformed signature) when it does not.
+ */
+export function trustOf(
+  policy: TrustPolicy,
+  published: Descriptor,
+  where: { repository: string; layerDigest: string; manifestDigest: string },
+): { provenance: ArchiveProvenance; signedDiffId?: string } {
+  const envelope = published.annotations?.[ANNOTATION_SIGNATURE];
+  let signatureProblem: unknown;
+  if (envelope !== undefined && policy.keys.length > 0) {
+    try {
+      const { statement, keyId } = policy.verify(envelope);
+      if (statement.archive !== published.digest) throw new UntrustedError(`its signature is for archive ${statement.archive}`);
+      if (statement.layer !== where.layerDigest) throw new UntrustedError(`its signature is for layer ${statement.layer}`);
+      if (statement.manifest !== where.manifestDigest) throw new UntrustedError(`its signature is for image ${statement.manifest}, not ${where.manifestDigest}`);
+      return { provenance: { source: 'signed', keyId }, signedDiffId: statement.diffId };
+    } catch (err) {
+      signatureProblem = err;
+    }
+  }
+  const pattern = policy.trustedRepository(where.repository);
+  if (pattern) return { provenance: { source: 'repository', repository: pattern.text } };
+  if (signatureProblem !== undefined) throw signatureProblem;
+  if (policy.keys.length === 0) throw new UntrustedError(`repository ${where.repository} is not trusted and no trusted key is configured`);
+  throw new UntrustedError(`it is not signed, and repository ${where.repository} is not trusted`);
 }
 
 export interface PublishResult {
@@ -134,23 +178,31 @@ export async function publishArchives(
   registry: RegistryClient,
   image: ResolvedImage,
   archives: ClipArchive[],
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; signingKey?: SigningKey } = {},
 ): Promise<PublishResult> {
-  const { signal } = options;
+  const { signal, signingKey } = options;
   if (archives.length !== image.layers.length || archives.some((a, i) => a.layerDigest !== image.layers[i]!.digest)) {
     throw new InvalidArgumentError(`${image.reference}: need one archive per layer, in the image's order`);
   }
   const ref = image.reference;
   await pushBlob(registry, ref, EMPTY_CONFIG, { signal });
   const pushed: PublishResult['archives'] = [];
+  const signatures: Array<string | undefined> = [];
   for (const archive of archives) {
     const blob = await pushBlob(registry, ref, encodeArchive(archive), { signal });
     pushed.push({ layerDigest: archive.layerDigest, ...blob });
+    signatures.push(
+      signingKey && signStatement({ archive: blob.digest, layer: archive.layerDigest, diffId: archive.diffId, manifest: image.digest }, signingKey),
+    );
   }
   const subject: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: image.size };
   const body = archiveArtifactManifest(
     subject,
-    pushed.map((p) => ({ layerDigest: p.layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size } })),
+    pushed.map((p, i) => ({
+      layerDigest: p.layerDigest,
+      blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size },
+      signature: signatures[i],
+    })),
   );
   const manifest = await pushManifest(registry, ref, body, MediaTypes.ociManifest, { signal });
   const result = { digest: manifest.digest, size: manifest.size, subject, archives: pushed };
@@ -176,6 +228,12 @@ interface ImageListing {
 export interface PublishedArchivesOptions {
   registry: RegistryClient;
   logger: Logger;
+  /** Who may describe a layer; with no trusted key or repository, nothing published is ever used. */
+  policy: TrustPolicy;
+  /** A published archive larger than this is not fetched (default DEFAULT_MAX_ARCHIVE_BYTES). */
+  maxArchiveBytes?: number;
+  /** Published archives found not to match their layer (ArchiveStore.isDistrusted). */
+  isDistrusted?: (archiveDigest: string) => Promise<boolean>;
   /** How long one listing of an image's published archives is reused (default 60 s). */
   listingTtlMs?: number;
 }
@@ -187,17 +245,19 @@ export class PublishedArchives {
   constructor(private readonly opts: PublishedArchivesOptions) {}
 
   /**
-   * The published archive of the layer, checked; undefined when the image has none that passes the checks
-   * (or no manifest digest is known). Never rejects: every failure is logged here.
+   * The published archive of the layer, trusted and checked, with its provenance; undefined when the image
+   * has none that passes (or no manifest digest is known, or the policy trusts nothing published). Never
+   * rejects: every failure is logged here.
    */
-  async find(where: LayerLocation): Promise<ClipArchive | undefined> {
-    const { registry, logger } = this.opts;
-    if (!where.manifestDigest) return undefined;
+  async find(where: LayerLocation): Promise<{ archive: ClipArchive; provenance: ArchiveProvenance } | undefined> {
+    const { registry, logger, policy } = this.opts;
+    if (!where.manifestDigest || !policy.trustsPublished) return undefined;
+    const manifestDigest = where.manifestDigest;
     let ref: ImageReference;
     let listing: ImageListing;
     try {
       ref = parseReference(where.imageRef);
-      listing = await this.listing(ref, where.manifestDigest);
+      listing = await this.listing(ref, manifestDigest);
     } catch (err) {
       logger.warn(`looking for published archives of ${where.imageRef}@${where.manifestDigest}: ${errorMessage(err)}`);
       return undefined;
@@ -208,12 +268,21 @@ export class PublishedArchives {
       logger.debug(`layer ${where.layerDigest}: no published archive`);
       return undefined;
     }
+    const maxBytes = this.opts.maxArchiveBytes ?? DEFAULT_MAX_ARCHIVE_BYTES;
     for (const { artifact, descriptor } of candidates) {
       try {
-        const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes: MAX_ARCHIVE_BYTES, what: 'published archive' });
-        const archive = checkPublishedArchive(bytes, descriptor, layer);
-        logger.info(`layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes) published in ${artifact}`);
-        return archive;
+        // Everything that can be decided from the artifact manifest is, before a byte of the archive is fetched.
+        const { provenance, signedDiffId } = trustOf(policy, descriptor, { repository: ref.name, layerDigest: where.layerDigest, manifestDigest });
+        if (!Number.isSafeInteger(descriptor.size) || descriptor.size <= 0 || descriptor.size > maxBytes) {
+          throw new InvalidArgumentError(`its descriptor says ${descriptor.size} bytes; the limit is ${maxBytes} ([limits] max_archive_size)`);
+        }
+        if (await this.opts.isDistrusted?.(descriptor.digest)) throw new UntrustedError('it was found not to match its layer before');
+        const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes, what: 'published archive' });
+        const archive = checkPublishedArchive(bytes, descriptor, layer, signedDiffId);
+        logger.info(
+          `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}`,
+        );
+        return { archive, provenance };
       } catch (err) {
         logger.warn(`layer ${where.layerDigest}: rejected the published archive ${descriptor.digest} (artifact ${artifact}): ${errorMessage(err)}`);
       }

@@ -14,7 +14,7 @@ import type { Logger } from 'winston';
 import type { ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import type { LayerSpanReader } from '../fusefs/layer-span-reader';
-import type { ArchiveStore } from './archive-store';
+import type { ArchiveStore, StoredArchive } from './archive-store';
 
 const POLL_MS = 2_000;
 const SETTLE_MS = 10_000;
@@ -36,12 +36,15 @@ export class ProfileRecorder {
   private seen = 0;
   private done = false;
 
+  private readonly archive: ClipArchive;
+
   constructor(
-    private readonly archive: ClipArchive,
+    private readonly stored: StoredArchive,
     private readonly source: ProfileSource,
     private readonly store: ArchiveStore,
     private readonly logger: Logger,
   ) {
+    this.archive = stored.archive;
     this.timer = setInterval(() => this.poll(), POLL_MS);
     this.timer.unref();
   }
@@ -77,7 +80,11 @@ export class ProfileRecorder {
     this.finish();
     const startupSpans = spans.slice(0, MAX_PROFILE_SPANS);
     try {
-      await this.store.put({ ...this.archive, startupSpans });
+      // Only into the archive it was recorded on: the store may have replaced it since (a published archive
+      // that failed verification, say), and must not get it back.
+      const current = await this.store.get(this.archive.layerDigest);
+      if (current?.digest !== this.stored.digest) return;
+      await this.store.put({ ...this.archive, startupSpans }, this.stored.provenance);
       this.logger.info(`layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans`);
     } catch (err) {
       this.logger.warn(`layer ${this.archive.layerDigest}: storing its start-up profile: ${errorMessage(err)}`);

@@ -15,7 +15,7 @@ import {
   SnapshotsServer,
 } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { Mount as MountMessage } from '../generated/containerd/types/mount';
-import { errorMessage } from '../errors';
+import { UnavailableError, errorMessage } from '../errors';
 import { logLevelFor, toGrpcStatus } from './grpc-status';
 import { Snapshotter } from './snapshotter';
 import { Info, Kind, Mount } from './types';
@@ -66,10 +66,13 @@ export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger):
     return st;
   };
 
-  function unary<Req, Res>(method: string, handler: (req: Req) => Promise<Res>) {
+  function unary<Req, Res>(method: string, handler: (req: Req, signal: AbortSignal) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       if (logger.isDebugEnabled()) logger.debug(`${method} ${abbreviate(JSON.stringify(call.request))}`);
-      handler(call.request).then(
+      // A call the client cancelled (or whose deadline passed) stops the work only it was waiting for.
+      const cancelled = new AbortController();
+      call.once('cancelled', () => cancelled.abort(new UnavailableError(`${method} cancelled by the client`)));
+      handler(call.request, cancelled.signal).then(
         (res) => callback(null, res),
         (err: unknown) => callback(fail(method, err)),
       );
@@ -77,8 +80,8 @@ export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger):
   }
 
   return {
-    prepare: unary('Prepare', async (req) => ({
-      mounts: toMountMessages(await snapshotter.prepare(req.key, req.parent, req.labels)),
+    prepare: unary('Prepare', async (req, signal) => ({
+      mounts: toMountMessages(await snapshotter.prepare(req.key, req.parent, req.labels, signal)),
     })),
     view: unary('View', async (req) => ({
       mounts: toMountMessages(await snapshotter.view(req.key, req.parent, req.labels)),

@@ -17,6 +17,8 @@ export interface RemoteMountOptions {
    * serving, so work the layer needs before it is complete goes on in the background.
    */
   remount?: boolean;
+  /** Aborts when containerd gives up on the Prepare: work nobody else waits for stops. */
+  signal?: AbortSignal;
 }
 
 export interface RemoteLayers {

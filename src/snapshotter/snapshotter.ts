@@ -92,14 +92,14 @@ export class Snapshotter {
    * mounted lazily and committed as the target, and ALREADY_EXISTS tells containerd to skip the download
    * (reference §5.3). If that fails for any reason, this is a normal Prepare.
    */
-  async prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
+  async prepare(key: string, parent: string, labels: Labels = {}, signal?: AbortSignal): Promise<Mount[]> {
     const target = labels[LABEL_TARGET_REF];
     if (this.remote && target && this.remote.canServe(labels)) {
       const name = remoteSnapshotName(target, parent);
       if (this.store.getByKey(name)?.kind === Kind.COMMITTED && this.isUsable(name)) {
         throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
       }
-      return this.serialized(name, () => this.prepareRemote(key, parent, labels, target, name));
+      return this.serialized(name, () => this.prepareRemote(key, parent, labels, target, name, signal));
     }
     return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
   }
@@ -262,7 +262,7 @@ export class Snapshotter {
    * under the remote name with every label received plus LABEL_REMOTE. Any failure before the commit
    * unmounts and falls back to the active snapshot's normal mounts.
    */
-  private async prepareRemote(key: string, parent: string, labels: Labels, target: string, name: string): Promise<Mount[]> {
+  private async prepareRemote(key: string, parent: string, labels: Labels, target: string, name: string, signal?: AbortSignal): Promise<Mount[]> {
     const existing = this.store.getByKey(name);
     if (existing?.kind === Kind.COMMITTED && this.isUsable(name)) {
       throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
@@ -275,7 +275,7 @@ export class Snapshotter {
     const record = await this.createRecord(Kind.ACTIVE, key, parent, labels);
     const dir = this.layout.fsDir(record.id);
     try {
-      const info = await this.remote!.mount(dir, labels);
+      const info = await this.remote!.mount(dir, labels, { signal });
       this.mounted.add(record.id);
       const problem = info ? this.chainProblem(parent, info.diffId, target) : undefined;
       if (problem) throw new InvalidArgumentError(problem);

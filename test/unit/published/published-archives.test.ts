@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
 import { encodeArchive } from '../../../src/archive';
 import { InvalidArgumentError } from '../../../src/errors';
 import {
@@ -21,6 +22,14 @@ import { Descriptor, MediaTypes, RegistryClient, addToReferrersTag, computeDiges
 import { FAST_RETRY } from '../../integration/registry/test-servers';
 import { TestImage, TestLayer, addImage, recordingLogger, testLayers } from './fixtures';
 import { OciRegistry } from './oci-registry';
+import { RepositoryPattern, TrustPolicy, parsePublicKey, parseSigningKey, signStatement, type SigningKey } from '../../../src/trust';
+
+/** A fresh ed25519 key pair: the signing key, and a policy trusting its public key. */
+function keyPair(): { key: SigningKey; policy: TrustPolicy } {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const key = parseSigningKey(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'test key');
+  return { key, policy: new TrustPolicy([parsePublicKey(publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'test key')], []) };
+}
 
 const GZIP_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
@@ -89,9 +98,12 @@ for (const referrersApi of [true, false]) {
     let client: RegistryClient;
     let layers: TestLayer[];
     let image: TestImage;
+    /** Trusts every repository of the test registry, without signatures. */
+    let repoTrust: TrustPolicy;
 
     before(async () => {
       registry = await OciRegistry.start({ referrersApi });
+      repoTrust = new TrustPolicy([], [RepositoryPattern.parse(`${registry.host}/clip/*`)]);
       client = new RegistryClient({ hosts: { plainHttp: true }, retry: FAST_RETRY });
       layers = await testLayers();
       image = addImage(registry, layers);
@@ -104,12 +116,12 @@ for (const referrersApi of [true, false]) {
     const where = (layer: TestLayer, img = image) => ({ imageRef: img.ref, layerDigest: layer.digest, manifestDigest: img.manifest.digest });
 
     /** Publishes an artifact of the given (layer digest, archive bytes) pairs by hand, as a tamperer would. */
-    async function publishRaw(img: TestImage, entries: Array<[string, Buffer]>): Promise<string> {
+    async function publishRaw(img: TestImage, entries: Array<[string, Buffer, string?]>): Promise<string> {
       await pushBlob(client, img.ref, Buffer.from('{}'));
       const archives = [];
-      for (const [layerDigest, bytes] of entries) {
+      for (const [layerDigest, bytes, signature] of entries) {
         const blob = await pushBlob(client, img.ref, bytes);
-        archives.push({ layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size } });
+        archives.push({ layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size }, signature });
       }
       const body = archiveArtifactManifest({ mediaType: MediaTypes.ociManifest, ...img.manifest }, archives);
       const pushed = await pushManifest(client, img.ref, body, MediaTypes.ociManifest);
@@ -130,8 +142,10 @@ for (const referrersApi of [true, false]) {
       assert.ok(again.archives.every((a) => a.existed));
 
       const logger = recordingLogger();
-      const finder = new PublishedArchives({ registry: client, logger });
-      for (const layer of layers) assert.deepEqual(await finder.find(where(layer)), layer.archive);
+      const finder = new PublishedArchives({ registry: client, logger, policy: repoTrust });
+      for (const layer of layers) {
+        assert.deepEqual(await finder.find(where(layer)), { archive: layer.archive, provenance: { source: 'repository', repository: `${registry.host}/clip/*` } });
+      }
       assert.equal(logger.lines.filter((l) => /using the archive/.test(l)).length, 2, logger.lines.join('\n'));
     });
 
@@ -149,9 +163,9 @@ for (const referrersApi of [true, false]) {
         [large.digest, encodeArchive(small.archive)],
       ]);
       const logger = recordingLogger();
-      const finder = new PublishedArchives({ registry: client, logger });
-      assert.deepEqual(await finder.find(where(small)), small.archive);
-      assert.deepEqual(await finder.find(where(large)), large.archive);
+      const finder = new PublishedArchives({ registry: client, logger, policy: repoTrust });
+      assert.deepEqual((await finder.find(where(small)))?.archive, small.archive);
+      assert.deepEqual((await finder.find(where(large)))?.archive, large.archive);
       const rejected = logger.lines.filter((l) => l.includes(`rejected the published archive`) && l.includes(tampered));
       assert.equal(rejected.length, 2, logger.lines.join('\n'));
       assert.match(rejected.join('\n'), /checksum mismatch/);
@@ -167,7 +181,7 @@ for (const referrersApi of [true, false]) {
       // The registry serves other bytes than the descriptor names.
       registry.servedInstead.set(computeDigest(genuine), Buffer.concat([genuine.subarray(0, -1), Buffer.from([genuine[genuine.length - 1]! ^ 1])]));
       const logger = recordingLogger();
-      const finder = new PublishedArchives({ registry: client, logger });
+      const finder = new PublishedArchives({ registry: client, logger, policy: repoTrust });
       assert.equal(await finder.find(where(large, img)), undefined);
       assert.equal(await finder.find(where(small, img)), undefined, 'nothing published for this layer');
       const text = logger.lines.join('\n');
@@ -178,13 +192,100 @@ for (const referrersApi of [true, false]) {
 
     test('without a manifest digest or with the registry down, nothing is found and nothing breaks', async () => {
       const logger = recordingLogger();
-      const finder = new PublishedArchives({ registry: client, logger });
+      const finder = new PublishedArchives({ registry: client, logger, policy: repoTrust });
       const before = registry.seen.length;
       assert.equal(await finder.find({ imageRef: image.ref, layerDigest: layers[0]!.digest }), undefined);
       assert.equal(registry.seen.length, before, 'no request without a manifest digest');
-      const down = new PublishedArchives({ registry: client, logger });
+      const down = new PublishedArchives({ registry: client, logger, policy: repoTrust });
       assert.equal(await down.find({ ...where(layers[0]!), imageRef: '127.0.0.1:1/clip/test:v1' }), undefined);
       assert.match(logger.lines.join('\n'), /warn looking for published archives of 127\.0\.0\.1:1\/clip\/test:v1@sha256:/);
+    });
+
+    test('signed archives are used with the trusted key only, and only for the image and archive signed', async () => {
+      const trusted = keyPair();
+      const stranger = keyPair();
+      const resolved = await client.resolve(image.ref);
+      await publishArchives(client, resolved, layers.map((l) => l.archive), { signingKey: trusted.key });
+      const logger = recordingLogger();
+      const signedFinder = new PublishedArchives({ registry: client, logger, policy: trusted.policy });
+      for (const layer of layers) {
+        assert.deepEqual(await signedFinder.find(where(layer)), { archive: layer.archive, provenance: { source: 'signed', keyId: trusted.key.keyId } });
+      }
+      // The same artifact, for a node that trusts another key.
+      const other = new PublishedArchives({ registry: client, logger, policy: stranger.policy });
+      assert.equal(await other.find(where(layers[0]!)), undefined);
+      assert.match(logger.lines.join('\n'), /no signature verifies against a trusted key \(signed by sha256:/);
+
+      // A genuine signature, replayed for another image that names the same layer (an attacker's image in
+      // another repository): it covers the first image's manifest only.
+      const [small] = layers as [TestLayer];
+      const attacker = registry.repo.addImage(layers.map((l) => l.blob), 'replay', { architecture: 'riscv64', os: 'linux' });
+      const img = { ...image, ref: `${registry.host}/evil/app:replay`, manifest: { digest: attacker.manifest.digest, size: attacker.manifest.size } };
+      const bytes = encodeArchive(small.archive);
+      const genuine = signStatement({ archive: computeDigest(bytes), layer: small.digest, diffId: small.archive.diffId, manifest: image.manifest.digest }, trusted.key);
+      await publishRaw(img, [[small.digest, bytes, genuine]]);
+      const replayLog = recordingLogger();
+      assert.equal(await new PublishedArchives({ registry: client, logger: replayLog, policy: trusted.policy }).find(where(small, img)), undefined);
+      assert.match(replayLog.lines.join('\n'), /its signature is for image sha256:[0-9a-f]{64}, not sha256:/);
+    });
+
+    test('a forged archive is refused before its bytes are fetched unless a trusted key signed exactly it', async () => {
+      const trusted = keyPair();
+      const [small] = layers as [TestLayer];
+      // Well-formed, for the real layer digest, with the real diff ID, but other entries (an extra setuid file).
+      const forged = { ...small.archive, entries: [...small.archive.entries, { ...small.archive.entries[1]!, path: 'etc/sushell', mode: 0o4755 }] };
+      const forgedBytes = encodeArchive(forged);
+      const attacker = registry.repo.addImage(layers.map((l) => l.blob), 'forged', { architecture: 'mips64', os: 'linux' });
+      const img = { ...image, ref: `${registry.host}/evil/app:forged`, manifest: { digest: attacker.manifest.digest, size: attacker.manifest.size } };
+      const mine = keyPair(); // the attacker signs with a key of their own
+      const selfSigned = signStatement({ archive: computeDigest(forgedBytes), layer: small.digest, diffId: small.archive.diffId, manifest: img.manifest.digest }, mine.key);
+      await publishRaw(img, [[small.digest, forgedBytes, selfSigned]]);
+      await publishRaw(img, [[small.digest, forgedBytes]]);
+      const fetchedBefore = registry.requests('GET', new RegExp(computeDigest(forgedBytes))).length;
+      for (const policy of [trusted.policy, repoTrust, TrustPolicy.localOnly()]) {
+        const logger = recordingLogger();
+        assert.equal(await new PublishedArchives({ registry: client, logger, policy }).find(where(small, img)), undefined);
+      }
+      assert.equal(registry.requests('GET', new RegExp(computeDigest(forgedBytes))).length, fetchedBefore, 'the forged archive was never downloaded');
+
+      // A trusted signature whose statement names another diff ID than the archive holds.
+      const lying = { ...small.archive, diffId: `sha256:${'e'.repeat(64)}` };
+      const lyingBytes = encodeArchive(lying);
+      const other = registry.repo.addImage(layers.map((l) => l.blob), 'lying', { architecture: 'ppc64le', os: 'linux' });
+      const lyingImg = { ...image, ref: `${registry.host}/clip/test:lying`, manifest: { digest: other.manifest.digest, size: other.manifest.size } };
+      const signedTruth = signStatement({ archive: computeDigest(lyingBytes), layer: small.digest, diffId: small.archive.diffId, manifest: lyingImg.manifest.digest }, trusted.key);
+      await publishRaw(lyingImg, [[small.digest, lyingBytes, signedTruth]]);
+      const logger = recordingLogger();
+      assert.equal(await new PublishedArchives({ registry: client, logger, policy: trusted.policy }).find(where(small, lyingImg)), undefined);
+      assert.match(logger.lines.join('\n'), /its diff ID is sha256:e{64}, its signature vouches for sha256:/);
+    });
+
+    test('seventeen untrusted artifacts: the newest sixteen are looked at, no archive is downloaded, the layer is indexed locally', async () => {
+      const trusted = keyPair();
+      const [small] = layers as [TestLayer];
+      const many = registry.repo.addImage(layers.map((l) => l.blob), 'many', { architecture: 's390x', os: 'linux' });
+      const img = { ...image, ref: `${registry.host}/clip/test:many`, manifest: { digest: many.manifest.digest, size: many.manifest.size } };
+      const blobs: string[] = [];
+      for (let i = 0; i < 17; i++) {
+        const bytes = encodeArchive({ ...small.archive, startupSpans: [0], mediaType: `application/vnd.oci.image.layer.v1.tar+gzip; n=${i}` });
+        blobs.push(computeDigest(bytes));
+        await publishRaw(img, [[small.digest, bytes]]);
+      }
+      const manifestsBefore = registry.requests('GET', /\/manifests\/sha256:/).length;
+      const logger = recordingLogger();
+      assert.equal(await new PublishedArchives({ registry: client, logger, policy: trusted.policy }).find(where(small, img)), undefined);
+      const rejected = logger.lines.filter((l) => /rejected the published archive .*it is not signed/.test(l));
+      assert.equal(rejected.length, 16, logger.lines.join('\n'));
+      assert.ok(registry.requests('GET', /\/manifests\/sha256:/).length - manifestsBefore <= 17, 'one manifest per artifact looked at, plus the image');
+      for (const digest of blobs) assert.equal(registry.requests('GET', new RegExp(digest)).length, 0, 'no archive downloaded');
+      assert.match(logger.lines.join('\n'), /no published archive passed its checks; indexing the layer locally/);
+    });
+
+    test('with no trusted key or repository, nothing published is looked for', async () => {
+      const before = registry.seen.length;
+      const finder = new PublishedArchives({ registry: client, logger: recordingLogger(), policy: TrustPolicy.localOnly() });
+      assert.equal(await finder.find(where(layers[0]!)), undefined);
+      assert.equal(registry.seen.length, before, 'not one request');
     });
   });
 }

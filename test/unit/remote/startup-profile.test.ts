@@ -7,15 +7,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import winston from 'winston';
 import type { ClipArchive } from '../../../src/archive';
-import type { ArchiveStore } from '../../../src/remote/archive-store';
+import type { ArchiveStore, StoredArchive } from '../../../src/remote/archive-store';
 import { MAX_PROFILE_SPANS, ProfileRecorder } from '../../../src/remote/startup-profile';
 
 const logger = winston.createLogger({ silent: true });
 const archive = { layerDigest: `sha256:${'a'.repeat(64)}`, checkpoints: new Array(2000).fill({}) } as unknown as ClipArchive;
+const recorded: StoredArchive = { archive, provenance: { source: 'local' }, digest: `sha256:${'c'.repeat(64)}` };
+/** Lets the recorder's store calls (a get, then a put) run. */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function setup() {
+function setup(current: string = recorded.digest) {
   const stored: ClipArchive[] = [];
-  const store = { put: async (a: ClipArchive) => void stored.push(a) } as unknown as ArchiveStore;
+  const store = {
+    get: async () => ({ ...recorded, digest: current }),
+    put: async (a: ClipArchive) => void stored.push(a),
+  } as unknown as ArchiveStore;
   let touched: number[] = [];
   const source = { touchedSpans: () => touched };
   return { stored, store, source, touch: (spans: number[]) => (touched = spans) };
@@ -25,7 +31,7 @@ describe('start-up profile recording', () => {
   it('stores the spans once reads have settled for 10 s, in their order, and only once', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
     const { stored, store, source, touch } = setup();
-    const recorder = new ProfileRecorder(archive, source, store, logger);
+    const recorder = new ProfileRecorder(recorded, source, store, logger);
     t.mock.timers.tick(20_000);
     assert.equal(stored.length, 0, 'nothing read, nothing stored');
     touch([5, 1]);
@@ -35,7 +41,7 @@ describe('start-up profile recording', () => {
     t.mock.timers.tick(8_000);
     assert.equal(stored.length, 0, 'a new span 8 s ago');
     t.mock.timers.tick(2_000);
-    await Promise.resolve();
+    await settle();
     assert.deepEqual(stored.map((a) => a.startupSpans), [[5, 1, 9]]);
     touch([5, 1, 9, 3]);
     t.mock.timers.tick(60_000);
@@ -46,14 +52,14 @@ describe('start-up profile recording', () => {
   it('stores what it has 60 s after the first read even if reads go on', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
     const { stored, store, source, touch } = setup();
-    new ProfileRecorder(archive, source, store, logger);
+    new ProfileRecorder(recorded, source, store, logger);
     const spans: number[] = [];
     for (let s = 0; s < 31; s++) {
       spans.push(s);
       touch([...spans]);
       t.mock.timers.tick(2_000);
     }
-    await Promise.resolve();
+    await settle();
     assert.equal(stored.length, 1);
     assert.ok(stored[0]!.startupSpans!.length >= 29 && stored[0]!.startupSpans!.length <= 31, String(stored[0]!.startupSpans!.length));
   });
@@ -61,13 +67,19 @@ describe('start-up profile recording', () => {
   it('stores at stop() what was read so far, capped, and nothing for a layer never read', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
     const read = setup();
-    const recorder = new ProfileRecorder(archive, read.source, read.store, logger);
+    const recorder = new ProfileRecorder(recorded, read.source, read.store, logger);
     read.touch(Array.from({ length: MAX_PROFILE_SPANS + 10 }, (_, i) => i));
     await recorder.stop();
     assert.equal(read.stored[0]!.startupSpans!.length, MAX_PROFILE_SPANS);
 
+    const replaced = setup(`sha256:${'d'.repeat(64)}`);
+    const other = new ProfileRecorder(recorded, replaced.source, replaced.store, logger);
+    replaced.touch([1, 2]);
+    await other.stop();
+    assert.equal(replaced.stored.length, 0, 'nothing is stored over an archive the store has replaced since');
+
     const unread = setup();
-    await new ProfileRecorder(archive, unread.source, unread.store, logger).stop();
+    await new ProfileRecorder(recorded, unread.source, unread.store, logger).stop();
     assert.equal(unread.stored.length, 0);
   });
 });

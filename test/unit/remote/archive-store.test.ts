@@ -1,0 +1,76 @@
+/**
+ * The archive store keeps who described each layer, and checks it on every use: archives without a
+ * provenance record (stored before it was kept), with a record for other bytes, with a key or repository
+ * the policy no longer trusts, or marked distrusted are discarded, never served.
+ */
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { encodeArchive } from '../../../src/archive';
+import { ArchiveStore } from '../../../src/remote/archive-store';
+import { RepositoryPattern, TrustPolicy, parsePublicKey } from '../../../src/trust';
+import { tempDir } from '../../helpers/processes';
+import { TestLayer, recordingLogger, testLayers } from '../published/fixtures';
+
+describe('ArchiveStore provenance', () => {
+  let dir: string;
+  let layers: TestLayer[];
+  const key = parsePublicKey(generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString(), 'k');
+  const policy = new TrustPolicy([key], [RepositoryPattern.parse('r.example.com/team/*')]);
+  before(async () => {
+    dir = await tempDir('archive-store');
+    layers = await testLayers();
+  });
+  after(() => fsp.rm(dir, { recursive: true, force: true }));
+
+  it('gives archives back with the provenance they were stored with', async () => {
+    const store = new ArchiveStore(path.join(dir, 'a'), 1 << 30, recordingLogger(), policy);
+    const [small, large] = layers as [TestLayer, TestLayer];
+    const put = await store.put(small.archive, { source: 'signed', keyId: key.keyId });
+    await store.put(large.archive, { source: 'local' });
+    assert.deepEqual(await store.get(small.digest), put);
+    assert.deepEqual((await store.get(large.digest))?.provenance, { source: 'local' });
+  });
+
+  it('discards an archive without a provenance record, or whose record names other bytes', async () => {
+    const logger = recordingLogger();
+    const store = new ArchiveStore(path.join(dir, 'b'), 1 << 30, logger, policy);
+    const [small, large] = layers as [TestLayer, TestLayer];
+    await fsp.mkdir(path.dirname(store.fileOf(small.digest)), { recursive: true });
+    await fsp.writeFile(store.fileOf(small.digest), encodeArchive(small.archive)); // as an older clip left it
+    assert.equal(await store.get(small.digest), undefined);
+    await assert.rejects(fsp.access(store.fileOf(small.digest)), 'the file is gone');
+    await store.put(large.archive, { source: 'local' });
+    await fsp.writeFile(store.fileOf(large.digest), encodeArchive({ ...large.archive, startupSpans: [0] })); // swapped behind the record
+    assert.equal(await store.get(large.digest), undefined);
+    assert.match(logger.lines.join('\n'), /no record of who described the layer/);
+    assert.match(logger.lines.join('\n'), /its provenance record is for archive sha256:[0-9a-f]{64}, the file is sha256:/);
+  });
+
+  it('stops serving archives whose key or repository was taken out of the trust settings', async () => {
+    const root = path.join(dir, 'c');
+    const [small, large] = layers as [TestLayer, TestLayer];
+    const before = new ArchiveStore(root, 1 << 30, recordingLogger(), policy);
+    await before.put(small.archive, { source: 'signed', keyId: key.keyId });
+    await before.put(large.archive, { source: 'repository', repository: 'r.example.com/team/*' });
+    const logger = recordingLogger();
+    const after = new ArchiveStore(root, 1 << 30, logger, TrustPolicy.localOnly());
+    assert.equal(await after.get(small.digest), undefined);
+    assert.equal(await after.get(large.digest), undefined);
+    assert.match(logger.lines.join('\n'), /signed by sha256:[0-9a-f]{64}, which the trust settings no longer allow/);
+  });
+
+  it('never serves a published archive marked distrusted, but keeps local ones', async () => {
+    const store = new ArchiveStore(path.join(dir, 'd'), 1 << 30, recordingLogger(), policy);
+    const [small, large] = layers as [TestLayer, TestLayer];
+    const signed = await store.put(small.archive, { source: 'signed', keyId: key.keyId });
+    const local = await store.put(large.archive, { source: 'local' });
+    await store.distrust(signed.digest, 'test');
+    await store.distrust(local.digest, 'test');
+    assert.ok(await store.isDistrusted(signed.digest));
+    assert.equal(await store.get(small.digest), undefined);
+    assert.deepEqual((await store.get(large.digest))?.digest, local.digest, 'a local archive is the layer itself');
+  });
+});
