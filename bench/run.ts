@@ -17,6 +17,7 @@
  * clip and the proxy as child processes), every mount unmounted, also when a case fails or on Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,8 +68,26 @@ class Suite {
   /** Seconds `clip index push` took per image (published once, before the cold starts; not part of them). */
   publishSeconds: Record<string, number> = {};
 
+  /** The publisher's ed25519 key pair: archives are pushed signed, and clip nodes trust the public key. */
+  get signKey(): string {
+    return path.join(this.dir, 'publisher.pem');
+  }
+
+  get trustedKey(): string {
+    return path.join(this.dir, 'publisher.pub');
+  }
+
+  /** `config` with the publisher's key added to [lazy] trusted_keys. */
+  trusting(config: string): string {
+    const line = `trusted_keys = ["${this.trustedKey}"]`;
+    return /^\[lazy\]$/m.test(config) ? config.replace(/^\[lazy\]$/m, `[lazy]\n${line}`) : `${config}\n[lazy]\n${line}\n`;
+  }
+
   async start(tags: string[], publish: string[]): Promise<void> {
     this.dir = await tempDir('bench');
+    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+    await fsp.writeFile(this.signKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await fsp.writeFile(this.trustedKey, publicKey.export({ type: 'spki', format: 'pem' }));
     await fsp.mkdir(LOGS, { recursive: true });
     log(`building images (cached in ${CACHE})`);
     const out = await runOk(path.join(REPO_ROOT, 'bench', 'build-images.py'), [CACHE, ...tags.flatMap((t) => ['--tag', t])], {
@@ -86,7 +105,7 @@ class Suite {
       const t0 = performance.now();
       await runOk(
         path.join(REPO_ROOT, 'bin', 'clip'),
-        ['index', 'push', '--plain-http', '--span-size', PUBLISH_SPAN_SIZE, `${this.registry}/${PUBLISHED_REPO}:${tag}`],
+        ['index', 'push', '--plain-http', '--span-size', PUBLISH_SPAN_SIZE, '--sign-key', this.signKey, `${this.registry}/${PUBLISHED_REPO}:${tag}`],
         { timeoutMs: 1_800_000 },
       );
       this.publishSeconds[tag] = (performance.now() - t0) / 1000;
@@ -108,7 +127,7 @@ class Suite {
    */
   private async publishStartupProfile(tag: string): Promise<void> {
     log(`recording the start-up profile of ${tag} and publishing it with the archives`);
-    await withNode({ parent: this.dir, name: `profile-${tag}`, registry: this.registry, criSnapshotter: 'clip', clipConfig: '' }, async (node) => {
+    await withNode({ parent: this.dir, name: `profile-${tag}`, registry: this.registry, criSnapshotter: 'clip', clipConfig: this.trusting('') }, async (node) => {
       const ref = node.imageRef(PUBLISHED_REPO, tag);
       await node.criPull(ref);
       await node.runContainer(ref, `profile-${tag}`, 'clip');
@@ -117,7 +136,7 @@ class Suite {
       await new Promise((r) => setTimeout(r, 15_000));
       await runOk(
         path.join(REPO_ROOT, 'bin', 'clip'),
-        ['index', 'push', '--plain-http', '--reuse', path.join(node.clipRoot, 'archives', 'sha256'), ref],
+        ['index', 'push', '--plain-http', '--reuse', path.join(node.clipRoot, 'archives', 'sha256'), '--sign-key', this.signKey, ref],
         { timeoutMs: 1_800_000 },
       );
       const recorded = node.clipLog().match(/recorded a start-up profile of \d+ of \d+ spans/g) ?? [];
@@ -198,7 +217,7 @@ async function coldStart(suite: Suite, published: Availability): Promise<ColdSta
           log(`cold start: ${profile} ${image} ${c.row} run ${r + 1}/${RUNS}`);
           try {
             await withNode(
-              { parent: suite.dir, name, registry: suite.address(profile), criSnapshotter: snapshotter, clipConfig: CLIP_CONFIG },
+              { parent: suite.dir, name, registry: suite.address(profile), criSnapshotter: snapshotter, clipConfig: suite.trusting(CLIP_CONFIG) },
               async (node) => {
                 const ref = node.imageRef(repo, image);
                 await dropCaches();
@@ -420,7 +439,7 @@ async function publishedArchivesAvailability(): Promise<Availability> {
     ? {
         available: true,
         note:
-          'published once per image with `clip index push`, then, after one run of the image on a clip node (which records ' +
+          'signed with an ed25519 key the clip nodes list in `[lazy] trusted_keys`, published once per image with `clip index push --sign-key`, then, after one run of the image on a clip node (which records ' +
           "each layer's start-up profile: the spans the container read, in order), published again with the profiles " +
           '(`clip index push --reuse <root>/archives/sha256`), as a CI job would after a smoke test; none of this is timed as part of the cold start',
       }

@@ -7,13 +7,20 @@
  * tampered artifact is rejected and the layers are indexed locally. Registry traffic is measured at the
  * registry (its access log).
  *
+ * Trust (docs/security.md): clip is configured with a trusted public key and the archives are pushed with
+ * its private key. An attacker's copy of the image in another repository, whose referrer carries a forged
+ * archive for the real layer digest, cannot change what a container of either image sees, whichever image
+ * is pulled first, with that key configured and with the default configuration (no trust at all).
+ *
  * The tests share one stack and run in order. Between them the image is removed from containerd, clip is
  * stopped, its root deleted and clip started again: a node that has never seen the image.
  */
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, promises as fsp, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { decodeArchive, encodeArchive } from '../../src/archive';
 import { spanRange } from '../../src/indexer';
 import {
@@ -22,7 +29,8 @@ import {
   ARCHIVE_MEDIA_TYPE,
   archiveArtifactManifest,
 } from '../../src/remote/published-archives';
-import { ImageManifest, MediaTypes, RegistryClient, pushBlob, pushManifest, referrersTag } from '../../src/registry';
+import { ImageManifest, MediaTypes, RegistryClient, computeDigest, pushBlob, pushManifest, referrersTag } from '../../src/registry';
+import { parseSigningKey, signStatement } from '../../src/trust';
 import { CriClient } from '../helpers/cri-client';
 import { snapshotKeys } from '../helpers/images';
 import { REPO_ROOT, run, waitFor } from '../helpers/processes';
@@ -32,9 +40,26 @@ const TEST_TIMEOUT = 300_000;
 const K8S = ['-n', 'k8s.io'];
 const CLIP = path.join(REPO_ROOT, 'bin', 'clip');
 const MESSAGE = 'small file read by the container\n';
+/** The attacker's repository on the same registry, holding a copy of the image. */
+const EVIL_REPO = 'evil/app';
+
+/** The publisher's signing key pair, in files as OpenSSL writes them. */
+const keyDir = mkdtempSync(path.join(os.tmpdir(), 'clip-keys-'));
+const SIGN_KEY = path.join(keyDir, 'publisher.pem');
+const TRUSTED_KEY = path.join(keyDir, 'publisher.pub');
+{
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  writeFileSync(SIGN_KEY, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(TRUSTED_KEY, publicKey.export({ type: 'spki', format: 'pem' }));
+}
+const WITH_KEY = `trusted_keys = ["${TRUSTED_KEY}"]`;
+const NO_TRUST = 'trusted_keys = []';
 
 describe('published archives', () => {
-  const stack = useStack({ tags: ['large'], criSnapshotter: 'clip', clipConfig: '[lazy]\nbackground_fetch = false\n' });
+  const stack = useStack({ tags: ['large'], criSnapshotter: 'clip', clipConfig: `[lazy]\nbackground_fetch = false\n${WITH_KEY}\n` });
+  after(() => rmSync(keyDir, { recursive: true, force: true }));
+  /** The attacker's forged archive (publishForgery). */
+  let forgery: string | undefined;
   /** The published artifact and its archive blobs, by layer digest. */
   let artifact: { digest: string; archives: Map<string, { digest: string; size: number }> } | undefined;
 
@@ -42,25 +67,33 @@ describe('published archives', () => {
   const layers = () => stack.images['large']!.layers;
   const registry = (): RegistryClient => new RegistryClient({ hosts: { configDir: stack.hostsDir } });
 
-  async function criPull(): Promise<void> {
+  const criPull = (): Promise<void> => criPullOf(ref());
+
+  async function criPullOf(image: string): Promise<void> {
     const cri = new CriClient(stack.containerdAddress);
     try {
-      await cri.pullImage(ref());
+      await cri.pullImage(image);
     } catch (err) {
-      throw new Error(`CRI PullImage: ${(err as Error).message}\n${await stack.diagnostics()}`);
+      throw new Error(`CRI PullImage ${image}: ${(err as Error).message}\n${await stack.diagnostics()}`);
     } finally {
       cri.close();
     }
   }
 
   /** CRI pull + a container reading the small file; returns the blob bytes the registry served meanwhile. */
-  async function pullAndRun(id: string): Promise<number> {
+  async function pullAndRun(id: string, image = ref()): Promise<number> {
     const before = await stack.registryBlobBytes();
-    await criPull();
-    const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', ref(), id]);
+    await criPullOf(image);
+    const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', image, id]);
     assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
-    assert.equal(r.stdout, MESSAGE);
+    assert.equal(r.stdout, MESSAGE, `the container of ${image} read other bytes than the layer holds`);
     return (await stack.registryBlobBytes()) - before;
+  }
+
+  /** Rewrites the [lazy] trust line of clip's config; takes effect at the next start. */
+  async function setTrust(line: string): Promise<void> {
+    const text = await fsp.readFile(stack.clipConfigFile, 'utf8');
+    await fsp.writeFile(stack.clipConfigFile, text.replace(/^trusted_keys = .*$/m, line));
   }
 
   /** The image gone from containerd and clip started again on an empty root: a node new to the image. */
@@ -110,11 +143,11 @@ describe('published archives', () => {
 
   test('clip index push publishes the archives as an artifact referring to the image', { timeout: TEST_TIMEOUT }, async () => {
     const before = await stack.registryBlobBytes();
-    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir], { timeoutMs: 240_000 });
+    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir, '--sign-key', SIGN_KEY], { timeoutMs: 240_000 });
     assert.equal(r.code, 0, r.stderr);
     const pushed = (await stack.registryBlobBytes()) - before;
     console.log(`# clip index push ${ref()} (streams every layer to index it): registry served ${pushed} blob bytes\n# ${r.stdout.trim()}`);
-    const digest = /as (sha256:[0-9a-f]{64}) \(referrers tag sha256-[0-9a-f]{64}\)$/m.exec(r.stdout)?.[1];
+    const digest = /as (sha256:[0-9a-f]{64}) \(referrers tag sha256-[0-9a-f]{64}\), signed by sha256:[0-9a-f]{64}$/m.exec(r.stdout)?.[1];
     assert.ok(digest, r.stdout);
 
     const client = registry();
@@ -152,7 +185,7 @@ describe('published archives', () => {
     );
     assert.ok(served <= bound, `registry served ${served} bytes, more than ${bound}`);
     assert.ok(largeServed <= span, `of the large layer only the span that was read, not ${largeServed} bytes`);
-    assert.equal((log.match(/using the archive sha256:[0-9a-f]{64} \(\d+ bytes\) published in/g) ?? []).length, 2, log.slice(-3000));
+    assert.equal((log.match(/using the archive sha256:[0-9a-f]{64} \(\d+ bytes, signed by sha256:[0-9a-f]{64}\) published in/g) ?? []).length, 2, log.slice(-3000));
     assert.doesNotMatch(log, /indexing layer/);
   });
 
@@ -170,7 +203,7 @@ describe('published archives', () => {
     assert.deepEqual(recorded.startupSpans, [smallSpan], 'the profile is the one span the container read');
     await restartClip();
 
-    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir, '--reuse', archiveDir], { timeoutMs: 240_000 });
+    const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir, '--reuse', archiveDir, '--sign-key', SIGN_KEY], { timeoutMs: 240_000 });
     assert.equal(r.code, 0, r.stderr);
     await freshNode();
     const largeBefore = await servedFor(large.digest);
@@ -187,6 +220,68 @@ describe('published archives', () => {
     console.log(`# start-up profile: span ${smallSpan} (${compressedEnd - compressedStart} bytes) fetched during the pull; the run fetched nothing of the large layer`);
   });
 
+  /**
+   * The attacker's copy of the image in EVIL_REPO, with a referrer carrying a forged archive of the large
+   * layer (the real layer digest and diff ID, well formed): data/small.txt points at other bytes of the
+   * layer and is setuid, signed with the attacker's own key. Returns the forged archive's digest.
+   */
+  async function publishForgery(): Promise<string> {
+    await run(path.join(REPO_ROOT, 'scripts', 'push-test-image.sh'), [path.join(stack.state, 'layout'), 'large', stack.registryAddress, EVIL_REPO], { timeoutMs: 150_000 });
+    const [, large] = layers() as [LayerSummary, LayerSummary];
+    const evil = `${stack.registryAddress}/${EVIL_REPO}:large`;
+    const client = registry();
+    try {
+      const image = await client.resolve(evil);
+      const real = decodeArchive(await client.fetchBlob(ref(), { mediaType: ARCHIVE_MEDIA_TYPE, ...artifact!.archives.get(large.digest)! }));
+      const random = real.entries.find((e) => e.type === 'file' && e.size > 1 << 20)!;
+      const forged = {
+        ...real,
+        entries: real.entries.map((e) => (e.path === 'data/small.txt' ? { ...e, dataOffset: random.dataOffset, mode: 0o4755 } : e)),
+      };
+      const bytes = encodeArchive(forged);
+      const blob = await pushBlob(client, evil, bytes);
+      const { privateKey } = generateKeyPairSync('ed25519');
+      const attackerKey = parseSigningKey(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'attacker');
+      const signature = signStatement({ archive: blob.digest, layer: large.digest, diffId: real.diffId, manifest: image.digest }, attackerKey);
+      await pushBlob(client, evil, Buffer.from('{}'));
+      const body = archiveArtifactManifest({ mediaType: image.mediaType, digest: image.digest, size: image.size }, [
+        { layerDigest: large.digest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size }, signature },
+      ]);
+      const pushed = await pushManifest(client, evil, body, MediaTypes.ociManifest);
+      const index = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [{ mediaType: MediaTypes.ociManifest, digest: pushed.digest, size: pushed.size, artifactType: ARCHIVE_ARTIFACT_TYPE }] };
+      await pushManifest(client, evil, Buffer.from(JSON.stringify(index)), MediaTypes.ociIndex, { tag: referrersTag(image.digest) });
+      return computeDigest(bytes);
+    } finally {
+      await client.close();
+    }
+  }
+
+  /**
+   * Both images pulled and run on a fresh node, in either order: each container sees the real file. Returns
+   * clip's log of each order (attacker image first, then real image first).
+   */
+  async function bothOrders(forgery: string, label: string): Promise<string[]> {
+    const logs: string[] = [];
+    const evil = `${stack.registryAddress}/${EVIL_REPO}:large`;
+    for (const order of [[evil, ref()], [ref(), evil]]) {
+      await freshNode();
+      const before = await servedFor(forgery);
+      for (const [i, image] of order.entries()) await pullAndRun(`${label.replace(/[^A-Za-z0-9]+/g, '-')}-${logs.length}${i}`, image);
+      assert.equal(await servedFor(forgery), before, 'the forged archive was never even downloaded');
+      assert.doesNotMatch(clipLog(), new RegExp(`using the archive ${forgery}`));
+      console.log(`# ${label}: ${order.map((o) => (o === evil ? 'attacker image' : 'real image')).join(' then ')}: both containers read the real file`);
+      logs.push(clipLog());
+    }
+    return logs;
+  }
+
+  test("an attacker's forged archive for the real layer cannot change what containers see (trusted key configured)", { timeout: TEST_TIMEOUT * 2 }, async () => {
+    assert.ok(artifact, 'published by an earlier test');
+    forgery = await publishForgery();
+    const [attackerFirst] = await bothOrders(forgery, 'trusted key');
+    assert.match(attackerFirst!, /rejected the published archive sha256:[0-9a-f]{64} \(artifact sha256:[0-9a-f]{64}\): no signature verifies against a trusted key/);
+  });
+
   test('a tampered published archive is rejected, logged, and the layer indexed locally', { timeout: TEST_TIMEOUT }, async () => {
     assert.ok(artifact, 'published by an earlier test');
     const [small, large] = layers() as [LayerSummary, LayerSummary];
@@ -201,10 +296,14 @@ describe('published archives', () => {
         [small.digest, corrupt],
         [large.digest, encodeArchive(decodeArchive(smallArchive))], // an archive naming another layer
       ];
+      // Signed by the trusted publisher (a broken upload, not an attack): the archives' own checks catch it.
+      const key = parseSigningKey(await fsp.readFile(SIGN_KEY, 'utf8'), 'publisher');
       const blobs = [];
       for (const [layerDigest, bytes] of entries) {
         const blob = await pushBlob(client, ref(), bytes);
-        blobs.push({ layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size } });
+        const diffId = layers().find((l) => l.digest === layerDigest)!.diff_id;
+        const signature = signStatement({ archive: blob.digest, layer: layerDigest, diffId, manifest: image.digest }, key);
+        blobs.push({ layerDigest, blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: blob.digest, size: blob.size }, signature });
       }
       const body = archiveArtifactManifest({ mediaType: image.mediaType, digest: image.digest, size: image.size }, blobs);
       const pushed = await pushManifest(client, ref(), body, MediaTypes.ociManifest);
@@ -226,5 +325,15 @@ describe('published archives', () => {
     assert.ok(rejected.some((l) => l.includes(`layer ${large.digest}`) && l.includes(`it describes layer ${small.digest}`)), rejected.join('\n'));
     assert.equal((log.match(/no published archive passed its checks; indexing the layer locally/g) ?? []).length, 2);
     assert.equal((log.match(/indexing layer/g) ?? []).length, 2);
+  });
+
+  test("with the default configuration nothing published is used, and the forgery changes nothing", { timeout: TEST_TIMEOUT * 2 }, async () => {
+    assert.ok(forgery, 'published by an earlier test');
+    await setTrust(NO_TRUST);
+    for (const log of await bothOrders(forgery, 'default configuration')) {
+      assert.match(log, /published archives are not used: no \[lazy\] trusted_keys or trusted_repositories/);
+      assert.doesNotMatch(log, /using the archive/);
+      assert.equal((log.match(/indexing layer/g) ?? []).length, 2, 'both layers indexed on the node');
+    }
   });
 });
