@@ -87,6 +87,22 @@ describe('ArchiveVerifier', () => {
     assert.match(line, /entry \d+ \("etc\/hello"\): mode 2541 vs 420/);
   });
 
+  it('catches every other kind of forgery: a whiteout added, a file aliased to other bytes, a wrong diff ID', async () => {
+    const [, large] = layers as [TestLayer, TestLayer];
+    const files = large.archive.entries.filter((e) => e.type === 'file');
+    const whiteout = { ...files[0]!, path: 'data/hidden', type: 'char' as const, size: 0, mode: 0, devMajor: 0, devMinor: 0, dataOffset: 0 };
+    const variants: Array<[string, ClipArchive, RegExp]> = [
+      ['whiteout', { ...large.archive, entries: [...large.archive.entries, whiteout] }, /\d+ entries, the layer has \d+/],
+      ['alias', { ...large.archive, entries: large.archive.entries.map((e) => (e.path === files[1]!.path ? { ...e, dataOffset: files[0]!.dataOffset } : e)) }, /dataOffset/],
+      ['diff ID', { ...large.archive, diffId: `sha256:${'0'.repeat(64)}` }, /diffId: "sha256:0{64}", the layer has "sha256:/],
+    ];
+    for (const [name, forged, message] of variants) {
+      const { verifier, logger } = await verify(`variant-${name.replace(' ', '')}`, forged);
+      assert.deepEqual(verifier.counts, { verified: 0, mismatched: 1, failed: 0 }, name);
+      assert.match(logger.lines.join('\n'), message, name);
+    }
+  });
+
   it('catches span digests for other bytes, even with every entry right', async () => {
     const [, large] = layers as [TestLayer, TestLayer];
     const forged = { ...large.archive, spanDigests: large.archive.spanDigests.map((d, i) => (i === 2 ? computeDigest(Buffer.from('other bytes')) : d)) };
