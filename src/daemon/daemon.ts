@@ -36,12 +36,17 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
   if (lazy.publishedArchives && !policy.trustsPublished) {
     logger.info('published archives are not used: no [lazy] trusted_keys or trusted_repositories (layers are indexed on this node)');
   }
+  const cache = new ContentCache(path.join(config.root, 'cache'));
+  cache.removeIndexNamedSpans().then(
+    (n) => n > 0 && logger.info(`removed ${n} span files of an older cache layout (named by index, not by digest)`),
+    (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
+  );
   const layers = new LazyLayers({
     registry,
     archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy),
     policy,
     verifyPublished: lazy.verifyPublished === 'background',
-    cache: new ContentCache(path.join(config.root, 'cache')),
+    cache,
     logger,
     spanSize: lazy.spanSize,
     cacheWhileIndexing: lazy.cacheWhileIndexing,

@@ -202,6 +202,24 @@ export class ContentCache {
     await fsp.rm(this.spanDir(layerDigest), { recursive: true, force: true });
   }
 
+  /**
+   * Removes span files named by index (`<layer>/<i>`), as clip wrote them before the cache was
+   * content-addressed: they are never read again. Returns how many were removed.
+   */
+  async removeIndexNamedSpans(): Promise<number> {
+    const root = path.join(this.dir, 'sha256');
+    let removed = 0;
+    for (const layer of await fsp.readdir(root).catch(() => [] as string[])) {
+      if (!SPAN_FILE.test(layer)) continue;
+      for (const name of await fsp.readdir(path.join(root, layer)).catch(() => [] as string[])) {
+        if (!/^[0-9]+$/.test(name)) continue;
+        await fsp.rm(path.join(root, layer, name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   /** Drops the cached files of these spans of a layer (a failed zstd restore, for example). */
   async removeSpans(layerDigest: string, spanDigests: Iterable<string>): Promise<void> {
     for (const digest of spanDigests) {

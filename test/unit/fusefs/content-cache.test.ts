@@ -55,6 +55,13 @@ describe('ContentCache span writers', () => {
     assert.equal(cache.isVerified(LAYER, sha('five')), false);
   });
 
+  it('removes span files named by index, as an older clip wrote them, and nothing else', async () => {
+    await fsp.writeFile(`${cache.spanDir(LAYER)}/0`, 'old');
+    await fsp.writeFile(`${cache.spanDir(LAYER)}/17`, 'old');
+    assert.equal(await cache.removeIndexNamedSpans(), 2);
+    assert.deepEqual(await files(), [spanFileName(HELLO)]);
+  });
+
   it('refuses span keys that are not sha256 digests (no path tricks)', async () => {
     await assert.rejects(cache.get(LAYER, '../../etc/passwd'), /invalid span digest/);
     await assert.rejects(cache.put(LAYER, 'sha256:../x', Buffer.from('x')), /invalid span digest/);
