@@ -38,13 +38,17 @@ export { ImageMount, defaultStateDir, unmountImage } from './remote/image-mount'
 export type { MountImageOptions, MountState } from './remote/image-mount';
 export {
   ANNOTATION_LAYER_DIGEST,
+  ANNOTATION_SIGNATURE,
   ARCHIVE_ARTIFACT_TYPE,
   ARCHIVE_MEDIA_TYPE,
   PublishedArchives,
   checkPublishedArchive,
   publishArchives,
+  trustOf,
 } from './remote/published-archives';
 export type { PublishResult, PublishedArchivesOptions } from './remote/published-archives';
+export { RepositoryPattern, TrustPolicy, UntrustedError, loadPublicKey, loadSigningKey, signStatement, verifyStatement } from './trust';
+export type { ArchiveProvenance, ArchiveStatement, PublicKey, SigningKey } from './trust';
 
 export { DockerCredentials, RegistryClient, listReferrers, parsePlatform, parseReference } from './registry';
 export type { Descriptor, Platform, RegistryClientOptions, ResolvedImage } from './registry';

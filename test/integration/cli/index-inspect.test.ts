@@ -85,7 +85,7 @@ describe('clip index, index push and inspect', () => {
     const stdout = await fx.clipOk(['index', 'push', fx.ref('multilayer'), '--plain-http', '--reuse', out]);
     assert.equal(await fx.blobBytes(), before, 'with --reuse no layer is downloaded');
     const tag = referrersTag(image.digest);
-    const m = new RegExp(`^published 3 archives \\(.*\\) of ${fx.ref('multilayer').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@${image.digest} as (sha256:[0-9a-f]{64}) \\(referrers tag ${tag}\\)\\n$`).exec(stdout);
+    const m = new RegExp(`^published 3 archives \\(.*\\) of ${fx.ref('multilayer').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@${image.digest} as (sha256:[0-9a-f]{64}) \\(referrers tag ${tag}\\), unsigned\\n$`).exec(stdout);
     assert.ok(m, stdout);
     const artifactDigest = m[1]!;
 
