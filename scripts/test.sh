@@ -8,3 +8,4 @@ bash scripts/install-deps.sh
 npm ci --no-audit --no-fund
 npm run build
 node scripts/run-tests.js unit integration e2e
+bash scripts/conformance.sh   # containerd 1.6 and 2.x snapshotter conformance suites against clip serve

@@ -6,7 +6,6 @@
 import { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'winston';
 import { Empty } from '../generated/google/protobuf/empty';
-import { Timestamp } from '../generated/google/protobuf/timestamp';
 import {
   Info as InfoMessage,
   Kind as KindMessage,
@@ -19,6 +18,7 @@ import { UnavailableError, errorMessage } from '../errors';
 import { logLevelFor, toGrpcStatus } from './grpc-status';
 import { Snapshotter } from './snapshotter';
 import { Info, Kind, Mount } from './types';
+import { timestampOfMicros } from './wall-clock';
 
 /** The reference server sends List results in batches of this many Infos per stream message. */
 const LIST_BATCH = 100;
@@ -26,11 +26,6 @@ const LIST_BATCH = 100;
 /** Requests are logged at debug level, cut to a readable length. */
 function abbreviate(text: string, max = 400): string {
   return text.length <= max ? text : `${text.slice(0, max)}… (${text.length} chars)`;
-}
-
-function toTimestamp(date: Date): Timestamp {
-  const ms = date.getTime();
-  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
 function toKindMessage(kind: Kind): KindMessage {
@@ -49,8 +44,8 @@ function toInfoMessage(info: Info): InfoMessage {
     name: info.name,
     parent: info.parent,
     kind: toKindMessage(info.kind),
-    createdAt: toTimestamp(info.created),
-    updatedAt: toTimestamp(info.updated),
+    createdAt: timestampOfMicros(info.created),
+    updatedAt: timestampOfMicros(info.updated),
     labels: info.labels,
   };
 }

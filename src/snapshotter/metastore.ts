@@ -9,14 +9,15 @@
 import Database from 'better-sqlite3';
 import { AlreadyExistsError, InternalError, NotFoundError } from '../errors';
 import { Kind, Labels } from './types';
+import { EpochMicros } from './wall-clock';
 
 export interface SnapshotRecord {
   id: number;
   key: string;
   parentId: number | null;
   kind: Kind;
-  created: Date;
-  updated: Date;
+  created: EpochMicros;
+  updated: EpochMicros;
   labels: Labels;
   /** Disk usage stored at commit time (committed snapshots only). */
   size: number;
@@ -28,14 +29,15 @@ interface Row {
   key: string;
   parent_id: number | null;
   kind: number;
-  created_ms: number;
-  updated_ms: number;
+  created_us: number;
+  updated_us: number;
   labels: string;
   size: number;
   inodes: number;
 }
 
-const SCHEMA_VERSION = 1;
+/** 2: times in microseconds (created_us, updated_us) instead of milliseconds. */
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -43,13 +45,20 @@ CREATE TABLE IF NOT EXISTS snapshots (
   key        TEXT    NOT NULL UNIQUE,
   parent_id  INTEGER REFERENCES snapshots(id),
   kind       INTEGER NOT NULL,
-  created_ms INTEGER NOT NULL,
-  updated_ms INTEGER NOT NULL,
+  created_us INTEGER NOT NULL,
+  updated_us INTEGER NOT NULL,
   labels     TEXT    NOT NULL,
   size       INTEGER NOT NULL DEFAULT 0,
   inodes     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id);
+`;
+
+/** Version 1 stored times in milliseconds. */
+const MIGRATE_FROM_1 = `
+ALTER TABLE snapshots RENAME COLUMN created_ms TO created_us;
+ALTER TABLE snapshots RENAME COLUMN updated_ms TO updated_us;
+UPDATE snapshots SET created_us = created_us * 1000, updated_us = updated_us * 1000;
 `;
 
 function toRecord(row: Row): SnapshotRecord {
@@ -58,8 +67,8 @@ function toRecord(row: Row): SnapshotRecord {
     key: row.key,
     parentId: row.parent_id,
     kind: row.kind as Kind,
-    created: new Date(row.created_ms),
-    updated: new Date(row.updated_ms),
+    created: row.created_us,
+    updated: row.updated_us,
     labels: JSON.parse(row.labels) as Labels,
     size: row.size,
     inodes: row.inodes,
@@ -71,7 +80,7 @@ export interface NewSnapshot {
   parentId: number | null;
   kind: Kind;
   labels: Labels;
-  now: Date;
+  now: EpochMicros;
 }
 
 export class MetaStore {
@@ -86,8 +95,11 @@ export class MetaStore {
     if (version > SCHEMA_VERSION) {
       throw new InternalError(`metadata ${file}: schema version ${version} is newer than this clip (${SCHEMA_VERSION})`);
     }
-    this.db.exec(SCHEMA);
-    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    this.transaction(() => {
+      if (version === 1) this.db.exec(MIGRATE_FROM_1);
+      this.db.exec(SCHEMA);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    });
   }
 
   close(): void {
@@ -143,29 +155,26 @@ export class MetaStore {
 
   insert(s: NewSnapshot): number {
     if (this.getByKey(s.key)) throw new AlreadyExistsError(`snapshot ${s.key}: already exists`);
-    const ms = s.now.getTime();
     const result = this.db
       .prepare(
-        'INSERT INTO snapshots (key, parent_id, kind, created_ms, updated_ms, labels) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO snapshots (key, parent_id, kind, created_us, updated_us, labels) VALUES (?, ?, ?, ?, ?, ?)',
       )
-      .run(s.key, s.parentId, s.kind, ms, ms, JSON.stringify(s.labels));
+      .run(s.key, s.parentId, s.kind, s.now, s.now, JSON.stringify(s.labels));
     return Number(result.lastInsertRowid);
   }
 
   /** Turns a record into a committed one under a new key. */
-  commit(id: number, fields: { key: string; parentId: number | null; labels: Labels; size: number; inodes: number; now: Date }): void {
-    const ms = fields.now.getTime();
+  commit(id: number, fields: { key: string; parentId: number | null; labels: Labels; size: number; inodes: number; now: EpochMicros }): void {
+    const now = fields.now;
     this.db
       .prepare(
-        'UPDATE snapshots SET key = ?, parent_id = ?, kind = ?, labels = ?, size = ?, inodes = ?, created_ms = ?, updated_ms = ? WHERE id = ?',
+        'UPDATE snapshots SET key = ?, parent_id = ?, kind = ?, labels = ?, size = ?, inodes = ?, created_us = ?, updated_us = ? WHERE id = ?',
       )
-      .run(fields.key, fields.parentId, Kind.COMMITTED, JSON.stringify(fields.labels), fields.size, fields.inodes, ms, ms, id);
+      .run(fields.key, fields.parentId, Kind.COMMITTED, JSON.stringify(fields.labels), fields.size, fields.inodes, now, now, id);
   }
 
-  setLabels(id: number, labels: Labels, now: Date): void {
-    this.db
-      .prepare('UPDATE snapshots SET labels = ?, updated_ms = ? WHERE id = ?')
-      .run(JSON.stringify(labels), now.getTime(), id);
+  setLabels(id: number, labels: Labels, now: EpochMicros): void {
+    this.db.prepare('UPDATE snapshots SET labels = ?, updated_us = ? WHERE id = ?').run(JSON.stringify(labels), now, id);
   }
 
   delete(id: number): void {

@@ -32,6 +32,7 @@ import { computeMounts, MountOptions } from './mounts';
 import { RemoteLayers } from './remote-layers';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
+import { nowMicros } from './wall-clock';
 
 export interface SnapshotterOptions {
   root: string;
@@ -131,7 +132,7 @@ export class Snapshotter {
     this.store.transaction(() => {
       const record = this.checkCommit(name, key, parent);
       const parentId = parent === '' ? record.parentId : this.committedParent(parent).id;
-      this.store.commit(record.id, { key: name, parentId, labels, ...usage, now: new Date() });
+      this.store.commit(record.id, { key: name, parentId, labels, ...usage, now: nowMicros() });
     });
   }
 
@@ -173,7 +174,7 @@ export class Snapshotter {
         }
       }
       validateLabels(updated);
-      this.store.setLabels(record.id, updated, new Date());
+      this.store.setLabels(record.id, updated, nowMicros());
       return this.infoOf(this.store.mustGet(name));
     });
   }
@@ -243,7 +244,7 @@ export class Snapshotter {
       const record = this.store.transaction(() => {
         // Checked again: another call may have created the key or removed the parent meanwhile.
         const parentId = parent === '' ? null : this.committedParent(parent).id;
-        const id = this.store.insert({ key, parentId, kind, labels, now: new Date() });
+        const id = this.store.insert({ key, parentId, kind, labels, now: nowMicros() });
         // Synchronous on purpose: it must happen inside the transaction. tmp is never a mount point.
         renameSync(tmp, this.layout.snapshotDir(id));
         return this.store.mustGet(key);

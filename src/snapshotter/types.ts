@@ -11,6 +11,8 @@
  * - A committed snapshot may be *remote*: its fs directory is then a FUSE mount of a lazily loaded
  *   layer instead of an extracted one. The model does not care: mounts are computed from directories.
  */
+import type { EpochMicros } from './wall-clock';
+
 export enum Kind {
   VIEW = 1,
   ACTIVE = 2,
@@ -24,8 +26,9 @@ export interface Info {
   name: string;
   parent: string;
   kind: Kind;
-  created: Date;
-  updated: Date;
+  /** Microseconds since the Unix epoch. */
+  created: EpochMicros;
+  updated: EpochMicros;
   labels: Labels;
 }
 
