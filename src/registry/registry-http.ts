@@ -33,13 +33,13 @@ export class RegistryHttp {
 
   /** Sends `req`; resolves with a response whose status is below 400. */
   async send(req: RegistryRequest): Promise<TransportResponse> {
-    const host = req.endpoint.apiRoot.host;
-    let authorization = await this.authorizer.authorization(host, req.scope, req.signal);
+    const registry = req.endpoint.apiRoot;
+    let authorization = await this.authorizer.authorization(registry, req.scope, req.signal);
     let res = await this.transport.send(this.toTransport(req, authorization));
     if (res.statusCode === 401 && res.url.origin === req.url.origin) {
       const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
       discard(res.body);
-      authorization = await this.authorizer.answer(host, challenges, req.scope, authorization, req.signal);
+      authorization = await this.authorizer.answer(registry, challenges, req.scope, authorization, req.signal);
       res = await this.transport.send(this.toTransport(req, authorization));
     }
     if (res.statusCode >= 400) throw await statusError(req.method, res);

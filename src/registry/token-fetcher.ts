@@ -8,6 +8,11 @@
  *
  * The response's `token` or `access_token` is valid for `expires_in` seconds (60 when absent).
  * Requests go through HttpTransport, so credentials are sent to the realm's origin only.
+ *
+ * The realm comes from the registry's challenge, so it is checked first (tokenRealm): an http(s) URL, and
+ * https whenever the registry is reached over https. A plain-http realm of an https registry would send
+ * the credentials and the token in clear text to whoever the registry names, so it is refused before any
+ * request. A plain-http registry (a hosts.toml `server = "http://…"`) may name a plain-http realm.
  */
 import { RegistryCredentials } from './credentials';
 import { RegistryAuthError, RegistryProtocolError } from './registry-errors';
@@ -36,6 +41,26 @@ export interface BearerToken {
 export interface TokenFetcherOptions {
   clientId?: string;
   now?: () => number;
+}
+
+/** The token realm a registry at `registry` named, if clip may send credentials to it; RegistryAuthError if not. */
+export function tokenRealm(realm: string | undefined, registry: URL): URL {
+  let url: URL;
+  try {
+    url = new URL(realm ?? '');
+  } catch (err) {
+    throw new RegistryAuthError(`${registry.host}: the registry's token realm is not a URL`, { status: 401, cause: err });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new RegistryAuthError(`${registry.host}: the registry's token realm ${redactUrl(url)} is not an http(s) URL`, { status: 401 });
+  }
+  if (registry.protocol === 'https:' && url.protocol !== 'https:') {
+    throw new RegistryAuthError(
+      `${registry.host}: refusing the token realm ${redactUrl(url)}: the registry uses https, so its token realm must too (no credentials were sent)`,
+      { status: 401 },
+    );
+  }
+  return url;
 }
 
 export function basicAuthorization(username: string, password: string): string {
