@@ -2,7 +2,9 @@
  * The HTTP layer under every registry call, on undici's `request` with an `Agent` (one connection
  * pool per origin). It owns timeouts, retries and redirects, and knows nothing about registries:
  *
- * * Timeouts: connect (Agent), headers and body idle time (per request). No call can hang.
+ * * Timeouts: connect (Agent), headers and body idle time (per request), and per attempt an overall
+ *   deadline and, for large bodies, a minimum transfer rate (attempt-deadline.ts). No call can hang, and
+ *   no registry can hold one open by trickling bytes.
  * * Retries: network errors, timeouts, 408, 429 and 5xx, with back-off (retry-policy.ts). The final
  *   failure is an UnavailableError with the cause. Other statuses are returned to the caller.
  * * Redirects: followed up to 5 hops. Request headers (Authorization, Accept, configured headers)
@@ -16,6 +18,7 @@ import { Agent, Dispatcher, request } from 'undici';
 import { UnavailableError, isClipError } from '../errors';
 import { RegistryProtocolError, RegistryRequestError } from './registry-errors';
 import { RegistryLogger, redactUrl, silentLogger } from './logger';
+import { AttemptDeadline, TransferLimits } from './attempt-deadline';
 import { discard } from './read-body';
 import {
   DEFAULT_RETRY_POLICY,
@@ -29,7 +32,7 @@ import {
   sleep,
 } from './retry-policy';
 
-export interface Timeouts {
+export interface Timeouts extends TransferLimits {
   /** TCP + TLS connection set-up. */
   connectMs: number;
   /** From sending a request to receiving the response headers. */
@@ -38,7 +41,20 @@ export interface Timeouts {
   bodyMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 30_000, bodyMs: 30_000 };
+/**
+ * 32 KiB/s judged over 30 s windows: 256 kbit/s for one request, which a link slow enough to go below it
+ * even when shared by the handful of transfers clip runs at once (indexing, background fetch, reads) could
+ * not pull images over anyway; 30 s of waiting rides out TCP retransmission back-off and short stalls.
+ * A registry sending a byte now and then is cut off after 30 s of waiting, and retried.
+ */
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  connectMs: 10_000,
+  headersMs: 30_000,
+  bodyMs: 30_000,
+  requestMs: 30_000,
+  minBytesPerSecond: 32 * 1024,
+  progressWindowMs: 30_000,
+};
 
 export const MAX_REDIRECTS = 5;
 
@@ -54,6 +70,11 @@ export interface TransportRequest {
   /** Sent again on a retry and never across origins (a Buffer, so it can be sent more than once). */
   body?: string | Buffer;
   signal?: AbortSignal;
+  /**
+   * Bytes of body the caller will read (a blob or a range of one): the attempt's deadline grows with it and
+   * the minimum transfer rate applies. Undefined for small responses, which get the plain request deadline.
+   */
+  expectedBytes?: number;
   /** Skip TLS verification for the origin of `url` (hosts.toml skip_verify); redirect targets are verified. */
   skipVerify?: boolean;
 }
@@ -61,8 +82,10 @@ export interface TransportRequest {
 export interface TransportResponse {
   statusCode: number;
   headers: IncomingHttpHeaders;
-  /** Must be consumed, dumped or destroyed. */
+  /** Must be consumed, dumped or destroyed; the attempt's deadline runs until it closes. */
   body: Readable;
+  /** The body's chunks, under the minimum transfer rate when the request set `expectedBytes`. */
+  chunks(): AsyncGenerator<Buffer>;
   /** The URL that produced this response, after redirects. */
   url: URL;
 }
@@ -111,9 +134,11 @@ export class HttpTransport {
     const what = `${req.method} ${redactUrl(req.url)}`;
     for (let attempt = 1; ; attempt++) {
       let res: TransportResponse;
+      const deadline = new AttemptDeadline(this.timeouts, req.expectedBytes, req.signal);
       try {
-        res = await this.followRedirects(req);
+        res = await this.followRedirects(req, deadline);
       } catch (err) {
+        deadline.end();
         if (req.signal?.aborted) throw abortReason(req.signal);
         if (isClipError(err)) throw err;
         if (!isTransientError(err) || attempt >= this.retry.maxAttempts) {
@@ -137,7 +162,7 @@ export class HttpTransport {
     }
   }
 
-  private async followRedirects(req: TransportRequest): Promise<TransportResponse> {
+  private async followRedirects(req: TransportRequest, deadline: AttemptDeadline): Promise<TransportResponse> {
     const origin = req.url.origin;
     let url = req.url;
     let method = req.method;
@@ -152,7 +177,7 @@ export class HttpTransport {
         method,
         headers,
         body,
-        signal: req.signal,
+        signal: deadline.signal,
         dispatcher: this.dispatcher(sameOrigin && req.skipVerify === true),
         headersTimeout: this.timeouts.headersMs,
         bodyTimeout: this.timeouts.bodyMs,
@@ -160,7 +185,9 @@ export class HttpTransport {
       this.logger.debug(`${method} ${redactUrl(url)} -> ${res.statusCode} (${Date.now() - started} ms)`);
       const location = res.headers['location'];
       if (!REDIRECTS.has(res.statusCode) || typeof location !== 'string') {
-        return { statusCode: res.statusCode, headers: res.headers, body: res.body, url };
+        const body = res.body;
+        deadline.watch(body);
+        return { statusCode: res.statusCode, headers: res.headers, body, chunks: () => deadline.chunks(body), url };
       }
       discard(res.body);
       if (hop >= MAX_REDIRECTS) {

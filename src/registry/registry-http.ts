@@ -19,6 +19,8 @@ export interface RegistryRequest {
   scope: string;
   accept?: string;
   range?: string;
+  /** Body bytes the caller will read (TransportRequest.expectedBytes). */
+  expectedBytes?: number;
   /** Request body (pushes) and its Content-Type. */
   body?: Buffer;
   contentType?: string;
@@ -51,6 +53,6 @@ export class RegistryHttp {
     if (req.accept !== undefined) headers['accept'] = req.accept;
     if (authorization !== undefined) headers['authorization'] = authorization;
     if (req.contentType !== undefined) headers['content-type'] = req.contentType;
-    return { method: req.method, url: req.url, headers, range: req.range, body: req.body, signal: req.signal, skipVerify: req.endpoint.skipVerify };
+    return { method: req.method, url: req.url, headers, range: req.range, expectedBytes: req.expectedBytes, body: req.body, signal: req.signal, skipVerify: req.endpoint.skipVerify };
   }
 }

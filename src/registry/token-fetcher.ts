@@ -117,7 +117,7 @@ export class TokenFetcher {
       throw new RegistryAuthError(`token request denied: ${err.message}`, { status: res.statusCode, cause: err });
     }
     if (res.statusCode !== 200) throw await statusError(method, res);
-    const body = await readLimited(res.body, TOKEN_RESPONSE_LIMIT, what);
+    const body = await readLimited(res, TOKEN_RESPONSE_LIMIT, what);
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       doc = JSON.parse(body.toString('utf8')) as typeof doc;
