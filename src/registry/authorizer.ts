@@ -10,6 +10,7 @@
  * https registry) before anything is sent to it.
  */
 import { CredentialProvider, RegistryCredentials } from './credentials';
+import { RegistryEndpoint, otherOriginTls } from './endpoint';
 import { RegistryAuthError } from './registry-errors';
 import { abortReason } from './retry-policy';
 import { BearerToken, TokenFetcher, basicAuthorization, tokenRealm } from './token-fetcher';
@@ -45,17 +46,18 @@ export class Authorizer {
     this.now = options.now ?? Date.now;
   }
 
-  /** The Authorization header to send up front to the registry at `registry` for `scope`, if it is known to want one. */
-  async authorization(registry: URL, scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    const challenge = this.challenges.get(registry.origin);
-    return challenge ? this.authorize(registry, challenge, scope, signal) : undefined;
+  /** The Authorization header to send up front to `endpoint` for `scope`, if it is known to want one. */
+  async authorization(endpoint: RegistryEndpoint, scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    const challenge = this.challenges.get(endpoint.apiRoot.origin);
+    return challenge ? this.authorize(endpoint, challenge, scope, signal) : undefined;
   }
 
   /**
-   * Handles a 401 from the registry at `registry`: picks the challenge to answer, forgets the token that
+   * Handles a 401 from `endpoint`: picks the challenge to answer, forgets the token that
    * was just refused, and returns the header to retry with. Throws RegistryAuthError when it cannot answer.
    */
-  async answer(registry: URL, challenges: readonly AuthChallenge[], scope: string, refused: string | undefined, signal?: AbortSignal): Promise<string> {
+  async answer(endpoint: RegistryEndpoint, challenges: readonly AuthChallenge[], scope: string, refused: string | undefined, signal?: AbortSignal): Promise<string> {
+    const registry = endpoint.apiRoot;
     const host = registry.host;
     const challenge =
       challenges.find((c) => c.scheme === 'bearer' && c.params['realm']) ?? challenges.find((c) => c.scheme === 'basic');
@@ -69,7 +71,7 @@ export class Authorizer {
     this.tokens.delete(this.tokenKey(registry, scope));
     this.basic.delete(registry.origin);
     this.challenges.set(registry.origin, challenge);
-    return this.authorize(registry, challenge, scope, signal);
+    return this.authorize(endpoint, challenge, scope, signal);
   }
 
   private tokenKey(registry: URL, scope: string): string {
@@ -80,7 +82,8 @@ export class Authorizer {
     return this.options.credentials?.get(host, signal);
   }
 
-  private async authorize(registry: URL, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
+  private async authorize(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
+    const registry = endpoint.apiRoot;
     const host = registry.host;
     if (challenge.scheme === 'basic') {
       const known = this.basic.get(registry.origin);
@@ -100,7 +103,7 @@ export class Authorizer {
     if (!pending) {
       // Shared by every request waiting for this token, so it is not tied to one caller's signal;
       // the transport's timeouts and retries bound it.
-      pending = this.fetchToken(registry, challenge, scope).finally(() => this.pending.delete(key));
+      pending = this.fetchToken(endpoint, challenge, scope).finally(() => this.pending.delete(key));
       this.pending.set(key, pending);
     }
     const token = await untilAborted(pending, signal);
@@ -108,11 +111,24 @@ export class Authorizer {
     return `Bearer ${token.token}`;
   }
 
-  private async fetchToken(registry: URL, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
+  /**
+   * Asks the challenge's realm for a token. The endpoint's extra CA certificates are trusted for the realm
+   * too; its skip_verify and client certificates only when the realm is on the endpoint's own origin.
+   */
+  private async fetchToken(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
+    const registry = endpoint.apiRoot;
     const realm = tokenRealm(challenge.params['realm'], registry);
     const creds = await this.credentials(registry.host);
     if (creds?.registryToken) return { token: creds.registryToken, expiresAt: Number.POSITIVE_INFINITY };
     const scopes = new Set([scope, ...(challenge.params['scope'] ?? '').split(' ').filter((s) => s !== '')]);
-    return this.fetcher.fetch({ realm, service: challenge.params['service'], scopes: [...scopes].sort(), credentials: creds });
+    const own = realm.origin === registry.origin;
+    return this.fetcher.fetch({
+      realm,
+      service: challenge.params['service'],
+      scopes: [...scopes].sort(),
+      credentials: creds,
+      skipVerify: own && endpoint.skipVerify,
+      tls: own ? endpoint.tls : otherOriginTls(endpoint.tls),
+    });
   }
 }

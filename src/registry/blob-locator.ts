@@ -9,7 +9,7 @@
  * usually signed for GET only.
  */
 import { isClipError } from '../errors';
-import { RegistryEndpoint, endpointUrl } from './endpoint';
+import { RegistryEndpoint, endpointUrl, otherOriginTls } from './endpoint';
 import { TransportResponse } from './http-transport';
 import { discard } from './read-body';
 import { RegistryLogger, redactUrl } from './logger';
@@ -42,7 +42,8 @@ export class BlobLocator {
     if (req.method === 'GET' && this.resolvedUrl) {
       const url = this.resolvedUrl;
       try {
-        const res = await this.http.transport.send({ method: 'GET', url, range: req.range, expectedBytes: req.expectedBytes, signal: req.signal });
+        const tls = otherOriginTls(this.endpoints[this.preferred]?.tls);
+        const res = await this.http.transport.send({ method: 'GET', url, range: req.range, expectedBytes: req.expectedBytes, signal: req.signal, tls });
         if (res.statusCode < 400) return res;
         discard(res.body);
         this.logger.debug(`blob ${this.digest}: ${redactUrl(url)} answered ${res.statusCode}; resolving it through the registry again`);

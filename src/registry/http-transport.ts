@@ -11,14 +11,20 @@
  *   are sent only to the origin of the original URL; a hop to any other origin (a CDN, object storage
  *   with a pre-signed URL) gets only `Range` and the User-Agent. A body is never sent to another origin.
  * * Abort signals end waits, requests and body reads at once, with the signal's reason.
+ * * TLS: one connection pool (undici Agent) per distinct TLS setting. hosts.toml `skip_verify` and
+ *   client certificates apply to the origin of the URL only; its extra CA certificates (`ca`, added to
+ *   the default roots) also to redirect targets, as containerd trusts them for the whole host's client.
  */
+import { createHash } from 'node:crypto';
 import { IncomingHttpHeaders } from 'node:http';
+import tls from 'node:tls';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher, request } from 'undici';
 import { UnavailableError, isClipError } from '../errors';
 import { RegistryProtocolError, RegistryRequestError } from './registry-errors';
 import { RegistryLogger, redactUrl, silentLogger } from './logger';
 import { AttemptDeadline, TransferLimits } from './attempt-deadline';
+import { EndpointTls } from './endpoint';
 import { discard } from './read-body';
 import {
   DEFAULT_RETRY_POLICY,
@@ -77,6 +83,8 @@ export interface TransportRequest {
   expectedBytes?: number;
   /** Skip TLS verification for the origin of `url` (hosts.toml skip_verify); redirect targets are verified. */
   skipVerify?: boolean;
+  /** hosts.toml `ca` (every hop) and `client` certificates (the origin of `url` only). */
+  tls?: EndpointTls;
 }
 
 export interface TransportResponse {
@@ -99,34 +107,65 @@ export interface HttpTransportOptions {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Connection pools kept for distinct TLS settings; the least recently used beyond this are closed. */
+const MAX_TLS_AGENTS = 16;
+
+interface TlsSetting {
+  verify: boolean;
+  ca: readonly string[];
+  clientCertificates: ReadonlyArray<{ cert: string; key: string }>;
+}
+
 export class HttpTransport {
   readonly timeouts: Timeouts;
   readonly retry: RetryPolicy;
   readonly logger: RegistryLogger;
   private readonly userAgent: string;
   private readonly agent: Agent;
-  private insecureAgent?: Agent;
+  /** Agents for non-default TLS settings, by a digest of the setting, least recently used first. */
+  private readonly tlsAgents = new Map<string, Agent>();
 
   constructor(options: HttpTransportOptions = {}) {
     this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.logger = options.logger ?? silentLogger;
     this.userAgent = options.userAgent ?? 'clip-snapshotter';
-    this.agent = this.newAgent(true);
+    this.agent = this.newAgent({ verify: true, ca: [], clientCertificates: [] });
   }
 
-  private newAgent(verify: boolean): Agent {
+  private newAgent(setting: TlsSetting): Agent {
+    const { verify, ca, clientCertificates: client } = setting;
     return new Agent({
-      connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: verify },
+      connect: {
+        timeout: this.timeouts.connectMs,
+        rejectUnauthorized: verify,
+        ...(ca.length > 0 ? { ca: [...tls.rootCertificates, ...ca] } : {}),
+        ...(client.length > 0 ? { cert: client.map((c) => c.cert), key: client.map((c) => c.key) } : {}),
+      },
       headersTimeout: this.timeouts.headersMs,
       bodyTimeout: this.timeouts.bodyMs,
     });
   }
 
-  private dispatcher(insecure: boolean): Dispatcher {
-    if (!insecure) return this.agent;
-    this.insecureAgent ??= this.newAgent(false);
-    return this.insecureAgent;
+  /** The connection pool for a hop: `sameOrigin` says whether it goes to the origin of the request's URL. */
+  private dispatcher(req: TransportRequest, sameOrigin: boolean): Dispatcher {
+    const setting: TlsSetting = {
+      verify: !(sameOrigin && req.skipVerify === true),
+      ca: req.tls?.ca ?? [],
+      clientCertificates: sameOrigin ? (req.tls?.clientCertificates ?? []) : [],
+    };
+    if (setting.verify && setting.ca.length === 0 && setting.clientCertificates.length === 0) return this.agent;
+    const key = createHash('sha256').update(JSON.stringify(setting)).digest('hex');
+    let agent = this.tlsAgents.get(key);
+    if (agent) this.tlsAgents.delete(key);
+    agent ??= this.newAgent(setting);
+    this.tlsAgents.set(key, agent);
+    for (const [old, oldAgent] of this.tlsAgents) {
+      if (this.tlsAgents.size <= MAX_TLS_AGENTS) break;
+      this.tlsAgents.delete(old);
+      void oldAgent.close(); // in-flight requests finish first
+    }
+    return agent;
   }
 
   /** Sends with retries and redirects; resolves with any non-retriable response (the caller judges 4xx). */
@@ -178,7 +217,7 @@ export class HttpTransport {
         headers,
         body,
         signal: deadline.signal,
-        dispatcher: this.dispatcher(sameOrigin && req.skipVerify === true),
+        dispatcher: this.dispatcher(req, sameOrigin),
         headersTimeout: this.timeouts.headersMs,
         bodyTimeout: this.timeouts.bodyMs,
       });
@@ -214,6 +253,6 @@ export class HttpTransport {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.agent.close(), this.insecureAgent?.close()]);
+    await Promise.all([this.agent.close(), ...[...this.tlsAgents.values()].map((a) => a.close())]);
   }
 }

@@ -15,6 +15,7 @@
  * request. A plain-http registry (a hosts.toml `server = "http://…"`) may name a plain-http realm.
  */
 import { RegistryCredentials } from './credentials';
+import { EndpointTls } from './endpoint';
 import { RegistryAuthError, RegistryProtocolError } from './registry-errors';
 import { HttpTransport, TransportResponse } from './http-transport';
 import { redactUrl } from './logger';
@@ -30,6 +31,9 @@ export interface TokenRequest {
   scopes: readonly string[];
   credentials?: RegistryCredentials;
   signal?: AbortSignal;
+  /** TLS settings for the realm's origin (TransportRequest). */
+  skipVerify?: boolean;
+  tls?: EndpointTls;
 }
 
 export interface BearerToken {
@@ -88,6 +92,8 @@ export class TokenFetcher {
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: this.form(req, creds.identityToken).toString(),
         signal: req.signal,
+        skipVerify: req.skipVerify,
+        tls: req.tls,
       });
       if (![400, 401, 404, 405].includes(res.statusCode)) return this.parse(res, 'POST');
       discard(res.body);
@@ -99,7 +105,7 @@ export class TokenFetcher {
     const headers: Record<string, string> = {};
     if (creds?.username && creds.password) headers['authorization'] = basicAuthorization(creds.username, creds.password);
     else if (creds?.username && creds.identityToken) headers['authorization'] = basicAuthorization(creds.username, creds.identityToken);
-    const res = await this.transport.send({ method: 'GET', url, headers, signal: req.signal });
+    const res = await this.transport.send({ method: 'GET', url, headers, signal: req.signal, skipVerify: req.skipVerify, tls: req.tls });
     return this.parse(res, 'GET');
   }
 

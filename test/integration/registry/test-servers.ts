@@ -32,8 +32,8 @@ export class TestServer {
     this.handler = handler;
   }
 
-  /** Starts a server; with `tls` (PEM key and certificate) it speaks HTTPS. */
-  static async start(handler: Handler = (_req, res) => res.writeHead(404).end(), tls?: { key: Buffer; cert: Buffer }): Promise<TestServer> {
+  /** Starts a server; with `tls` (PEM key and certificate, and any other https server options) it speaks HTTPS. */
+  static async start(handler: Handler = (_req, res) => res.writeHead(404).end(), tls?: https.ServerOptions & { key: Buffer; cert: Buffer }): Promise<TestServer> {
     const server = tls ? https.createServer(tls) : http.createServer();
     const ts = new TestServer(server, handler, tls ? 'https' : 'http');
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
