@@ -7,8 +7,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DockerCredentials, RegistryAuthError, RegistryClient } from '../../../src/registry';
-import { runOk, tempDir } from '../../helpers/processes';
-import { FAST_RETRY, TestRepository, TestServer, serveRegistry } from './test-servers';
+import { tempDir } from '../../helpers/processes';
+import { FAST_RETRY, TestRepository, TestServer, selfSignedTls, serveRegistry } from './test-servers';
 
 describe('token realm over https', () => {
   let dir: string;
@@ -18,9 +18,6 @@ describe('token realm over https', () => {
 
   before(async () => {
     dir = await tempDir('registry-realm');
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    await runOk('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
     const repo = new TestRepository();
     repo.addImage(['realm layer'], 'v1');
     realm = await TestServer.start((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"t"}'));
@@ -31,7 +28,7 @@ describe('token realm over https', () => {
         }
         if (!serveRegistry(repo, req, res)) res.writeHead(404).end();
       },
-      { key: await fsp.readFile(key), cert: await fsp.readFile(cert) },
+      await selfSignedTls(dir),
     );
     await fsp.mkdir(path.join(dir, 'hosts', registry.host), { recursive: true });
     await fsp.writeFile(path.join(dir, 'hosts', registry.host, 'hosts.toml'), `server = "${registry.origin}"\nskip_verify = true\n`);
