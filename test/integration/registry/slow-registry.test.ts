@@ -45,6 +45,8 @@ describe('slow registries', () => {
   let image: ReturnType<TestRepository['addImage']>;
   /** Bytes per tick and tick period of blob and manifest bodies; undefined: served at full speed. */
   let blobPace: [number, number] | undefined;
+  /** Bytes of the blob sent before the connection is cut; undefined: not cut. */
+  let cutAfter: number | undefined;
   let manifestPace: [number, number] | undefined;
   const clients: RegistryClient[] = [];
   const logger = recordingLogger();
@@ -66,6 +68,13 @@ describe('slow registries', () => {
     image = repo.addImage([blobData], 'v1');
     server = await TestServer.start((req, res) => {
       const path = (req.url ?? '').split('?')[0]!;
+      if (cutAfter !== undefined && req.method === 'GET' && path.endsWith(`/blobs/${image.layers[0]!.digest}`)) {
+        const start = Number(/^bytes=(\d+)-/.exec(req.headers.range ?? '')?.[1] ?? 0);
+        const headers = { 'content-length': blobData.length - start, ...(start > 0 ? { 'content-range': `bytes ${start}-${blobData.length - 1}/${blobData.length}` } : {}) };
+        res.writeHead(start > 0 ? 206 : 200, headers);
+        res.write(blobData.subarray(start, start + cutAfter));
+        return void setTimeout(() => res.destroy(), 20);
+      }
       if (blobPace && path.endsWith(`/blobs/${image.layers[0]!.digest}`)) return trickleBlob(req, res, blobData, ...blobPace);
       if (manifestPace && path.includes('/manifests/') && req.method === 'GET') {
         const entry = repo.manifests.get('v1')!;
@@ -81,6 +90,7 @@ describe('slow registries', () => {
     logger.lines.length = 0;
     blobPace = undefined;
     manifestPace = undefined;
+    cutAfter = undefined;
   });
 
   after(async () => {
@@ -113,6 +123,20 @@ describe('slow registries', () => {
     const prefix = Buffer.concat(got);
     assert.ok(prefix.length > 0);
     assert.deepEqual(prefix, blobData.subarray(0, prefix.length));
+  });
+
+  it('does not let a registry that sends a few bytes per connection restart the attempt count', async () => {
+    const blob = await layer(client());
+    cutAfter = 100; // progress on every attempt, but far less than one window's worth (512 bytes)
+    let received = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of blob.stream()) received += chunk.length;
+      })(),
+      (err: Error) => err instanceof UnavailableError && /gave up after 3 attempts/.test(err.message),
+    );
+    assert.equal(blobGets(), FAST_RETRY.maxAttempts);
+    assert.equal(received, 300);
   });
 
   it('cuts off a trickled range read (the FUSE read path) after the bounded attempts', async () => {
