@@ -54,8 +54,12 @@ export interface DaemonConfig {
     dockerConfig: string;
     /** Reach registries without a hosts.toml entry over plain http (like `ctr --plain-http`; never docker.io). */
     plainHttp: boolean;
-    /** Time limit of one registry request. */
+    /** Time limit of one registry request attempt with a small response; the base of a blob transfer's deadline. */
     requestTimeoutMs: number;
+    /** Slowest blob transfer (bytes per second, judged over transferWindowMs of waiting) before an attempt is cut off. */
+    minTransferRate: number;
+    /** Window over which minTransferRate is judged. */
+    transferWindowMs: number;
     /** Retries of a failed registry request (with back-off). */
     retries: number;
   };
@@ -87,6 +91,8 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     dockerConfig: '/root/.docker/config.json',
     plainHttp: false,
     requestTimeoutMs: 30_000,
+    minTransferRate: 32 * 1024,
+    transferWindowMs: 30_000,
     retries: 3,
   },
 };
@@ -122,6 +128,8 @@ const SETTINGS: Setting[] = [
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },
   { toml: 'registry.request_timeout_seconds', field: 'registry.requestTimeoutMs', kind: 'seconds' },
+  { toml: 'registry.min_transfer_rate', field: 'registry.minTransferRate', kind: 'bytes' },
+  { toml: 'registry.transfer_window_seconds', field: 'registry.transferWindowMs', kind: 'seconds' },
   { toml: 'registry.retries', field: 'registry.retries', kind: 'count' },
 ];
 

@@ -29,7 +29,13 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
       ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
       : undefined,
     logger,
-    timeouts: { headersMs: reg.requestTimeoutMs, bodyMs: reg.requestTimeoutMs },
+    timeouts: {
+      headersMs: reg.requestTimeoutMs,
+      bodyMs: reg.requestTimeoutMs,
+      requestMs: reg.requestTimeoutMs,
+      minBytesPerSecond: reg.minTransferRate,
+      progressWindowMs: reg.transferWindowMs,
+    },
     retry: { maxAttempts: reg.retries + 1 },
   });
   const policy = await TrustPolicy.load({ trustedKeys: lazy.trustedKeys, trustedRepositories: lazy.trustedRepositories });

@@ -4,13 +4,16 @@
  * The first request to a host goes out anonymously. On a 401 the registry layer hands the
  * `WWW-Authenticate` challenges here: a Bearer challenge gets a token from its realm (token-fetcher.ts),
  * a Basic challenge is answered with the host's username and password. The challenge is remembered
- * per host, so later requests are authorized up front; bearer tokens are cached per (host, scope)
- * until they expire, and concurrent requests for the same token share one fetch.
+ * per registry origin (scheme, host and port), so later requests are authorized up front; bearer tokens
+ * are cached per (origin, scope) until they expire, and concurrent requests for the same token share one
+ * fetch. Credentials are looked up by host. A Bearer challenge's realm must pass tokenRealm (https for an
+ * https registry) before anything is sent to it.
  */
 import { CredentialProvider, RegistryCredentials } from './credentials';
+import { RegistryEndpoint, otherOriginTls } from './endpoint';
 import { RegistryAuthError } from './registry-errors';
 import { abortReason } from './retry-policy';
-import { BearerToken, TokenFetcher, basicAuthorization } from './token-fetcher';
+import { BearerToken, TokenFetcher, basicAuthorization, tokenRealm } from './token-fetcher';
 import { AuthChallenge } from './www-authenticate';
 
 /** `promise`, or the signal's reason as soon as it aborts. */
@@ -43,17 +46,19 @@ export class Authorizer {
     this.now = options.now ?? Date.now;
   }
 
-  /** The Authorization header to send up front to `host` for `scope`, if the host is known to want one. */
-  async authorization(host: string, scope: string, signal?: AbortSignal): Promise<string | undefined> {
-    const challenge = this.challenges.get(host);
-    return challenge ? this.authorize(host, challenge, scope, signal) : undefined;
+  /** The Authorization header to send up front to `endpoint` for `scope`, if it is known to want one. */
+  async authorization(endpoint: RegistryEndpoint, scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    const challenge = this.challenges.get(endpoint.apiRoot.origin);
+    return challenge ? this.authorize(endpoint, challenge, scope, signal) : undefined;
   }
 
   /**
-   * Handles a 401 from `host`: picks the challenge to answer, forgets the token that was just
-   * refused, and returns the header to retry with. Throws RegistryAuthError when it cannot answer.
+   * Handles a 401 from `endpoint`: picks the challenge to answer, forgets the token that
+   * was just refused, and returns the header to retry with. Throws RegistryAuthError when it cannot answer.
    */
-  async answer(host: string, challenges: readonly AuthChallenge[], scope: string, refused: string | undefined, signal?: AbortSignal): Promise<string> {
+  async answer(endpoint: RegistryEndpoint, challenges: readonly AuthChallenge[], scope: string, refused: string | undefined, signal?: AbortSignal): Promise<string> {
+    const registry = endpoint.apiRoot;
+    const host = registry.host;
     const challenge =
       challenges.find((c) => c.scheme === 'bearer' && c.params['realm']) ?? challenges.find((c) => c.scheme === 'basic');
     if (!challenge) {
@@ -63,40 +68,42 @@ export class Authorizer {
     if (refused !== undefined && challenge.scheme === 'basic') {
       throw new RegistryAuthError(`${host}: the registry refused the configured username and password`, { status: 401 });
     }
-    this.tokens.delete(this.tokenKey(host, scope));
-    this.basic.delete(host);
-    this.challenges.set(host, challenge);
-    return this.authorize(host, challenge, scope, signal);
+    this.tokens.delete(this.tokenKey(registry, scope));
+    this.basic.delete(registry.origin);
+    this.challenges.set(registry.origin, challenge);
+    return this.authorize(endpoint, challenge, scope, signal);
   }
 
-  private tokenKey(host: string, scope: string): string {
-    return `${host} ${scope}`;
+  private tokenKey(registry: URL, scope: string): string {
+    return `${registry.origin} ${scope}`;
   }
 
   private async credentials(host: string, signal?: AbortSignal): Promise<RegistryCredentials | undefined> {
     return this.options.credentials?.get(host, signal);
   }
 
-  private async authorize(host: string, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
+  private async authorize(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
+    const registry = endpoint.apiRoot;
+    const host = registry.host;
     if (challenge.scheme === 'basic') {
-      const known = this.basic.get(host);
+      const known = this.basic.get(registry.origin);
       if (known !== undefined) return known;
       const creds = await this.credentials(host, signal);
       if (!creds?.username || !creds.password) {
         throw new RegistryAuthError(`${host} requires basic authentication and no username and password are configured for it`, { status: 401 });
       }
       const header = basicAuthorization(creds.username, creds.password);
-      this.basic.set(host, header);
+      this.basic.set(registry.origin, header);
       return header;
     }
-    const key = this.tokenKey(host, scope);
+    const key = this.tokenKey(registry, scope);
     const cached = this.tokens.get(key);
     if (cached && cached.expiresAt > this.now()) return `Bearer ${cached.token}`;
     let pending = this.pending.get(key);
     if (!pending) {
       // Shared by every request waiting for this token, so it is not tied to one caller's signal;
       // the transport's timeouts and retries bound it.
-      pending = this.fetchToken(host, challenge, scope).finally(() => this.pending.delete(key));
+      pending = this.fetchToken(endpoint, challenge, scope).finally(() => this.pending.delete(key));
       this.pending.set(key, pending);
     }
     const token = await untilAborted(pending, signal);
@@ -104,17 +111,24 @@ export class Authorizer {
     return `Bearer ${token.token}`;
   }
 
-  private async fetchToken(host: string, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
-    const creds = await this.credentials(host);
+  /**
+   * Asks the challenge's realm for a token. The endpoint's extra CA certificates are trusted for the realm
+   * too; its skip_verify and client certificates only when the realm is on the endpoint's own origin.
+   */
+  private async fetchToken(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
+    const registry = endpoint.apiRoot;
+    const realm = tokenRealm(challenge.params['realm'], registry);
+    const creds = await this.credentials(registry.host);
     if (creds?.registryToken) return { token: creds.registryToken, expiresAt: Number.POSITIVE_INFINITY };
-    let realm: URL;
-    try {
-      realm = new URL(challenge.params['realm']!);
-      if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new Error('unsupported scheme');
-    } catch (err) {
-      throw new RegistryAuthError(`${host}: the registry's token realm is not an http(s) URL`, { status: 401, cause: err });
-    }
     const scopes = new Set([scope, ...(challenge.params['scope'] ?? '').split(' ').filter((s) => s !== '')]);
-    return this.fetcher.fetch({ realm, service: challenge.params['service'], scopes: [...scopes].sort(), credentials: creds });
+    const own = realm.origin === registry.origin;
+    return this.fetcher.fetch({
+      realm,
+      service: challenge.params['service'],
+      scopes: [...scopes].sort(),
+      credentials: creds,
+      skipVerify: own && endpoint.skipVerify,
+      tls: own ? endpoint.tls : otherOriginTls(endpoint.tls),
+    });
   }
 }

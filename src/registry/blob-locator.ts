@@ -9,7 +9,7 @@
  * usually signed for GET only.
  */
 import { isClipError } from '../errors';
-import { RegistryEndpoint, endpointUrl } from './endpoint';
+import { RegistryEndpoint, endpointUrl, otherOriginTls } from './endpoint';
 import { TransportResponse } from './http-transport';
 import { discard } from './read-body';
 import { RegistryLogger, redactUrl } from './logger';
@@ -20,6 +20,8 @@ import { abortReason } from './retry-policy';
 export interface BlobRequest {
   method: 'GET' | 'HEAD';
   range?: string;
+  /** Body bytes the caller will read (TransportRequest.expectedBytes). */
+  expectedBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -40,7 +42,8 @@ export class BlobLocator {
     if (req.method === 'GET' && this.resolvedUrl) {
       const url = this.resolvedUrl;
       try {
-        const res = await this.http.transport.send({ method: 'GET', url, range: req.range, signal: req.signal });
+        const tls = otherOriginTls(this.endpoints[this.preferred]?.tls);
+        const res = await this.http.transport.send({ method: 'GET', url, range: req.range, expectedBytes: req.expectedBytes, signal: req.signal, tls });
         if (res.statusCode < 400) return res;
         discard(res.body);
         this.logger.debug(`blob ${this.digest}: ${redactUrl(url)} answered ${res.statusCode}; resolving it through the registry again`);
@@ -60,7 +63,7 @@ export class BlobLocator {
       const endpoint = this.endpoints[i]!;
       const url = endpointUrl(endpoint, this.reference.domain, this.reference.path, 'blobs', this.digest);
       try {
-        const res = await this.http.send({ method: req.method, endpoint, url, scope: this.reference.scope(), range: req.range, signal: req.signal });
+        const res = await this.http.send({ method: req.method, endpoint, url, scope: this.reference.scope(), range: req.range, expectedBytes: req.expectedBytes, signal: req.signal });
         this.preferred = i;
         if (req.method === 'GET' && res.url.origin !== url.origin) this.resolvedUrl = res.url;
         return res;

@@ -10,6 +10,26 @@ export const ALL_CAPABILITIES: readonly HostCapability[] = ['pull', 'resolve', '
 
 export const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 
+/** hosts.toml `ca` and `client`: absolute paths of PEM files. */
+export interface TlsFiles {
+  ca: string[];
+  /** A client certificate chain and its key; without `key` the key is in the certificate's file. */
+  client: Array<{ cert: string; key?: string }>;
+}
+
+/** What TlsFiles hold, read and checked (host-tls.ts). */
+export interface EndpointTls {
+  /** Extra CA certificates (PEM) trusted in addition to the default roots. */
+  ca: readonly string[];
+  /** Client certificate chains (PEM) with their private keys (PEM), offered when the server asks. */
+  clientCertificates: ReadonlyArray<{ cert: string; key: string }>;
+}
+
+/** The part of an endpoint's TLS settings that applies to other origins (redirects, realms, upload services). */
+export function otherOriginTls(tls: EndpointTls | undefined): EndpointTls | undefined {
+  return tls && { ca: tls.ca, clientCertificates: [] };
+}
+
 export interface RegistryEndpoint {
   /** API root without a trailing slash, normally `<scheme>://<host>/v2`; requests append `/<repo>/...`. */
   apiRoot: URL;
@@ -20,6 +40,10 @@ export interface RegistryEndpoint {
   headers: Readonly<Record<string, readonly string[]>>;
   /** True for a `[host."…"]` entry, false for the registry's own server. */
   mirror: boolean;
+  /** hosts.toml `ca` and `client` files, as configured. */
+  tlsFiles?: TlsFiles;
+  /** The contents of tlsFiles, loaded by RegistryHosts. */
+  tls?: EndpointTls;
 }
 
 /** The server a domain's API lives on when nothing is configured: docker.io → registry-1.docker.io. */

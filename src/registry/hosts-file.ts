@@ -8,16 +8,25 @@
  *     capabilities = ["pull", "resolve"]
  *     skip_verify = true
  *     override_path = true           # the URL path is the API root as is (no /v2 appended)
+ *     ca = "mirror-ca.pem"           # or a list: extra CA certificates trusted for this host
+ *     client = [["client.pem", "client.key"]]
  *     [host."https://mirror.example.com".header]
  *       x-custom = "value"           # or ["a", "b"]
  *
- * Top-level `capabilities`, `skip_verify`, `override_path` and `[header]` apply to the server. A URL
- * without `/v2` at the end of its path gets it appended unless `override_path` is set. `http://` URLs
- * are plain HTTP. Keys clip does not use (`ca`, `client`, `dial_timeout`) are ignored, as containerd
+ * Top-level `capabilities`, `skip_verify`, `override_path`, `ca`, `client` and `[header]` apply to the
+ * server. A URL without `/v2` at the end of its path gets it appended unless `override_path` is set.
+ * `http://` URLs are plain HTTP. Keys clip does not use (`dial_timeout`) are ignored, as containerd
  * ignores unknown ones.
+ *
+ * `ca` and `client` take file paths, as in containerd: relative ones are resolved against the directory
+ * of the hosts.toml. `ca` is a file or a list of files of PEM certificates, trusted in addition to the
+ * default roots. `client` is a file holding a certificate and its key, a list of such files, or a list
+ * whose items are such files or `[cert, key]` pairs (an empty key means the key is in the cert's file).
+ * Reading the files is RegistryHosts' job (host-tls.ts); this parser only resolves their paths.
  */
+import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { ALL_CAPABILITIES, HostCapability, RegistryEndpoint, defaultEndpoint } from './endpoint';
+import { ALL_CAPABILITIES, HostCapability, RegistryEndpoint, TlsFiles, defaultEndpoint } from './endpoint';
 import { InvalidArgumentError } from '../errors';
 
 interface HostSettings {
@@ -26,6 +35,7 @@ interface HostSettings {
   skipVerify: boolean;
   overridePath: boolean;
   headers: Record<string, string[]>;
+  tlsFiles?: TlsFiles;
 }
 
 export interface HostsFile {
@@ -64,7 +74,39 @@ function parseUrl(value: unknown, where: string, source: string): URL {
   return url;
 }
 
-function parseSettings(table: Table, where: string, source: string): Omit<HostSettings, 'url'> {
+/** `ca` and `client` of one table, with paths resolved against `baseDir`; undefined when neither is set. */
+function parseTlsFiles(table: Table, where: string, source: string, baseDir: string): TlsFiles | undefined {
+  const ca = table['ca'];
+  const client = table['client'];
+  if (ca === undefined && client === undefined) return undefined;
+  const file = (v: unknown, what: string): string => {
+    if (typeof v !== 'string' || v === '') throw bad(source, `${where}${what} must be a file path`);
+    return path.resolve(baseDir, v);
+  };
+  const files: TlsFiles = { ca: [], client: [] };
+  if (ca !== undefined) {
+    if (typeof ca === 'string') files.ca.push(file(ca, 'ca'));
+    else if (Array.isArray(ca)) for (const c of ca) files.ca.push(file(c, 'ca'));
+    else throw bad(source, `${where}ca must be a file path or an array of file paths`);
+  }
+  if (client !== undefined) {
+    if (typeof client === 'string') files.client.push({ cert: file(client, 'client') });
+    else if (Array.isArray(client)) {
+      for (const item of client) {
+        if (typeof item === 'string') files.client.push({ cert: file(item, 'client') });
+        else if (Array.isArray(item) && item.length === 2 && item.every((v) => typeof v === 'string')) {
+          const [cert, key] = item as [string, string];
+          files.client.push(key === '' ? { cert: file(cert, 'client certificate') } : { cert: file(cert, 'client certificate'), key: file(key, 'client key') });
+        } else {
+          throw bad(source, `${where}client items must be file paths or [certificate, key] pairs of file paths`);
+        }
+      }
+    } else throw bad(source, `${where}client must be a file path or an array of file paths or [certificate, key] pairs`);
+  }
+  return files;
+}
+
+function parseSettings(table: Table, where: string, source: string, baseDir: string): Omit<HostSettings, 'url'> {
   let capabilities: readonly HostCapability[] = ALL_CAPABILITIES;
   if (table['capabilities'] !== undefined) {
     const caps = table['capabilities'];
@@ -92,18 +134,22 @@ function parseSettings(table: Table, where: string, source: string): Omit<HostSe
       headers[name.toLowerCase()] = values as string[];
     }
   }
-  return { capabilities, skipVerify: flag('skip_verify'), overridePath: flag('override_path'), headers };
+  const tlsFiles = parseTlsFiles(table, where, source, baseDir);
+  return { capabilities, skipVerify: flag('skip_verify'), overridePath: flag('override_path'), headers, ...(tlsFiles ? { tlsFiles } : {}) };
 }
 
-/** Parses the text of a hosts.toml; `source` names the file in errors. */
-export function parseHostsFile(text: string, source: string): HostsFile {
+/**
+ * Parses the text of a hosts.toml; `source` names the file in errors, and relative `ca` and `client` paths
+ * are resolved against `baseDir` (default: the directory of `source`).
+ */
+export function parseHostsFile(text: string, source: string, baseDir = path.dirname(path.resolve(source))): HostsFile {
   let doc: Table;
   try {
     doc = parseToml(text) as Table;
   } catch (err) {
     throw new InvalidArgumentError(`${source}: invalid TOML: ${(err as Error).message}`, { cause: err });
   }
-  const serverDefaults = parseSettings(doc, '', source);
+  const serverDefaults = parseSettings(doc, '', source, baseDir);
   const server = doc['server'] === undefined ? undefined : { url: parseUrl(doc['server'], 'server', source), ...serverDefaults };
   const mirrors: HostSettings[] = [];
   const hosts = doc['host'];
@@ -112,7 +158,7 @@ export function parseHostsFile(text: string, source: string): HostsFile {
     for (const [key, value] of Object.entries(hosts)) {
       const where = `host ${JSON.stringify(key)}: `;
       if (!isTable(value)) throw bad(source, `${where}must be a table`);
-      mirrors.push({ url: parseUrl(key, `host ${JSON.stringify(key)}`, source), ...parseSettings(value, where, source) });
+      mirrors.push({ url: parseUrl(key, `host ${JSON.stringify(key)}`, source), ...parseSettings(value, where, source, baseDir) });
     }
   }
   return { server, serverDefaults, mirrors };
@@ -133,6 +179,7 @@ function toEndpoint(settings: HostSettings, mirror: boolean): RegistryEndpoint {
     skipVerify: settings.skipVerify,
     headers: settings.headers,
     mirror,
+    ...(settings.tlsFiles ? { tlsFiles: settings.tlsFiles } : {}),
   };
 }
 

@@ -26,7 +26,7 @@ export type { RegistryHostsOptions } from './registry-hosts';
 export { endpointsFor, parseHostsFile } from './hosts-file';
 export type { EndpointOptions, HostsFile } from './hosts-file';
 export { ALL_CAPABILITIES, DOCKER_HUB_API_HOST, defaultEndpoint, endpointUrl } from './endpoint';
-export type { HostCapability, RegistryEndpoint } from './endpoint';
+export type { EndpointTls, HostCapability, RegistryEndpoint, TlsFiles } from './endpoint';
 
 export { DockerCredentials, registryKey } from './docker-config';
 export type { DockerCredentialsOptions } from './docker-config';

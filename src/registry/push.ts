@@ -11,7 +11,7 @@
  * retries and redirects are HttpTransport's; bodies are Buffers, so a retried request sends them again.
  */
 import { computeDigest } from './digest';
-import { RegistryEndpoint, endpointUrl } from './endpoint';
+import { RegistryEndpoint, endpointUrl, otherOriginTls } from './endpoint';
 import { TransportResponse } from './http-transport';
 import { redactUrl } from './logger';
 import { discard } from './read-body';
@@ -97,7 +97,8 @@ export async function pushBlob(client: RegistryClient, ref: ImageReference | str
     res = await http.send({ method: 'PUT', endpoint, url: uploadUrl, scope, body: data, contentType: 'application/octet-stream', signal });
   } else {
     // An upload service on another origin gets no registry credentials (like a blob redirect).
-    res = await http.transport.send({ method: 'PUT', url: uploadUrl, headers: { 'content-type': 'application/octet-stream' }, body: data, signal });
+    const tls = otherOriginTls(endpoint.tls);
+    res = await http.transport.send({ method: 'PUT', url: uploadUrl, headers: { 'content-type': 'application/octet-stream' }, body: data, signal, tls });
     if (res.statusCode >= 400) throw await statusError('PUT', res);
   }
   discard(res.body);

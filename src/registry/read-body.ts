@@ -4,9 +4,18 @@
  * undici's body emits 'error' (RequestAbortedError) when destroyed before its end; every body
  * handled here gets a no-op 'error' listener first, so abandoning one can never become an uncaught
  * exception (readers still see errors through their async iterator).
+ *
+ * Readers take the response rather than its bare body and pull its `chunks()`, so the transport's
+ * minimum transfer rate applies to them (http-transport.ts).
  */
 import { Readable } from 'node:stream';
 import { RegistryProtocolError } from './registry-errors';
+
+/** What the readers need of a response (TransportResponse has it). */
+export interface ResponseBody {
+  body: Readable;
+  chunks(): AsyncIterable<Buffer>;
+}
 
 const ignore = (): void => undefined;
 
@@ -25,15 +34,14 @@ export function discard(body: Readable): void {
 }
 
 /** Reads a whole body that must not exceed `limit` bytes (manifests, configs, token responses). */
-export async function readLimited(body: Readable, limit: number, what: string): Promise<Buffer> {
-  body.on('error', ignore);
+export async function readLimited(res: ResponseBody, limit: number, what: string): Promise<Buffer> {
+  res.body.on('error', ignore);
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body) {
-    const c = chunk as Buffer;
+  for await (const c of res.chunks()) {
     total += c.length;
     if (total > limit) {
-      abortBody(body);
+      abortBody(res.body);
       throw new RegistryProtocolError(`${what}: response larger than ${limit} bytes`);
     }
     chunks.push(c);
@@ -42,8 +50,8 @@ export async function readLimited(body: Readable, limit: number, what: string): 
 }
 
 /** Reads exactly `length` bytes: the body of a 206 for that many bytes. */
-export async function readExact(body: Readable, length: number, what: string): Promise<Buffer> {
-  const data = await readLimited(body, length, what);
+export async function readExact(res: ResponseBody, length: number, what: string): Promise<Buffer> {
+  const data = await readLimited(res, length, what);
   if (data.length !== length) throw new RegistryProtocolError(`${what}: got ${data.length} bytes, expected ${length}`);
   return data;
 }
@@ -52,14 +60,13 @@ export async function readExact(body: Readable, length: number, what: string): P
  * Takes bytes [offset, offset+length) from a body that starts at byte 0 (a 200 to a range request),
  * then destroys the body so the rest of the blob is not downloaded.
  */
-export async function readSlice(body: Readable, offset: number, length: number, what: string): Promise<Buffer> {
-  body.on('error', ignore);
+export async function readSlice(res: ResponseBody, offset: number, length: number, what: string): Promise<Buffer> {
+  res.body.on('error', ignore);
   const out = Buffer.allocUnsafe(length);
   let pos = 0; // bytes of the body seen so far
   let filled = 0;
   try {
-    for await (const chunk of body) {
-      const c = chunk as Buffer;
+    for await (const c of res.chunks()) {
       const from = Math.max(0, offset - pos);
       pos += c.length;
       if (from >= c.length) continue;
@@ -67,7 +74,7 @@ export async function readSlice(body: Readable, offset: number, length: number, 
       if (filled === length) return out;
     }
   } finally {
-    abortBody(body);
+    abortBody(res.body);
   }
   throw new RegistryProtocolError(`${what}: body ended at byte ${pos}, before ${offset + length}`);
 }

@@ -70,7 +70,7 @@ async function fromApi(client: RegistryClient, reference: ImageReference, subjec
     try {
       return await retryTransient({ policy: retry, logger, what: `GET ${what}`, signal }, async () => {
         const res = await http.send({ method: 'GET', endpoint, url, scope: reference.scope(), accept: MediaTypes.ociIndex, signal });
-        const body = await readLimited(res.body, MAX_MANIFEST_BYTES, what);
+        const body = await readLimited(res, MAX_MANIFEST_BYTES, what);
         const contentType = res.headers['content-type'];
         const parsed = parseManifest(body, typeof contentType === 'string' ? contentType : undefined, what);
         if (parsed.kind !== 'index') throw new RegistryProtocolError(`${what}: the registry answered a manifest, not an index`);

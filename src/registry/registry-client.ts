@@ -168,8 +168,8 @@ export class RegistryClient {
     const locator = new BlobLocator(this.http, reference, digest, await this.endpoints(reference, ['pull']), this.logger);
     const { signal } = options;
     const raw = await retryTransient({ policy: this.transport.retry, logger: this.logger, what, signal }, async () => {
-      const res = await locator.send({ method: 'GET', signal });
-      return readLimited(res.body, limit, what);
+      const res = await locator.send({ method: 'GET', expectedBytes: descriptor.size, signal });
+      return readLimited(res, limit, what);
     });
     if (raw.length !== descriptor.size) throw new DigestMismatchError(`${what}: ${raw.length} bytes, the descriptor says ${descriptor.size}`);
     verifyDigest(raw, digest, what);
@@ -181,7 +181,7 @@ export class RegistryClient {
     const reference = typeof ref === 'string' ? parseReference(ref) : ref;
     validateDigest(digest);
     const locator = new BlobLocator(this.http, reference, digest, await this.endpoints(reference, ['pull']), this.logger);
-    return RemoteBlob.open(locator, this.transport.retry, this.logger, options);
+    return RemoteBlob.open(locator, this.transport.retry, this.transport.timeouts, this.logger, options);
   }
 
   /** The authorized HTTP layer and the endpoints with `capabilities` for a repository (push.ts, referrers.ts). */
@@ -224,7 +224,7 @@ export class RegistryClient {
       try {
         return await retryTransient({ policy: this.transport.retry, logger: this.logger, what: `GET ${what}`, signal }, async () => {
           const res = await this.http.send({ method: 'GET', endpoint, url, scope: reference.scope(), accept: MANIFEST_ACCEPT, signal });
-          const body = await readLimited(res.body, MAX_MANIFEST_BYTES, what);
+          const body = await readLimited(res, MAX_MANIFEST_BYTES, what);
           const contentType = res.headers['content-type'];
           return this.checkManifest(body, typeof contentType === 'string' ? contentType : undefined, res.headers['docker-content-digest'], expectedDigest, expectedSize, what);
         });

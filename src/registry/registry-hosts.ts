@@ -1,13 +1,15 @@
 /**
  * Endpoint lookup for registry domains from a containerd-style hosts directory:
  * `<dir>/<host[:port]>/hosts.toml`, else `<dir>/_default/hosts.toml`, else the default server.
- * Files are read on every lookup (they are tiny), so edits apply without a restart, as in containerd.
+ * Files are read on every lookup (they are tiny), so edits apply without a restart, as in containerd;
+ * so are the certificate files their `ca` and `client` settings name (host-tls.ts).
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { RegistryEndpoint } from './endpoint';
 import { InvalidArgumentError } from '../errors';
 import { EndpointOptions, HostsFile, endpointsFor, parseHostsFile } from './hosts-file';
+import { loadHostTls } from './host-tls';
 
 export interface RegistryHostsOptions extends EndpointOptions {
   /** The hosts directory (containerd's `config_path`); no directory means defaults for every domain. */
@@ -19,10 +21,12 @@ export class RegistryHosts {
 
   /** Endpoints to try for a registry domain (`host[:port]`), mirrors first. */
   async endpoints(domain: string): Promise<RegistryEndpoint[]> {
-    return endpointsFor(domain, await this.hostsFile(domain), this.options);
+    const found = await this.hostsFile(domain);
+    const endpoints = endpointsFor(domain, found?.file, this.options);
+    return Promise.all(endpoints.map(async (e) => (e.tlsFiles ? { ...e, tls: await loadHostTls(e.tlsFiles, found!.path) } : e)));
   }
 
-  private async hostsFile(domain: string): Promise<HostsFile | undefined> {
+  private async hostsFile(domain: string): Promise<{ file: HostsFile; path: string } | undefined> {
     const dir = this.options.configDir;
     if (dir === undefined) return undefined;
     if (domain === '' || domain.includes('/') || domain.startsWith('.')) {
@@ -37,7 +41,7 @@ export class RegistryHosts {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
         throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
       }
-      return parseHostsFile(text, file);
+      return { file: parseHostsFile(text, file), path: file };
     }
     return undefined;
   }

@@ -19,6 +19,8 @@ export interface RegistryRequest {
   scope: string;
   accept?: string;
   range?: string;
+  /** Body bytes the caller will read (TransportRequest.expectedBytes). */
+  expectedBytes?: number;
   /** Request body (pushes) and its Content-Type. */
   body?: Buffer;
   contentType?: string;
@@ -33,13 +35,12 @@ export class RegistryHttp {
 
   /** Sends `req`; resolves with a response whose status is below 400. */
   async send(req: RegistryRequest): Promise<TransportResponse> {
-    const host = req.endpoint.apiRoot.host;
-    let authorization = await this.authorizer.authorization(host, req.scope, req.signal);
+    let authorization = await this.authorizer.authorization(req.endpoint, req.scope, req.signal);
     let res = await this.transport.send(this.toTransport(req, authorization));
     if (res.statusCode === 401 && res.url.origin === req.url.origin) {
       const challenges = parseWwwAuthenticate(res.headers['www-authenticate']);
       discard(res.body);
-      authorization = await this.authorizer.answer(host, challenges, req.scope, authorization, req.signal);
+      authorization = await this.authorizer.answer(req.endpoint, challenges, req.scope, authorization, req.signal);
       res = await this.transport.send(this.toTransport(req, authorization));
     }
     if (res.statusCode >= 400) throw await statusError(req.method, res);
@@ -51,6 +52,6 @@ export class RegistryHttp {
     if (req.accept !== undefined) headers['accept'] = req.accept;
     if (authorization !== undefined) headers['authorization'] = authorization;
     if (req.contentType !== undefined) headers['content-type'] = req.contentType;
-    return { method: req.method, url: req.url, headers, range: req.range, body: req.body, signal: req.signal, skipVerify: req.endpoint.skipVerify };
+    return { method: req.method, url: req.url, headers, range: req.range, expectedBytes: req.expectedBytes, body: req.body, signal: req.signal, skipVerify: req.endpoint.skipVerify, tls: req.endpoint.tls };
   }
 }

@@ -9,11 +9,17 @@
  * * `stream`: the whole blob with backpressure (the next chunk is pulled from the socket only when the
  *   consumer wants it); an interrupted transfer resumes where it stopped, with a range when possible.
  *
+ * Reads and streams tell the transport how many bytes they expect, so each attempt has a deadline that
+ * grows with its size and the minimum transfer rate applies (attempt-deadline.ts). A stream's failed
+ * attempts are counted afresh only after an attempt that brought at least one progress window's worth of
+ * bytes, so a registry that trickles a few bytes per attempt still runs out of attempts.
+ *
  * Digest verification of streamed bytes is the consumer's job (the indexer hashes what it parses).
  */
 import { InvalidArgumentError, UnavailableError, isClipError } from '../errors';
 import { BlobLocator } from './blob-locator';
 import { RegistryNotFoundError, RegistryProtocolError } from './registry-errors';
+import { TransferLimits } from './attempt-deadline';
 import { TransportResponse } from './http-transport';
 import { RegistryLogger } from './logger';
 import { abortBody, discard, readExact, readSlice } from './read-body';
@@ -50,6 +56,7 @@ export class RemoteBlob {
     private readonly locator: BlobLocator,
     readonly size: number,
     private readonly policy: RetryPolicy,
+    private readonly limits: TransferLimits,
     private readonly logger: RegistryLogger,
     /** False once the server has shown it ignores Range. */
     private ranges: boolean,
@@ -65,13 +72,13 @@ export class RemoteBlob {
   }
 
   /** Finds the blob and its size. */
-  static async open(locator: BlobLocator, policy: RetryPolicy, logger: RegistryLogger, options: BlobReadOptions = {}): Promise<RemoteBlob> {
+  static async open(locator: BlobLocator, policy: RetryPolicy, limits: TransferLimits, logger: RegistryLogger, options: BlobReadOptions = {}): Promise<RemoteBlob> {
     const { signal } = options;
     try {
       const res = await locator.send({ method: 'HEAD', signal });
       discard(res.body);
       const length = contentLength(res);
-      if (length !== undefined) return new RemoteBlob(locator, length, policy, logger, true);
+      if (length !== undefined) return new RemoteBlob(locator, length, policy, limits, logger, true);
       logger.debug(`blob ${locator.digest}: HEAD has no Content-Length; asking with a range request`);
     } catch (err) {
       if (signal?.aborted) throw abortReason(signal);
@@ -85,7 +92,7 @@ export class RemoteBlob {
         discard(res.body);
         const range = parseContentRange(res.headers['content-range']);
         if (range?.total === undefined) throw new RegistryProtocolError(`${what}: 206 without a total in Content-Range`);
-        return new RemoteBlob(locator, range.total, policy, logger, true);
+        return new RemoteBlob(locator, range.total, policy, limits, logger, true);
       }
       abortBody(res.body); // a 200 is the whole blob: do not download it
       const length = contentLength(res);
@@ -93,8 +100,13 @@ export class RemoteBlob {
         throw new RegistryProtocolError(`${what}: HTTP ${res.statusCode} without a usable length`);
       }
       logger.warn(`blob ${locator.digest}: the server ignores Range requests; reads will fetch from the start of the blob`);
-      return new RemoteBlob(locator, length, policy, logger, false);
+      return new RemoteBlob(locator, length, policy, limits, logger, false);
     });
+  }
+
+  /** Bytes that make an interrupted stream attempt count as progress: one progress window at the minimum rate. */
+  private get progressBytes(): number {
+    return Math.max(1, Math.round((this.limits.minBytesPerSecond * this.limits.progressWindowMs) / 1000));
   }
 
   private markRangesUnsupported(): void {
@@ -113,14 +125,15 @@ export class RemoteBlob {
     const what = `GET blob ${this.digest} bytes ${offset}-${end}`;
     const { signal } = options;
     return retryTransient({ policy: this.policy, logger: this.logger, what, signal }, async () => {
-      const res = await this.locator.send({ method: 'GET', range: this.ranges ? `bytes=${offset}-${end}` : undefined, signal });
+      const ranged = this.ranges;
+      const res = await this.locator.send({ method: 'GET', range: ranged ? `bytes=${offset}-${end}` : undefined, expectedBytes: ranged ? length : offset + length, signal });
       if (res.statusCode === 206) {
         const range = parseContentRange(res.headers['content-range']);
         if (!range || range.start !== offset || range.end !== end || (range.total !== undefined && range.total !== this.size)) {
           abortBody(res.body);
           throw new RegistryProtocolError(`${what}: 206 with Content-Range ${JSON.stringify(res.headers['content-range'] ?? null)}`);
         }
-        return readExact(res.body, length, what);
+        return readExact(res, length, what);
       }
       if (res.statusCode === 200) {
         const total = contentLength(res);
@@ -129,7 +142,7 @@ export class RemoteBlob {
           throw new RegistryProtocolError(`${what}: 200 with ${total} bytes, the blob has ${this.size}`);
         }
         if (this.ranges) this.markRangesUnsupported();
-        return readSlice(res.body, offset, length, what);
+        return readSlice(res, offset, length, what);
       }
       discard(res.body);
       throw new RegistryProtocolError(`${what}: unexpected HTTP ${res.statusCode}`);
@@ -151,7 +164,8 @@ export class RemoteBlob {
     const what = `GET blob ${this.digest}`;
     while (offset < this.size) {
       const resumeAt = offset;
-      const res = await this.locator.send({ method: 'GET', range: offset > 0 && this.ranges ? `bytes=${offset}-` : undefined, signal });
+      const ranged = offset > 0 && this.ranges;
+      const res = await this.locator.send({ method: 'GET', range: ranged ? `bytes=${offset}-` : undefined, expectedBytes: ranged ? this.size - offset : this.size, signal });
       res.body.on('error', () => undefined); // errors arrive through the iterator below
       let skip = 0;
       if (res.statusCode === 206) {
@@ -168,8 +182,7 @@ export class RemoteBlob {
         throw new RegistryProtocolError(`${what}: unexpected HTTP ${res.statusCode}`);
       }
       try {
-        for await (const chunk of res.body) {
-          let c = chunk as Buffer;
+        for await (let c of res.chunks()) {
           if (skip > 0) {
             if (c.length <= skip) {
               skip -= c.length;
@@ -186,7 +199,7 @@ export class RemoteBlob {
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
         if (!isTransientError(err)) throw err;
-        if (offset > resumeAt) failures = 0;
+        if (offset - resumeAt >= this.progressBytes) failures = 0;
         if (++failures >= this.policy.maxAttempts) {
           throw new UnavailableError(`${what}: ${describeError(err)} at byte ${offset} (gave up after ${failures} attempts)`, { cause: err });
         }

@@ -14,7 +14,7 @@ const DETAIL_LIMIT = 4096;
 async function registryDetail(res: TransportResponse): Promise<string> {
   let text: string;
   try {
-    text = (await readLimited(res.body, DETAIL_LIMIT, 'error body')).toString('utf8');
+    text = (await readLimited(res, DETAIL_LIMIT, 'error body')).toString('utf8');
   } catch {
     return '';
   }

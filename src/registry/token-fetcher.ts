@@ -8,8 +8,14 @@
  *
  * The response's `token` or `access_token` is valid for `expires_in` seconds (60 when absent).
  * Requests go through HttpTransport, so credentials are sent to the realm's origin only.
+ *
+ * The realm comes from the registry's challenge, so it is checked first (tokenRealm): an http(s) URL, and
+ * https whenever the registry is reached over https. A plain-http realm of an https registry would send
+ * the credentials and the token in clear text to whoever the registry names, so it is refused before any
+ * request. A plain-http registry (a hosts.toml `server = "http://…"`) may name a plain-http realm.
  */
 import { RegistryCredentials } from './credentials';
+import { EndpointTls } from './endpoint';
 import { RegistryAuthError, RegistryProtocolError } from './registry-errors';
 import { HttpTransport, TransportResponse } from './http-transport';
 import { redactUrl } from './logger';
@@ -25,6 +31,9 @@ export interface TokenRequest {
   scopes: readonly string[];
   credentials?: RegistryCredentials;
   signal?: AbortSignal;
+  /** TLS settings for the realm's origin (TransportRequest). */
+  skipVerify?: boolean;
+  tls?: EndpointTls;
 }
 
 export interface BearerToken {
@@ -36,6 +45,26 @@ export interface BearerToken {
 export interface TokenFetcherOptions {
   clientId?: string;
   now?: () => number;
+}
+
+/** The token realm a registry at `registry` named, if clip may send credentials to it; RegistryAuthError if not. */
+export function tokenRealm(realm: string | undefined, registry: URL): URL {
+  let url: URL;
+  try {
+    url = new URL(realm ?? '');
+  } catch (err) {
+    throw new RegistryAuthError(`${registry.host}: the registry's token realm is not a URL`, { status: 401, cause: err });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new RegistryAuthError(`${registry.host}: the registry's token realm ${redactUrl(url)} is not an http(s) URL`, { status: 401 });
+  }
+  if (registry.protocol === 'https:' && url.protocol !== 'https:') {
+    throw new RegistryAuthError(
+      `${registry.host}: refusing the token realm ${redactUrl(url)}: the registry uses https, so its token realm must too (no credentials were sent)`,
+      { status: 401 },
+    );
+  }
+  return url;
 }
 
 export function basicAuthorization(username: string, password: string): string {
@@ -63,6 +92,8 @@ export class TokenFetcher {
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: this.form(req, creds.identityToken).toString(),
         signal: req.signal,
+        skipVerify: req.skipVerify,
+        tls: req.tls,
       });
       if (![400, 401, 404, 405].includes(res.statusCode)) return this.parse(res, 'POST');
       discard(res.body);
@@ -74,7 +105,7 @@ export class TokenFetcher {
     const headers: Record<string, string> = {};
     if (creds?.username && creds.password) headers['authorization'] = basicAuthorization(creds.username, creds.password);
     else if (creds?.username && creds.identityToken) headers['authorization'] = basicAuthorization(creds.username, creds.identityToken);
-    const res = await this.transport.send({ method: 'GET', url, headers, signal: req.signal });
+    const res = await this.transport.send({ method: 'GET', url, headers, signal: req.signal, skipVerify: req.skipVerify, tls: req.tls });
     return this.parse(res, 'GET');
   }
 
@@ -92,7 +123,7 @@ export class TokenFetcher {
       throw new RegistryAuthError(`token request denied: ${err.message}`, { status: res.statusCode, cause: err });
     }
     if (res.statusCode !== 200) throw await statusError(method, res);
-    const body = await readLimited(res.body, TOKEN_RESPONSE_LIMIT, what);
+    const body = await readLimited(res, TOKEN_RESPONSE_LIMIT, what);
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       doc = JSON.parse(body.toString('utf8')) as typeof doc;

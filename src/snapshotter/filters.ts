@@ -5,15 +5,20 @@
  *   selector  := fieldpath [operator value]         a bare fieldpath means "field is present"
  *   fieldpath := field ("." field)*
  *   field     := quoted | [A-Za-z_][A-Za-z0-9_]*
- *   operator  := "==" | "!=" | "~="                 "~=" matches a regular expression
+ *   operator  := "==" | "!=" | "~="                 "~=" matches a regular expression (RE2 syntax)
  *   value     := quoted | [^\s,]+
  *   quoted    := a string between '"' (with Go-style backslash escapes), or between '/' or '|' (raw, where
  *                 only \/ or \| escapes the quote: convenient for regular expressions)
  *
  * A List request carries several filters; a snapshot matches when any one of them matches.
  * Syntax errors are InvalidArgumentErrors naming the position.
+ *
+ * Patterns come from clients, so they run on RE2JS (a JavaScript port of RE2): RE2 syntax, as containerd's
+ * Go regexp uses, and matching in time linear in the input, where JavaScript's backtracking RegExp can take
+ * exponential time on patterns such as `(a+)+$`. Like Go's MatchString, a pattern matches anywhere in the value.
  */
-import { InvalidArgumentError } from '../errors';
+import { RE2JS } from 're2js';
+import { InvalidArgumentError, errorMessage } from '../errors';
 
 export type Operator = '==' | '!=' | '~=' | 'present';
 
@@ -21,7 +26,7 @@ export interface Selector {
   fieldpath: string[];
   operator: Operator;
   value: string;
-  regexp?: RegExp;
+  regexp?: RE2JS;
 }
 
 /** Looks up a field path of the thing being filtered; undefined when the field is absent. */
@@ -118,9 +123,9 @@ function parseSelector(s: Scanner): Selector {
   const value = s.value();
   if (operator !== '~=') return { fieldpath, operator, value };
   try {
-    return { fieldpath, operator, value, regexp: new RegExp(value) };
+    return { fieldpath, operator, value, regexp: RE2JS.compile(value) };
   } catch (err) {
-    throw new InvalidArgumentError(`filters: bad regular expression ${JSON.stringify(value)}`, { cause: err });
+    throw new InvalidArgumentError(`filters: bad regular expression ${JSON.stringify(value)}: ${errorMessage(err)}`, { cause: err });
   }
 }
 
@@ -147,7 +152,7 @@ function matches(selector: Selector, lookup: FieldLookup): boolean {
     case '!=':
       return actual !== selector.value;
     case '~=':
-      return actual !== undefined && selector.regexp!.test(actual);
+      return actual !== undefined && selector.regexp!.matcher(actual).find();
   }
 }
 

@@ -26,7 +26,8 @@ describe('daemon config', () => {
   it('reads sections, sizes, seconds and lists', () => {
     const config = resolveConfig(
       parseConfigText(
-        '[lazy]\nenabled = false\narchive_store_max_size = 2048\nread_timeout_seconds = 2.5\n[registry]\nplain_http = true\nhosts_dir = ""\n',
+        '[lazy]\nenabled = false\narchive_store_max_size = 2048\nread_timeout_seconds = 2.5\n[registry]\nplain_http = true\nhosts_dir = ""\n' +
+          'min_transfer_rate = "64KiB"\ntransfer_window_seconds = 10\n',
         'x.toml',
       ),
     );
@@ -35,6 +36,8 @@ describe('daemon config', () => {
     assert.equal(config.lazy.readTimeoutMs, 2500);
     assert.equal(config.registry.plainHttp, true);
     assert.equal(config.registry.hostsDir, '');
+    assert.equal(config.registry.minTransferRate, 64 * 1024);
+    assert.equal(config.registry.transferWindowMs, 10_000);
   });
 
   it('parses the shipped default config to the built-in defaults', () => {
@@ -50,6 +53,8 @@ describe('daemon config', () => {
     ['[lazy]\nspan_size = "4 parsecs"', 'bad size'],
     ['[lazy]\nenabled = "yes"', 'non-boolean flag'],
     ['[registry]\nplain_http = ["host"]', 'non-boolean plain_http'],
+    ['[registry]\nmin_transfer_rate = 0', 'zero transfer rate'],
+    ['[registry]\ntransfer_window_seconds = 0', 'zero transfer window'],
     ['[lazy]\nbogus = 1', 'unknown key in a section'],
   ] as const) {
     it(`rejects a config with a ${why}`, () => {

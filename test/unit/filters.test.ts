@@ -40,6 +40,25 @@ describe('filters', () => {
     assert.equal(compileFilters(['labels.missing!=x'])(lookup), true);
   });
 
+  it('matches client patterns with RE2 semantics, in linear time', () => {
+    // (a+)+$ against "aaaa…b" backtracks exponentially in JavaScript's RegExp; RE2 answers at once.
+    const long = (fieldpath: string[]): string | undefined => (fieldpath.join('.') === 'labels.x' ? `${'a'.repeat(50_000)}b` : undefined);
+    assert.equal(compileFilters(['labels.x~="(a+)+$"'])(long), false);
+    assert.equal(compileFilters(['labels.x~="(a+)+b$"'])(long), true);
+    // Unanchored like Go's MatchString; RE2-only syntax such as \pL (a Unicode class) works.
+    assert.equal(compileFilters(['labels.team~=lu'])(lookup), true);
+    assert.equal(compileFilters(['labels.team~=/^\\pL+$/'])(lookup), true);
+  });
+
+  it('rejects patterns RE2 does not support (backreferences, lookbehind) with a clear InvalidArgument', () => {
+    for (const pattern of ['/(a)\\1/', '/(?<=a)b/']) {
+      assert.throws(
+        () => compileFilters([`name~=${pattern}`]),
+        (err: Error) => err instanceof InvalidArgumentError && /bad regular expression .*error parsing regexp/.test(err.message),
+      );
+    }
+  });
+
   it('decodes escapes in double-quoted values', () => {
     assert.equal(parseFilter('name=="a\\"b"')[0]!.value, 'a"b');
   });

@@ -5,11 +5,14 @@
  * redirects or faults.
  */
 import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import path from 'node:path';
 import { RegistryLogger } from '../../../src/registry';
+import { runOk } from '../../helpers/processes';
 
 export interface SeenRequest {
   method: string;
@@ -32,8 +35,8 @@ export class TestServer {
     this.handler = handler;
   }
 
-  /** Starts a server; with `tls` (PEM key and certificate) it speaks HTTPS. */
-  static async start(handler: Handler = (_req, res) => res.writeHead(404).end(), tls?: { key: Buffer; cert: Buffer }): Promise<TestServer> {
+  /** Starts a server; with `tls` (PEM key and certificate, and any other https server options) it speaks HTTPS. */
+  static async start(handler: Handler = (_req, res) => res.writeHead(404).end(), tls?: https.ServerOptions & { key: Buffer; cert: Buffer }): Promise<TestServer> {
     const server = tls ? https.createServer(tls) : http.createServer();
     const ts = new TestServer(server, handler, tls ? 'https' : 'http');
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -76,6 +79,14 @@ export class TestServer {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
+}
+
+/** A self-signed certificate for 127.0.0.1 made with openssl in `dir`, as TestServer.start's `tls`. */
+export async function selfSignedTls(dir: string): Promise<{ key: Buffer; cert: Buffer }> {
+  const key = path.join(dir, 'self-signed.key');
+  const cert = path.join(dir, 'self-signed.pem');
+  await runOk('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
+  return { key: await fsp.readFile(key), cert: await fsp.readFile(cert) };
 }
 
 export const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { UnavailableError } from '../../../src/errors';
 import { RegistryClient } from '../../../src/registry';
-import { runOk, tempDir } from '../../helpers/processes';
-import { FAST_RETRY, TestRepository, TestServer, sendBlob, serveRegistry } from './test-servers';
+import { tempDir } from '../../helpers/processes';
+import { FAST_RETRY, TestRepository, TestServer, selfSignedTls, sendBlob, serveRegistry } from './test-servers';
 
 describe('TLS and skip_verify', () => {
   let dir: string;
@@ -26,10 +26,7 @@ describe('TLS and skip_verify', () => {
 
   before(async () => {
     dir = await tempDir('registry-tls');
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    await runOk('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert]);
-    const tls = { key: await fsp.readFile(key), cert: await fsp.readFile(cert) };
+    const tls = await selfSignedTls(dir);
     repo = new TestRepository();
     image = repo.addImage(['tls layer bytes'], 'v1');
     storage = await TestServer.start((req, res) => sendBlob(req, res, image.layers[0]!.data), tls);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from '../../../src/errors';
 import { RegistryHosts, endpointUrl, endpointsFor, parseHostsFile } from '../../../src/registry';
-import { tempDir } from '../../helpers/processes';
+import { runOk, tempDir } from '../../helpers/processes';
 
 const summary = (domain: string, text: string | undefined, plainHttp = false) =>
   endpointsFor(domain, text === undefined ? undefined : parseHostsFile(text, 'hosts.toml'), { plainHttp }).map((e) => ({
@@ -75,6 +75,10 @@ skip_verify = true
     ['[host."https://m"]\nskip_verify = "yes"', /skip_verify must be true or false/],
     ['[header]\nx = 1', /header "x" must be a string/],
     ['[host."https://user:pw@m"]', /must not carry credentials/],
+    ['ca = 5', /ca must be a file path or an array of file paths/],
+    ['ca = ["a.pem", 5]', /ca must be a file path/],
+    ['[host."https://m"]\nclient = [["cert.pem"]]', /host "https:\/\/m": client items must be file paths or \[certificate, key\] pairs/],
+    ['client = { cert = "c.pem" }', /client must be a file path or an array/],
   ] as const) {
     it(`rejects ${JSON.stringify(text)}`, () => {
       assert.throws(() => parseHostsFile(text, '/etc/hosts.d/x/hosts.toml'), (err: Error) => {
@@ -85,6 +89,62 @@ skip_verify = true
       });
     });
   }
+
+  it('reads ca and client like containerd: one file or lists, [cert, key] pairs, paths relative to the file', () => {
+    const text = `
+server = "https://registry.example.com"
+ca = "server-ca.pem"
+client = "combined.pem"
+
+[host."https://mirror-a.example.com"]
+  ca = ["/etc/pki/a.pem", "sub/b.pem"]
+  client = ["one.pem", ["two.cert", "two.key"], ["/abs/three.pem", ""]]
+
+[host."https://mirror-b.example.com"]
+  capabilities = ["pull"]
+`;
+    const endpoints = endpointsFor('registry.example.com', parseHostsFile(text, '/etc/containerd/certs.d/registry.example.com/hosts.toml'));
+    const base = '/etc/containerd/certs.d/registry.example.com';
+    assert.deepEqual(
+      endpoints.map((e) => e.tlsFiles),
+      [
+        {
+          ca: ['/etc/pki/a.pem', `${base}/sub/b.pem`],
+          client: [{ cert: `${base}/one.pem` }, { cert: `${base}/two.cert`, key: `${base}/two.key` }, { cert: '/abs/three.pem' }],
+        },
+        undefined,
+        { ca: [`${base}/server-ca.pem`], client: [{ cert: `${base}/combined.pem` }] },
+      ],
+    );
+    // The top-level settings also apply to the default server when there is no `server`.
+    const noServer = endpointsFor('quay.io', parseHostsFile('ca = "ca.pem"\n', '/d/quay.io/hosts.toml'));
+    assert.deepEqual(noServer[0]!.tlsFiles, { ca: ['/d/quay.io/ca.pem'], client: [] });
+  });
+
+  it('loads the ca and client files a hosts.toml names, and reports bad ones against it', async () => {
+    const dir = await tempDir('hosts-tls');
+    try {
+      const host = path.join(dir, 'reg.example:5000');
+      await fsp.mkdir(host);
+      await runOk('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=c', '-keyout', path.join(host, 'c.key'), '-out', path.join(host, 'c.pem')]);
+      const toml = path.join(host, 'hosts.toml');
+      const hosts = new RegistryHosts({ configDir: dir });
+      await fsp.writeFile(toml, 'server = "https://reg.example:5000"\nca = "c.pem"\nclient = [["c.pem", "c.key"]]\n');
+      const [e] = await hosts.endpoints('reg.example:5000');
+      assert.match(e!.tls!.ca[0]!, /^-----BEGIN CERTIFICATE-----/);
+      assert.equal(e!.tls!.clientCertificates.length, 1);
+      assert.match(e!.tls!.clientCertificates[0]!.key, /PRIVATE KEY/);
+
+      await fsp.writeFile(toml, 'ca = "missing.pem"\n');
+      await assert.rejects(hosts.endpoints('reg.example:5000'), (err: Error) => err instanceof InvalidArgumentError && err.message.startsWith(`${toml}: cannot read the CA certificate file ${host}/missing.pem`));
+      await fsp.writeFile(toml, 'ca = "c.key"\n');
+      await assert.rejects(hosts.endpoints('reg.example:5000'), /holds no PEM certificate/);
+      await fsp.writeFile(toml, 'client = "c.pem"\n'); // a certificate without its key
+      await assert.rejects(hosts.endpoints('reg.example:5000'), (err: Error) => err instanceof InvalidArgumentError && /client certificate .*c\.pem is not a usable certificate and key/.test(err.message));
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it('reads <dir>/<host>/hosts.toml, then _default, then falls back to defaults', async () => {
     const dir = await tempDir('hosts');
