@@ -4,10 +4,10 @@
  * previous path + the rest), mtime and data offset are stored as differences. Windows are stored as raw
  * deflate, span digests as raw 32 bytes. Only wire-level problems are reported here (unknown enum
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
+ * This file encodes; body-decoder.ts decodes, within the archive limits.
  */
 import { promisify } from 'node:util';
-import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { errorMessage } from '../errors';
+import { deflateRaw, deflateRawSync } from 'node:zlib';
 import {
   Archive as ArchiveBody,
   Checkpoint as CheckpointBody,
@@ -15,11 +15,9 @@ import {
   Entry as EntryBody,
   EntryType as EntryTypeBody,
 } from '../generated/clip/archive/v1/archive';
-import { ArchiveFormatError } from './format-error';
-import type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
-import { WINDOW_SIZE } from './validate';
+import type { ClipArchive, Compression, EntryType } from './types';
 
-const SHA256_PREFIX = 'sha256:';
+export const SHA256_PREFIX = 'sha256:';
 const deflateRawAsync = promisify(deflateRaw);
 
 /**
@@ -36,12 +34,17 @@ function storedWindow(window: Buffer): Buffer {
   return stored;
 }
 
+/** Records that `window` is stored as `deflated` (a window read from an archive), so encoding need not compress it. */
+export function rememberStoredWindow(window: Buffer, deflated: Buffer): void {
+  storedWindows.set(window, deflated);
+}
+
 /** Compresses a checkpoint window on the thread pool now, so that encoding the archive later need not. */
 export async function compressWindow(window: Buffer): Promise<void> {
   if (window.length === 0 || storedWindows.has(window)) return;
   storedWindows.set(window, await deflateRawAsync(window));
 }
-const SHA256_BYTES = 32;
+export const SHA256_BYTES = 32;
 
 const COMPRESSION_TO_BODY: Record<Compression, CompressionBody> = {
   gzip: CompressionBody.COMPRESSION_GZIP,
@@ -57,10 +60,8 @@ const ENTRY_TYPE_TO_BODY: Record<EntryType, EntryTypeBody> = {
   block: EntryTypeBody.ENTRY_TYPE_BLOCK,
   fifo: EntryTypeBody.ENTRY_TYPE_FIFO,
 };
-const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
-const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+export const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
+export const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
 
 /** The body message for a validated archive. */
 export function toBody(a: ClipArchive): ArchiveBody {
@@ -109,95 +110,6 @@ export function toBody(a: ClipArchive): ArchiveBody {
   };
 }
 
-/** The archive a body message describes; the caller validates it. */
-export function fromBody(body: ArchiveBody): ClipArchive {
-  const compression = COMPRESSION_FROM_BODY.get(body.compression);
-  if (compression === undefined) fail(`unknown compression ${body.compression}`);
-  return {
-    layerDigest: body.layerDigest,
-    diffId: body.diffId,
-    mediaType: body.mediaType,
-    compression,
-    compressedSize: body.compressedSize,
-    uncompressedSize: body.uncompressedSize,
-    entries: entriesFromBody(body.entries),
-    checkpoints: body.checkpoints.map((c, i): Checkpoint => ({
-      compressedOffset: c.compressedOffset,
-      bits: c.bits,
-      uncompressedOffset: c.uncompressedOffset,
-      window: inflateWindow(c.windowDeflate, `checkpoint ${i}`),
-    })),
-    spanDigests: body.spanSha256.map((d, i) => {
-      if (d.length !== SHA256_BYTES) fail(`span ${i} digest is ${d.length} bytes, want ${SHA256_BYTES}`);
-      return SHA256_PREFIX + d.toString('hex');
-    }),
-    ...(body.startupSpans.length > 0 ? { startupSpans: [...body.startupSpans] } : {}),
-  };
-}
-
-function entriesFromBody(bodies: EntryBody[]): ArchiveEntry[] {
-  let prevPath: Buffer = Buffer.alloc(0);
-  let prevMtimeMs = 0;
-  let prevEnd = 0;
-  return bodies.map((b, i): ArchiveEntry => {
-    const where = `entry ${i}`;
-    if (b.pathPrefix > prevPath.length) {
-      fail(`${where}: path shares ${b.pathPrefix} bytes with the previous path, which has ${prevPath.length}`);
-    }
-    const pathBytes = b.pathPrefix === 0 ? b.pathSuffix : Buffer.concat([prevPath.subarray(0, b.pathPrefix), b.pathSuffix]);
-    const path = decodeUtf8(pathBytes, `${where}: path`);
-    const type = ENTRY_TYPE_FROM_BODY.get(b.type);
-    if (type === undefined) fail(`${where} (${JSON.stringify(path)}): unknown entry type ${b.type}`);
-    const mtimeMs = prevMtimeMs + b.mtimeMsDelta;
-    const dataOffset = prevEnd + b.dataOffsetDelta;
-    if (!Number.isSafeInteger(mtimeMs) || !Number.isSafeInteger(dataOffset + b.size)) {
-      fail(`${where} (${JSON.stringify(path)}): mtime or data offset out of range`);
-    }
-    if (Object.getPrototypeOf(b.xattrs) !== Object.prototype) {
-      fail(`${where} (${JSON.stringify(path)}): xattr name "__proto__" is not "namespace.name"`);
-    }
-    prevPath = pathBytes;
-    prevMtimeMs = mtimeMs;
-    prevEnd = dataOffset + b.size;
-    return {
-      path,
-      type,
-      mode: b.mode,
-      uid: b.uid,
-      gid: b.gid,
-      size: b.size,
-      mtimeMs,
-      linkTarget: b.linkTarget,
-      devMajor: b.devMajor,
-      devMinor: b.devMinor,
-      xattrs: { ...b.xattrs },
-      dataOffset,
-    };
-  });
-}
-
-function inflateWindow(deflated: Buffer, where: string): Buffer {
-  if (deflated.length === 0) return deflated;
-  try {
-    const window = inflateRawSync(deflated, { maxOutputLength: WINDOW_SIZE });
-    storedWindows.set(window, deflated);
-    return window;
-  } catch (err) {
-    const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
-      ? `inflates to more than ${WINDOW_SIZE} bytes`
-      : `does not inflate: ${errorMessage(err)}`;
-    throw new ArchiveFormatError(`${where}: window ${detail}`, { cause: err });
-  }
-}
-
-function decodeUtf8(bytes: Uint8Array, what: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch (err) {
-    throw new ArchiveFormatError(`${what} is not valid UTF-8`, { cause: err });
-  }
-}
-
 function sharedPrefixLength(a: Buffer, b: Buffer): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
@@ -216,6 +128,3 @@ function invert<K extends string, V>(record: Record<K, V>): Map<V, K> {
   return new Map(Object.entries(record).map(([k, v]) => [v as V, k as K]));
 }
 
-function fail(detail: string): never {
-  throw new ArchiveFormatError(detail);
-}

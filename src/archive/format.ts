@@ -1,13 +1,16 @@
 /**
- * Encoding and decoding of a whole clip archive file: header (header.ts), protobuf body (body-codec.ts)
- * and the archive's rules (validate.ts). Both directions validate, so no invalid archive is ever written
- * and none is ever handed to a caller. Encoding is deterministic: equal archives give equal bytes.
+ * Encoding and decoding of a whole clip archive file: header (header.ts), protobuf body (body-codec.ts,
+ * body-decoder.ts) and the archive's rules (validate.ts). Both directions validate, so no invalid archive
+ * is ever written and none is ever handed to a caller. Decoding stays within the archive limits
+ * (limits.ts): the header's fields are checked before the checksum is computed, and the body is decoded
+ * entry by entry, failing at the first one over a limit. Encoding is deterministic: equal archives give
+ * equal bytes.
  */
-import { errorMessage } from '../errors';
 import { Archive as ArchiveBody } from '../generated/clip/archive/v1/archive';
-import { fromBody, toBody } from './body-codec';
-import { ArchiveFormatError } from './format-error';
+import { toBody } from './body-codec';
+import { decodeBody } from './body-decoder';
 import { frameBody, unframeBody } from './header';
+import { archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
 import { validateArchive } from './validate';
 
@@ -17,16 +20,14 @@ export function encodeArchive(archive: ClipArchive): Buffer {
   return frameBody(ArchiveBody.encode(toBody(archive)).finish());
 }
 
-/** The archive in `file`; throws ArchiveFormatError if it is not a valid clip archive this reader supports. */
-export function decodeArchive(file: Buffer): ClipArchive {
-  const body = unframeBody(file);
-  let message: ArchiveBody;
-  try {
-    message = ArchiveBody.decode(body);
-  } catch (err) {
-    throw new ArchiveFormatError(`malformed body: ${errorMessage(err)}`, { cause: err });
-  }
-  const archive = fromBody(message);
+/**
+ * The archive in `file`; throws ArchiveFormatError if it is not a valid clip archive this reader supports,
+ * ArchiveLimitError (a kind of ArchiveFormatError) if it breaks one of `limits` (default
+ * DEFAULT_ARCHIVE_LIMITS, each field overridable).
+ */
+export function decodeArchive(file: Buffer, limits: Partial<ArchiveLimits> = {}): ClipArchive {
+  const within = archiveLimits(limits);
+  const archive = decodeBody(unframeBody(file, within.maxBytes), within);
   validateArchive(archive);
   return archive;
 }
