@@ -10,7 +10,8 @@ import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { DockerCredentials, RegistryClient } from '../registry';
 import { ArchiveStore } from '../remote/archive-store';
-import { LazyLayers } from '../remote/lazy-layers';
+import type { LayerIndexerOptions } from '../remote/layer-indexer';
+import { LazyLayers, type LazyLayersOptions } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { DaemonConfig } from './config';
@@ -31,7 +32,9 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     timeouts: { headersMs: reg.requestTimeoutMs, bodyMs: reg.requestTimeoutMs },
     retry: { maxAttempts: reg.retries + 1 },
   });
-  const layers = new LazyLayers({
+  // Limits on the layers indexed here (passed through LazyLayers to its LayerIndexer).
+  const { maxArchiveBytes: _archive, maxPublishedArchiveBytes: _published, ...limits } = config.limits;
+  const options: LazyLayersOptions & Pick<LayerIndexerOptions, 'limits'> = {
     registry,
     archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger),
     cache: new ContentCache(path.join(config.root, 'cache')),
@@ -44,7 +47,9 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     readTimeoutMs: lazy.readTimeoutMs,
     publishedArchives: lazy.publishedArchives,
     startupProfiles: lazy.startupProfiles,
-  });
+    limits,
+  };
+  const layers = new LazyLayers(options);
   return { layers, registry };
 }
 

@@ -3,7 +3,8 @@
  * digest), decoded (gzip with zran checkpoints, or plain tar), the uncompressed stream is hashed whole
  * (the diffID) and per span, and its tar entries are recorded. The three hashes and the inflation run on
  * the thread pool, side by side; the JavaScript thread parses tar. Memory stays bounded whatever the layer
- * size: a few MiB of buffers.
+ * size: a few MiB of buffers, plus the archive itself, which the limits bound (index-limits.ts). A layer
+ * over a limit stops at once with IndexLimitError.
  */
 import type { Readable } from 'node:stream';
 import { compressWindow } from '../archive';
@@ -13,6 +14,7 @@ import { checkMagic, MAGIC_LENGTH } from './compression';
 import { EntryCollector } from './entry-collector';
 import { DigestMismatchError } from './errors';
 import { GzipDecoder } from './gzip-decoder';
+import { checkLayerGrowth, indexLimits, type IndexLimits } from './index-limits';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { PlainDecoder } from './plain-decoder';
 import { ZstdDecoder } from './zstd-decoder';
@@ -48,9 +50,11 @@ export interface IndexLayerOptions {
    * being written is aborted; committed ones are the caller's to drop.
    */
   spanStore?: SpanStore;
+  /** Limits on the layer (DEFAULT_INDEX_LIMITS, each overridable); an excess rejects with IndexLimitError. */
+  limits?: Partial<IndexLimits>;
 }
 
-function validate(options: IndexLayerOptions, spanSize: number): void {
+function validate(options: IndexLayerOptions, spanSize: number, limits: IndexLimits): void {
   const { layerDigest, compression, expectedSize } = options;
   if (!/^sha256:[0-9a-f]{64}$/.test(layerDigest)) {
     throw new InvalidArgumentError(`layer ${layerDigest}: only sha256 digests are supported`);
@@ -60,6 +64,9 @@ function validate(options: IndexLayerOptions, spanSize: number): void {
   }
   if (!Number.isInteger(spanSize) || spanSize < MIN_SPAN_SIZE || spanSize > MAX_SPAN_SIZE) {
     throw new InvalidArgumentError(`span size ${spanSize} is not an integer from ${MIN_SPAN_SIZE} to ${MAX_SPAN_SIZE}`);
+  }
+  if (limits.maxSpanBytes < spanSize) {
+    throw new InvalidArgumentError(`the span size limit ${limits.maxSpanBytes} is smaller than the span size ${spanSize}`);
   }
   if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0)) {
     throw new InvalidArgumentError(`layer ${layerDigest}: invalid expected size ${expectedSize}`);
@@ -97,20 +104,27 @@ export async function indexLayer(
 ): Promise<ClipArchive> {
   const { layerDigest, mediaType, compression, expectedSize } = options;
   const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
-  validate(options, spanSize);
+  const limits = indexLimits(options.limits);
+  validate(options, spanSize, limits);
 
   const blobHash = new Sha256Stream(BLOB_HASH_BATCH);
   const diffHash = new Sha256Stream();
   const entries = new EntryCollector();
-  const tar = new TarParser((entry) => entries.add(entry));
-  const spans = new SpanRecorder(options.spanStore);
+  const tar = new TarParser((entry) => entries.add(entry), limits);
+  const spans = new SpanRecorder(options.spanStore, limits);
   const windows: Promise<void>[] = [];
   let uncompressedSize = 0;
   const sink: DecoderSink = {
     data(chunk) {
       uncompressedSize += chunk.length;
+      checkLayerGrowth(limits, compression, uncompressedSize, compressedSize);
       const hashed = Promise.all([diffHash.update(chunk), spans.data(chunk)]);
-      tar.write(chunk); // while the thread pool hashes
+      try {
+        tar.write(chunk); // while the thread pool hashes
+      } catch (err) {
+        // Nothing may still be writing the chunk when the caller drops the span.
+        return hashed.then(() => Promise.reject(err), () => Promise.reject(err));
+      }
       return hashed.then(() => undefined);
     },
     checkpoint(checkpoint) {
