@@ -175,9 +175,9 @@ export class TarParser {
   private startMeta(header: TarHeader, at: number): void {
     const gathered = header.typeflag === 'g' ? 0 : (this.pending?.bytes ?? 0);
     if (gathered + header.size > this.limits.maxPaxBytes) {
-      const what = gathered > 0 ? `with the ${gathered} bytes before it, ` : '';
+      const after = gathered > 0 ? ` after ${gathered} bytes of records for the same entry` : '';
       throw limitError(
-        `tar entry at offset ${at}: ${header.typeflag} header of ${header.size} bytes ${what}is more than ${this.limits.maxPaxBytes} bytes of metadata for one entry`,
+        `tar entry at offset ${at}: ${header.typeflag} header of ${header.size} bytes${after}: more than ${this.limits.maxPaxBytes} bytes of records for one entry`,
         this.limits,
         'maxPaxBytes',
       );
