@@ -8,7 +8,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { NotFoundError } from '../errors';
 import { ArchiveFormatError } from './format-error';
-import { decodeArchive, encodeArchive } from './format';
+import { decodeArchiveAsync, encodeArchive } from './format';
 import { ArchiveLimitError, archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
 
@@ -33,7 +33,7 @@ export async function readArchiveFile(file: string, limits: Partial<ArchiveLimit
     throw err;
   }
   try {
-    return decodeArchive(bytes, within);
+    return await decodeArchiveAsync(bytes, within);
   } catch (err) {
     if (err instanceof ArchiveFormatError) throw new ArchiveFormatError(err.detail, { cause: err, file });
     throw err;

@@ -18,6 +18,7 @@ import {
 import { COMPRESSION_FROM_BODY, ENTRY_TYPE_FROM_BODY, SHA256_BYTES, SHA256_PREFIX, rememberStoredWindow } from './body-codec';
 import { ArchiveFormatError } from './format-error';
 import { ArchiveLimitError, pathLengthProblem, type ArchiveLimits } from './limits';
+import { ITEMS_PER_STEP, type Steps } from './slices';
 import type { ArchiveEntry, Checkpoint, ClipArchive } from './types';
 import { WINDOW_SIZE } from './validate';
 
@@ -32,24 +33,25 @@ const PER_CHECKPOINT_BYTES = 40;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The archive in `body`, decoded within `limits`; the caller validates it. */
-export function decodeBody(body: Uint8Array, limits: ArchiveLimits): ClipArchive {
+/** The archive in `body`, decoded within `limits`, yielding every ITEMS_PER_STEP fields; the caller validates it. */
+export function* decodeBody(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchive> {
   try {
-    return decodeFields(body, limits);
+    return yield* decodeFields(body, limits);
   } catch (err) {
     if (err instanceof ArchiveFormatError) throw err;
     throw new ArchiveFormatError(`malformed body: ${errorMessage(err)}`, { cause: err });
   }
 }
 
-function decodeFields(body: Uint8Array, limits: ArchiveLimits): ClipArchive {
+function* decodeFields(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchive> {
   const reader = new BinaryReader(body);
   const entries = new EntryDecoder(limits);
   const checkpoints: Checkpoint[] = [];
   const others: Uint8Array[] = [];
   const maxOtherBytes = OTHER_FIELDS_BYTES + PER_CHECKPOINT_BYTES * limits.maxCheckpoints;
   let otherBytes = 0;
-  while (reader.pos < reader.len) {
+  for (let fields = 1; reader.pos < reader.len; fields++) {
+    if (fields % ITEMS_PER_STEP === 0) yield;
     const start = reader.pos;
     const [field, wireType] = reader.tag();
     if (field === ENTRIES_FIELD && wireType === WireType.LengthDelimited) {

@@ -12,7 +12,8 @@ import { decodeBody } from './body-decoder';
 import { frameBody, unframeBody } from './header';
 import { archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
-import { validateArchive } from './validate';
+import { runInSlices, runToEnd, type Steps } from './slices';
+import { validateArchive, validationSteps } from './validate';
 
 /** The file bytes of `archive`; throws ArchiveFormatError if the archive breaks the format's rules. */
 export function encodeArchive(archive: ClipArchive): Buffer {
@@ -26,8 +27,22 @@ export function encodeArchive(archive: ClipArchive): Buffer {
  * DEFAULT_ARCHIVE_LIMITS, each field overridable).
  */
 export function decodeArchive(file: Buffer, limits: Partial<ArchiveLimits> = {}): ClipArchive {
+  return runToEnd(decodeSteps(file, limits));
+}
+
+/**
+ * decodeArchive without blocking the event loop for more than about `sliceMs` at a time: the same work,
+ * handed back to the event loop between slices. For archives from a registry or the archive store, which
+ * may hold hundreds of thousands of entries (a 200 000-entry archive takes several hundred ms to decode).
+ */
+export function decodeArchiveAsync(file: Buffer, limits: Partial<ArchiveLimits> = {}, sliceMs?: number): Promise<ClipArchive> {
+  return runInSlices(decodeSteps(file, limits), sliceMs);
+}
+
+function* decodeSteps(file: Buffer, limits: Partial<ArchiveLimits>): Steps<ClipArchive> {
   const within = archiveLimits(limits);
-  const archive = decodeBody(unframeBody(file, within.maxBytes), within);
-  validateArchive(archive);
+  const body = yield* unframeBody(file, within.maxBytes);
+  const archive = yield* decodeBody(body, within);
+  yield* validationSteps(archive);
   return archive;
 }

@@ -7,6 +7,7 @@
  * over a limit stops at once with IndexLimitError.
  */
 import type { Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { compressWindow } from '../archive';
 import type { ClipArchive, Compression } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
@@ -24,6 +25,8 @@ import { TarParser } from './tar-parser';
 
 /** The blob arrives in small chunks (16-64 KiB from a socket): they are hashed this many bytes at a time. */
 const BLOB_HASH_BATCH = 1 << 20;
+/** Tar bytes parsed between two turns of the event loop (at most 512 headers, a few ms). */
+const TAR_SLICE = 256 << 10;
 /** Blob bytes that may wait for hashing before reading the blob pauses. */
 const BLOB_HASH_BACKLOG = 16 << 20;
 
@@ -115,17 +118,22 @@ export async function indexLayer(
   const windows: Promise<void>[] = [];
   let uncompressedSize = 0;
   const sink: DecoderSink = {
-    data(chunk) {
+    async data(chunk) {
       uncompressedSize += chunk.length;
       checkLayerGrowth(limits, compression, uncompressedSize, compressedSize);
       const hashed = Promise.all([diffHash.update(chunk), spans.data(chunk)]);
       try {
-        tar.write(chunk); // while the thread pool hashes
+        // While the thread pool hashes; in slices, so that a chunk dense with entries does not hold the
+        // event loop (4 MiB of headers is 8192 entries).
+        for (let at = 0; at < chunk.length; at += TAR_SLICE) {
+          if (at > 0) await nextTurn();
+          tar.write(chunk.subarray(at, at + TAR_SLICE));
+        }
       } catch (err) {
-        // Nothing may still be writing the chunk when the caller drops the span.
-        return hashed.then(() => Promise.reject(err), () => Promise.reject(err));
+        await hashed.catch(() => undefined); // nothing may still be writing the chunk when the span is dropped
+        throw err;
       }
-      return hashed.then(() => undefined);
+      await hashed;
     },
     checkpoint(checkpoint) {
       windows.push(compressWindow(checkpoint.window)); // on the thread pool, ready for encoding the archive
