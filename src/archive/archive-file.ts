@@ -8,7 +8,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { NotFoundError } from '../errors';
 import { ArchiveFormatError } from './format-error';
-import { decodeArchiveAsync, encodeArchive } from './format';
+import { decodeArchiveAsync, encodeArchiveAsync } from './format';
 import { ArchiveLimitError, archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
 
@@ -42,7 +42,7 @@ export async function readArchiveFile(file: string, limits: Partial<ArchiveLimit
 
 /** Encodes `archive` and atomically replaces `file` with it; the directory must exist. */
 export async function writeArchiveFile(file: string, archive: ClipArchive): Promise<void> {
-  const bytes = encodeArchive(archive);
+  const bytes = await encodeArchiveAsync(archive);
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {

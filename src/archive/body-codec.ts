@@ -6,6 +6,7 @@
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
  * This file encodes; body-decoder.ts decodes, within the archive limits.
  */
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync } from 'node:zlib';
 import {
@@ -15,9 +16,13 @@ import {
   Entry as EntryBody,
   EntryType as EntryTypeBody,
 } from '../generated/clip/archive/v1/archive';
+import { ITEMS_PER_STEP, type Steps } from './slices';
 import type { ClipArchive, Compression, EntryType } from './types';
 
 export const SHA256_PREFIX = 'sha256:';
+/** Wire tags (field number << 3 | length-delimited) of Archive.entries and Archive.checkpoints. */
+const ENTRIES_TAG = (7 << 3) | 2;
+const CHECKPOINTS_TAG = (8 << 3) | 2;
 const deflateRawAsync = promisify(deflateRaw);
 
 /**
@@ -63,12 +68,32 @@ const ENTRY_TYPE_TO_BODY: Record<EntryType, EntryTypeBody> = {
 export const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
 export const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
 
-/** The body message for a validated archive. */
-export function toBody(a: ClipArchive): ArchiveBody {
+/**
+ * The body of a validated archive, encoded field by field in field order (the bytes ArchiveBody.encode would
+ * write for the whole message), yielding every ITEMS_PER_STEP entries (see slices.ts).
+ */
+export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
+  const writer = new BinaryWriter();
+  ArchiveBody.encode(
+    {
+      layerDigest: a.layerDigest,
+      diffId: a.diffId,
+      mediaType: a.mediaType,
+      compression: COMPRESSION_TO_BODY[a.compression],
+      compressedSize: a.compressedSize,
+      uncompressedSize: a.uncompressedSize,
+      entries: [],
+      checkpoints: [],
+      spanSha256: [],
+      startupSpans: [],
+    },
+    writer,
+  );
   let prevPath: Buffer = Buffer.alloc(0);
   let prevMtimeMs = 0;
   let prevEnd = 0;
-  const entries = a.entries.map((e): EntryBody => {
+  for (let i = 0; i < a.entries.length; i++) {
+    const e = a.entries[i]!;
     const path = Buffer.from(e.path, 'utf8');
     const prefix = sharedPrefixLength(prevPath, path);
     const body: EntryBody = {
@@ -86,28 +111,38 @@ export function toBody(a: ClipArchive): ArchiveBody {
       devMinor: e.devMinor,
       xattrs: sortedXattrs(e.xattrs),
     };
+    EntryBody.encode(body, writer.uint32(ENTRIES_TAG).fork()).join();
     prevPath = path;
     prevMtimeMs = e.mtimeMs;
     prevEnd = e.dataOffset + e.size;
-    return body;
-  });
-  return {
-    layerDigest: a.layerDigest,
-    diffId: a.diffId,
-    mediaType: a.mediaType,
-    compression: COMPRESSION_TO_BODY[a.compression],
-    compressedSize: a.compressedSize,
-    uncompressedSize: a.uncompressedSize,
-    entries,
-    checkpoints: a.checkpoints.map((c): CheckpointBody => ({
+    if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+  }
+  for (const c of a.checkpoints) {
+    const body: CheckpointBody = {
       compressedOffset: c.compressedOffset,
       bits: c.bits,
       uncompressedOffset: c.uncompressedOffset,
       windowDeflate: storedWindow(c.window),
-    })),
-    spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
-    startupSpans: a.startupSpans ?? [],
-  };
+    };
+    CheckpointBody.encode(body, writer.uint32(CHECKPOINTS_TAG).fork()).join();
+    yield; // a window not compressed ahead of time costs a deflate
+  }
+  ArchiveBody.encode(
+    {
+      layerDigest: '',
+      diffId: '',
+      mediaType: '',
+      compression: 0,
+      compressedSize: 0,
+      uncompressedSize: 0,
+      entries: [],
+      checkpoints: [],
+      spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
+      startupSpans: a.startupSpans ?? [],
+    },
+    writer,
+  );
+  return writer.finish();
 }
 
 function sharedPrefixLength(a: Buffer, b: Buffer): number {

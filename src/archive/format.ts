@@ -1,24 +1,33 @@
 /**
  * Encoding and decoding of a whole clip archive file: header (header.ts), protobuf body (body-codec.ts,
- * body-decoder.ts) and the archive's rules (validate.ts). Both directions validate, so no invalid archive
+ * body-decoder.ts) and the archive's rules (validate.ts). Each direction has a synchronous form and an
+ * async one that does the same work in slices of about 10 ms (slices.ts). Both directions validate, so no invalid archive
  * is ever written and none is ever handed to a caller. Decoding stays within the archive limits
  * (limits.ts): the header's fields are checked before the checksum is computed, and the body is decoded
  * entry by entry, failing at the first one over a limit. Encoding is deterministic: equal archives give
  * equal bytes.
  */
-import { Archive as ArchiveBody } from '../generated/clip/archive/v1/archive';
-import { toBody } from './body-codec';
+import { encodeBody } from './body-codec';
 import { decodeBody } from './body-decoder';
-import { frameBody, unframeBody } from './header';
+import { frameSteps, unframeBody } from './header';
 import { archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
 import { runInSlices, runToEnd, type Steps } from './slices';
-import { validateArchive, validationSteps } from './validate';
+import { validationSteps } from './validate';
 
 /** The file bytes of `archive`; throws ArchiveFormatError if the archive breaks the format's rules. */
 export function encodeArchive(archive: ClipArchive): Buffer {
-  validateArchive(archive);
-  return frameBody(ArchiveBody.encode(toBody(archive)).finish());
+  return runToEnd(encodeSteps(archive));
+}
+
+/** encodeArchive without holding the event loop for more than about `sliceMs` at a time. */
+export function encodeArchiveAsync(archive: ClipArchive, sliceMs?: number): Promise<Buffer> {
+  return runInSlices(encodeSteps(archive), sliceMs);
+}
+
+function* encodeSteps(archive: ClipArchive): Steps<Buffer> {
+  yield* validationSteps(archive);
+  return yield* frameSteps(yield* encodeBody(archive));
 }
 
 /**

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import { ArchiveFormatError } from './format-error';
 import { ArchiveLimitError } from './limits';
-import type { Steps } from './slices';
+import { runToEnd, type Steps } from './slices';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a]);
 export const HEADER_SIZE = 56;
@@ -26,6 +26,11 @@ const HASH_STEP = 1 << 20;
 
 /** Prefixes `body` with a header for FORMAT_VERSION. */
 export function frameBody(body: Uint8Array): Buffer {
+  return runToEnd(frameSteps(body));
+}
+
+/** frameBody, yielding while it hashes the body. */
+export function* frameSteps(body: Uint8Array): Steps<Buffer> {
   const out = Buffer.alloc(HEADER_SIZE + body.length);
   MAGIC.copy(out, 0);
   out.writeUInt16LE(FORMAT_VERSION.major, 8);
@@ -33,7 +38,7 @@ export function frameBody(body: Uint8Array): Buffer {
   out.writeUInt32LE(0, 12);
   out.writeBigUInt64LE(BigInt(body.length), 16);
   out.set(body, HEADER_SIZE);
-  checksum(out.subarray(0, CHECKSUM_OFFSET), body).copy(out, CHECKSUM_OFFSET);
+  (yield* checksum(out.subarray(0, CHECKSUM_OFFSET), body)).copy(out, CHECKSUM_OFFSET);
   return out;
 }
 
@@ -87,12 +92,7 @@ export function* unframeBody(file: Buffer, maxBytes: number): Steps<Buffer> {
   }
   const body = file.subarray(HEADER_SIZE);
   const want = file.subarray(CHECKSUM_OFFSET, HEADER_SIZE);
-  const hash = createHash('sha256').update(file.subarray(0, CHECKSUM_OFFSET));
-  for (let at = 0; at < body.length; at += HASH_STEP) {
-    hash.update(body.subarray(at, at + HASH_STEP));
-    yield;
-  }
-  const got = hash.digest();
+  const got = yield* checksum(file.subarray(0, CHECKSUM_OFFSET), body);
   if (!got.equals(want)) {
     throw new ArchiveFormatError(
       `checksum mismatch (header says sha256 ${want.toString('hex')}, content has ${got.toString('hex')}): corrupted or tampered with`,
@@ -101,6 +101,12 @@ export function* unframeBody(file: Buffer, maxBytes: number): Steps<Buffer> {
   return body;
 }
 
-function checksum(header: Uint8Array, body: Uint8Array): Buffer {
-  return createHash('sha256').update(header).update(body).digest();
+/** sha256 of the header's first bytes and the body, yielding every HASH_STEP bytes. */
+function* checksum(header: Uint8Array, body: Uint8Array): Steps<Buffer> {
+  const hash = createHash('sha256').update(header);
+  for (let at = 0; at < body.length; at += HASH_STEP) {
+    hash.update(body.subarray(at, at + HASH_STEP));
+    yield;
+  }
+  return hash.digest();
 }

@@ -15,7 +15,7 @@ export {
   type ContentLimits,
 } from './limits';
 export { WINDOW_SIZE } from './validate';
-export { decodeArchive, decodeArchiveAsync, encodeArchive } from './format';
+export { decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync } from './format';
 export { compressWindow } from './body-codec';
 export { readArchiveFile, writeArchiveFile } from './archive-file';
 export { summarizeArchive } from './archive-summary';

@@ -11,7 +11,9 @@ import {
   DEFAULT_ARCHIVE_LIMITS,
   checkArchiveHeader,
   decodeArchive,
+  decodeArchiveAsync,
   encodeArchive,
+  encodeArchiveAsync,
   type ArchiveLimits,
 } from '../../../src/archive';
 import { frameBody } from '../../../src/archive/header';
@@ -126,6 +128,16 @@ describe('archive limits', () => {
     file[40]! ^= 1; // a bad checksum is not even computed when the size is over the limit
     rejectsWithLimit(file, { maxBytes: file.length - 1 }, /header announces a \d+-byte body \(limit limits\.max_archive_size = \d+\)$/, 'maxBytes');
     assert.throws(() => decodeArchive(file), /checksum mismatch/);
+  });
+
+  it('encodes and decodes in slices (the async forms) to the same bytes and archive, in ArchiveBody field order', async () => {
+    const archive = largeArchive(5000, { span: 1 << 16 });
+    const file = encodeArchive(archive);
+    assert.deepEqual(await encodeArchiveAsync(archive, 0), file);
+    // Field by field, the body is what the generated encoder writes for the whole message.
+    assert.deepEqual(Buffer.from(ArchiveBody.encode(ArchiveBody.decode(file.subarray(HEADER))).finish()), file.subarray(HEADER));
+    assert.deepEqual(await decodeArchiveAsync(file, {}, 0), decodeArchive(file));
+    await assert.rejects(decodeArchiveAsync(file, { maxEntries: 4000 }, 0), { name: 'ArchiveLimitError', message: /more than 4000 entries/ });
   });
 
   it('rejects limits that are not positive integers', () => {
