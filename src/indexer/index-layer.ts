@@ -15,7 +15,7 @@ import { checkMagic, MAGIC_LENGTH } from './compression';
 import { EntryCollector } from './entry-collector';
 import { DigestMismatchError } from './errors';
 import { GzipDecoder } from './gzip-decoder';
-import { checkLayerGrowth, indexLimits, type IndexLimits } from './index-limits';
+import { DEFAULT_INDEX_LIMITS, checkLayerGrowth, indexLimits, type IndexLimits } from './index-limits';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { PlainDecoder } from './plain-decoder';
 import { ZstdDecoder } from './zstd-decoder';
@@ -53,7 +53,10 @@ export interface IndexLayerOptions {
    * being written is aborted; committed ones are the caller's to drop.
    */
   spanStore?: SpanStore;
-  /** Limits on the layer (DEFAULT_INDEX_LIMITS, each overridable); an excess rejects with IndexLimitError. */
+  /**
+   * Limits on the layer (DEFAULT_INDEX_LIMITS, each overridable; maxSpanBytes defaults to at least twice
+   * spanSize); an excess rejects with IndexLimitError.
+   */
   limits?: Partial<IndexLimits>;
 }
 
@@ -107,7 +110,8 @@ export async function indexLayer(
 ): Promise<ClipArchive> {
   const { layerDigest, mediaType, compression, expectedSize } = options;
   const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
-  const limits = indexLimits(options.limits);
+  // Without a span limit of its own, a span size above the default limit (clip index --span-size) raises it.
+  const limits = indexLimits({ maxSpanBytes: Math.max(DEFAULT_INDEX_LIMITS.maxSpanBytes, 2 * spanSize), ...options.limits });
   validate(options, spanSize, limits);
 
   const blobHash = new Sha256Stream(BLOB_HASH_BATCH);

@@ -145,6 +145,9 @@ describe('indexing limits', () => {
     await rejectsWithLimit(tar, { compression: 'none', spanSize: 4096, limits: { maxCheckpoints: 8 } }, /^layer: more than 8 spans \(limit limits\.max_checkpoints = 8\)$/);
     await rejectsWithLimit(tar, { compression: 'none', limits: { maxLayerBytes: 32 << 10 } }, /^layer: more than 32768 bytes uncompressed \(limit limits\.max_layer_size = 32768\)$/);
     await assert.rejects(indexLayer([tar], options(tar, { compression: 'none', spanSize: 1 << 20, limits: { maxSpanBytes: 4096 } })), /the span size limit 4096 is smaller than the span size 1048576/);
+    // Without a span limit of its own, a large span size raises it (clip index --span-size 32MiB).
+    const archive = await indexLayer([tar], options(tar, { compression: 'none', spanSize: 32 << 20 }));
+    assert.equal(archive.checkpoints.length, 1);
   });
 
   it('indexes a 200 000-entry node_modules layer with the default limits, and its archive decodes within them', async () => {
