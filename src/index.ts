@@ -21,14 +21,17 @@
  */
 export {
   ArchiveFormatError,
+  ArchiveLimitError,
+  DEFAULT_ARCHIVE_LIMITS,
   FORMAT_VERSION,
   decodeArchive,
+  decodeArchiveAsync,
   encodeArchive,
   readArchiveFile,
   summarizeArchive,
   writeArchiveFile,
 } from './archive';
-export type { ArchiveEntry, ArchiveSummary, Checkpoint, ClipArchive, Compression, EntryType } from './archive';
+export type { ArchiveEntry, ArchiveLimits, ArchiveSummary, Checkpoint, ClipArchive, Compression, EntryType } from './archive';
 
 export { archiveFileName, indexImage, indexLayerFile, writeArchives } from './remote/image-indexer';
 export type { IndexImageOptions, IndexLayerFileOptions, IndexedImage, IndexedLayer, LayerProgress, LayerState } from './remote/image-indexer';

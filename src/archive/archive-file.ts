@@ -4,24 +4,36 @@
  * old file or the complete new one, never a partial archive under the final name.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { NotFoundError } from '../errors';
 import { ArchiveFormatError } from './format-error';
-import { decodeArchive, encodeArchive } from './format';
+import { decodeArchiveAsync, encodeArchiveAsync } from './format';
+import { ArchiveLimitError, archiveLimits, type ArchiveLimits } from './limits';
 import type { ClipArchive } from './types';
 
-/** Reads and decodes the archive at `file`: NotFoundError if absent, ArchiveFormatError if invalid. */
-export async function readArchiveFile(file: string): Promise<ClipArchive> {
+/**
+ * Reads and decodes the archive at `file` within `limits` (a file larger than limits.maxBytes is not read):
+ * NotFoundError if absent, ArchiveFormatError (ArchiveLimitError for a limit) if invalid.
+ */
+export async function readArchiveFile(file: string, limits: Partial<ArchiveLimits> = {}): Promise<ClipArchive> {
+  const within = archiveLimits(limits);
   let bytes: Buffer;
   try {
-    bytes = await readFile(file);
+    const handle = await open(file, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size > within.maxBytes) throw new ArchiveLimitError(`${file}: ${size} bytes`, 'maxBytes', within.maxBytes);
+      bytes = await handle.readFile();
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`clip archive ${file}: not found`, { cause: err });
     throw err;
   }
   try {
-    return decodeArchive(bytes);
+    return await decodeArchiveAsync(bytes, within);
   } catch (err) {
     if (err instanceof ArchiveFormatError) throw new ArchiveFormatError(err.detail, { cause: err, file });
     throw err;
@@ -30,7 +42,7 @@ export async function readArchiveFile(file: string): Promise<ClipArchive> {
 
 /** Encodes `archive` and atomically replaces `file` with it; the directory must exist. Returns the bytes written. */
 export async function writeArchiveFile(file: string, archive: ClipArchive): Promise<Buffer> {
-  const bytes = encodeArchive(archive);
+  const bytes = await encodeArchiveAsync(archive);
   await writeFileAtomic(file, bytes);
   return bytes;
 }

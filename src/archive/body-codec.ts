@@ -4,10 +4,11 @@
  * previous path + the rest), mtime and data offset are stored as differences. Windows are stored as raw
  * deflate, span digests as raw 32 bytes. Only wire-level problems are reported here (unknown enum
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
+ * This file encodes; body-decoder.ts decodes, within the archive limits.
  */
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { promisify } from 'node:util';
-import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib';
-import { errorMessage } from '../errors';
+import { deflateRaw, deflateRawSync } from 'node:zlib';
 import {
   Archive as ArchiveBody,
   Checkpoint as CheckpointBody,
@@ -15,11 +16,13 @@ import {
   Entry as EntryBody,
   EntryType as EntryTypeBody,
 } from '../generated/clip/archive/v1/archive';
-import { ArchiveFormatError } from './format-error';
-import type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
-import { WINDOW_SIZE } from './validate';
+import { ITEMS_PER_STEP, type Steps } from './slices';
+import type { ClipArchive, Compression, EntryType } from './types';
 
-const SHA256_PREFIX = 'sha256:';
+export const SHA256_PREFIX = 'sha256:';
+/** Wire tags (field number << 3 | length-delimited) of Archive.entries and Archive.checkpoints. */
+const ENTRIES_TAG = (7 << 3) | 2;
+const CHECKPOINTS_TAG = (8 << 3) | 2;
 const deflateRawAsync = promisify(deflateRaw);
 
 /**
@@ -36,12 +39,17 @@ function storedWindow(window: Buffer): Buffer {
   return stored;
 }
 
+/** Records that `window` is stored as `deflated` (a window read from an archive), so encoding need not compress it. */
+export function rememberStoredWindow(window: Buffer, deflated: Buffer): void {
+  storedWindows.set(window, deflated);
+}
+
 /** Compresses a checkpoint window on the thread pool now, so that encoding the archive later need not. */
 export async function compressWindow(window: Buffer): Promise<void> {
   if (window.length === 0 || storedWindows.has(window)) return;
   storedWindows.set(window, await deflateRawAsync(window));
 }
-const SHA256_BYTES = 32;
+export const SHA256_BYTES = 32;
 
 const COMPRESSION_TO_BODY: Record<Compression, CompressionBody> = {
   gzip: CompressionBody.COMPRESSION_GZIP,
@@ -57,17 +65,35 @@ const ENTRY_TYPE_TO_BODY: Record<EntryType, EntryTypeBody> = {
   block: EntryTypeBody.ENTRY_TYPE_BLOCK,
   fifo: EntryTypeBody.ENTRY_TYPE_FIFO,
 };
-const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
-const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
+export const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
+export const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** The body message for a validated archive. */
-export function toBody(a: ClipArchive): ArchiveBody {
+/**
+ * The body of a validated archive, encoded field by field in field order (the bytes ArchiveBody.encode would
+ * write for the whole message), yielding every ITEMS_PER_STEP entries (see slices.ts).
+ */
+export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
+  const writer = new BinaryWriter();
+  ArchiveBody.encode(
+    {
+      layerDigest: a.layerDigest,
+      diffId: a.diffId,
+      mediaType: a.mediaType,
+      compression: COMPRESSION_TO_BODY[a.compression],
+      compressedSize: a.compressedSize,
+      uncompressedSize: a.uncompressedSize,
+      entries: [],
+      checkpoints: [],
+      spanSha256: [],
+      startupSpans: [],
+    },
+    writer,
+  );
   let prevPath: Buffer = Buffer.alloc(0);
   let prevMtimeMs = 0;
   let prevEnd = 0;
-  const entries = a.entries.map((e): EntryBody => {
+  for (let i = 0; i < a.entries.length; i++) {
+    const e = a.entries[i]!;
     const path = Buffer.from(e.path, 'utf8');
     const prefix = sharedPrefixLength(prevPath, path);
     const body: EntryBody = {
@@ -85,117 +111,38 @@ export function toBody(a: ClipArchive): ArchiveBody {
       devMinor: e.devMinor,
       xattrs: sortedXattrs(e.xattrs),
     };
+    EntryBody.encode(body, writer.uint32(ENTRIES_TAG).fork()).join();
     prevPath = path;
     prevMtimeMs = e.mtimeMs;
     prevEnd = e.dataOffset + e.size;
-    return body;
-  });
-  return {
-    layerDigest: a.layerDigest,
-    diffId: a.diffId,
-    mediaType: a.mediaType,
-    compression: COMPRESSION_TO_BODY[a.compression],
-    compressedSize: a.compressedSize,
-    uncompressedSize: a.uncompressedSize,
-    entries,
-    checkpoints: a.checkpoints.map((c): CheckpointBody => ({
+    if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+  }
+  for (const c of a.checkpoints) {
+    const body: CheckpointBody = {
       compressedOffset: c.compressedOffset,
       bits: c.bits,
       uncompressedOffset: c.uncompressedOffset,
       windowDeflate: storedWindow(c.window),
-    })),
-    spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
-    startupSpans: a.startupSpans ?? [],
-  };
-}
-
-/** The archive a body message describes; the caller validates it. */
-export function fromBody(body: ArchiveBody): ClipArchive {
-  const compression = COMPRESSION_FROM_BODY.get(body.compression);
-  if (compression === undefined) fail(`unknown compression ${body.compression}`);
-  return {
-    layerDigest: body.layerDigest,
-    diffId: body.diffId,
-    mediaType: body.mediaType,
-    compression,
-    compressedSize: body.compressedSize,
-    uncompressedSize: body.uncompressedSize,
-    entries: entriesFromBody(body.entries),
-    checkpoints: body.checkpoints.map((c, i): Checkpoint => ({
-      compressedOffset: c.compressedOffset,
-      bits: c.bits,
-      uncompressedOffset: c.uncompressedOffset,
-      window: inflateWindow(c.windowDeflate, `checkpoint ${i}`),
-    })),
-    spanDigests: body.spanSha256.map((d, i) => {
-      if (d.length !== SHA256_BYTES) fail(`span ${i} digest is ${d.length} bytes, want ${SHA256_BYTES}`);
-      return SHA256_PREFIX + d.toString('hex');
-    }),
-    ...(body.startupSpans.length > 0 ? { startupSpans: [...body.startupSpans] } : {}),
-  };
-}
-
-function entriesFromBody(bodies: EntryBody[]): ArchiveEntry[] {
-  let prevPath: Buffer = Buffer.alloc(0);
-  let prevMtimeMs = 0;
-  let prevEnd = 0;
-  return bodies.map((b, i): ArchiveEntry => {
-    const where = `entry ${i}`;
-    if (b.pathPrefix > prevPath.length) {
-      fail(`${where}: path shares ${b.pathPrefix} bytes with the previous path, which has ${prevPath.length}`);
-    }
-    const pathBytes = b.pathPrefix === 0 ? b.pathSuffix : Buffer.concat([prevPath.subarray(0, b.pathPrefix), b.pathSuffix]);
-    const path = decodeUtf8(pathBytes, `${where}: path`);
-    const type = ENTRY_TYPE_FROM_BODY.get(b.type);
-    if (type === undefined) fail(`${where} (${JSON.stringify(path)}): unknown entry type ${b.type}`);
-    const mtimeMs = prevMtimeMs + b.mtimeMsDelta;
-    const dataOffset = prevEnd + b.dataOffsetDelta;
-    if (!Number.isSafeInteger(mtimeMs) || !Number.isSafeInteger(dataOffset + b.size)) {
-      fail(`${where} (${JSON.stringify(path)}): mtime or data offset out of range`);
-    }
-    if (Object.getPrototypeOf(b.xattrs) !== Object.prototype) {
-      fail(`${where} (${JSON.stringify(path)}): xattr name "__proto__" is not "namespace.name"`);
-    }
-    prevPath = pathBytes;
-    prevMtimeMs = mtimeMs;
-    prevEnd = dataOffset + b.size;
-    return {
-      path,
-      type,
-      mode: b.mode,
-      uid: b.uid,
-      gid: b.gid,
-      size: b.size,
-      mtimeMs,
-      linkTarget: b.linkTarget,
-      devMajor: b.devMajor,
-      devMinor: b.devMinor,
-      xattrs: { ...b.xattrs },
-      dataOffset,
     };
-  });
-}
-
-function inflateWindow(deflated: Buffer, where: string): Buffer {
-  if (deflated.length === 0) return deflated;
-  try {
-    const window = inflateRawSync(deflated, { maxOutputLength: WINDOW_SIZE });
-    storedWindows.set(window, deflated);
-    return window;
-  } catch (err) {
-    const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
-      ? `inflates to more than ${WINDOW_SIZE} bytes`
-      : `does not inflate: ${errorMessage(err)}`;
-    throw new ArchiveFormatError(`${where}: window ${detail}`, { cause: err });
+    CheckpointBody.encode(body, writer.uint32(CHECKPOINTS_TAG).fork()).join();
+    yield; // a window not compressed ahead of time costs a deflate
   }
-}
-
-function decodeUtf8(bytes: Uint8Array, what: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch (err) {
-    throw new ArchiveFormatError(`${what} is not valid UTF-8`, { cause: err });
-  }
+  ArchiveBody.encode(
+    {
+      layerDigest: '',
+      diffId: '',
+      mediaType: '',
+      compression: 0,
+      compressedSize: 0,
+      uncompressedSize: 0,
+      entries: [],
+      checkpoints: [],
+      spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
+      startupSpans: a.startupSpans ?? [],
+    },
+    writer,
+  );
+  return writer.finish();
 }
 
 function sharedPrefixLength(a: Buffer, b: Buffer): number {
@@ -216,6 +163,3 @@ function invert<K extends string, V>(record: Record<K, V>): Map<V, K> {
   return new Map(Object.entries(record).map(([k, v]) => [v as V, k as K]));
 }
 
-function fail(detail: string): never {
-  throw new ArchiveFormatError(detail);
-}

@@ -12,6 +12,8 @@
  */
 import { createHash } from 'node:crypto';
 import { ArchiveFormatError } from './format-error';
+import { ArchiveLimitError } from './limits';
+import { runToEnd, type Steps } from './slices';
 
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a]);
 export const HEADER_SIZE = 56;
@@ -19,9 +21,16 @@ export const HEADER_SIZE = 56;
 export const FORMAT_VERSION = { major: 1, minor: 0 } as const;
 
 const CHECKSUM_OFFSET = 24;
+/** Body bytes hashed between two yields (about 2 ms). */
+const HASH_STEP = 1 << 20;
 
 /** Prefixes `body` with a header for FORMAT_VERSION. */
 export function frameBody(body: Uint8Array): Buffer {
+  return runToEnd(frameSteps(body));
+}
+
+/** frameBody, yielding while it hashes the body. */
+export function* frameSteps(body: Uint8Array): Steps<Buffer> {
   const out = Buffer.alloc(HEADER_SIZE + body.length);
   MAGIC.copy(out, 0);
   out.writeUInt16LE(FORMAT_VERSION.major, 8);
@@ -29,28 +38,52 @@ export function frameBody(body: Uint8Array): Buffer {
   out.writeUInt32LE(0, 12);
   out.writeBigUInt64LE(BigInt(body.length), 16);
   out.set(body, HEADER_SIZE);
-  checksum(out.subarray(0, CHECKSUM_OFFSET), body).copy(out, CHECKSUM_OFFSET);
+  (yield* checksum(out.subarray(0, CHECKSUM_OFFSET), body)).copy(out, CHECKSUM_OFFSET);
   return out;
 }
 
-/** Checks the header of `file` (magic, version, length, checksum) and returns the body within it. */
-export function unframeBody(file: Buffer): Buffer {
-  const magicSeen = file.subarray(0, MAGIC.length);
+export interface ArchiveHeader {
+  major: number;
+  minor: number;
+  flags: number;
+  /** Bytes of the body that follows the header. */
+  bodyLength: number;
+}
+
+/**
+ * Checks what the first HEADER_SIZE bytes of an archive say, before the body is fetched or decoded: the
+ * magic, the major version, and that the whole file (header + body length) fits in `maxBytes`. `head` may
+ * be the whole file or just its beginning; fewer than HEADER_SIZE bytes is an error (truncated).
+ */
+export function checkArchiveHeader(head: Buffer, maxBytes: number): ArchiveHeader {
+  const magicSeen = head.subarray(0, MAGIC.length);
   if (!magicSeen.equals(MAGIC.subarray(0, magicSeen.length))) {
     throw new ArchiveFormatError(`not a clip archive (bad magic ${magicSeen.toString('hex')})`);
   }
-  if (file.length < HEADER_SIZE) {
-    throw new ArchiveFormatError(`truncated: ${file.length} bytes, shorter than the ${HEADER_SIZE}-byte header`);
+  if (head.length < HEADER_SIZE) {
+    throw new ArchiveFormatError(`truncated: ${head.length} bytes, shorter than the ${HEADER_SIZE}-byte header`);
   }
-  const major = file.readUInt16LE(8);
-  const minor = file.readUInt16LE(10);
+  const major = head.readUInt16LE(8);
+  const minor = head.readUInt16LE(10);
   if (major !== FORMAT_VERSION.major) {
     throw new ArchiveFormatError(
       `unsupported format version ${major}.${minor} (this reader supports ${FORMAT_VERSION.major}.x)`,
     );
   }
-  const bodyLength = file.readBigUInt64LE(16);
-  const present = BigInt(file.length - HEADER_SIZE);
+  const bodyLength = head.readBigUInt64LE(16);
+  if (bodyLength > BigInt(maxBytes - HEADER_SIZE)) {
+    throw new ArchiveLimitError(`the header announces a ${bodyLength}-byte body`, 'maxBytes', maxBytes);
+  }
+  return { major, minor, flags: head.readUInt32LE(12), bodyLength: Number(bodyLength) };
+}
+
+/**
+ * Checks the header of `file` (magic, version, size limit, length, checksum) and returns the body within
+ * it. The checksum is computed only once the header's fields passed.
+ */
+export function* unframeBody(file: Buffer, maxBytes: number): Steps<Buffer> {
+  const { bodyLength } = checkArchiveHeader(file, maxBytes);
+  const present = file.length - HEADER_SIZE;
   if (bodyLength > present) {
     throw new ArchiveFormatError(`truncated: header says the body is ${bodyLength} bytes, only ${present} present`);
   }
@@ -59,7 +92,7 @@ export function unframeBody(file: Buffer): Buffer {
   }
   const body = file.subarray(HEADER_SIZE);
   const want = file.subarray(CHECKSUM_OFFSET, HEADER_SIZE);
-  const got = checksum(file.subarray(0, CHECKSUM_OFFSET), body);
+  const got = yield* checksum(file.subarray(0, CHECKSUM_OFFSET), body);
   if (!got.equals(want)) {
     throw new ArchiveFormatError(
       `checksum mismatch (header says sha256 ${want.toString('hex')}, content has ${got.toString('hex')}): corrupted or tampered with`,
@@ -68,6 +101,12 @@ export function unframeBody(file: Buffer): Buffer {
   return body;
 }
 
-function checksum(header: Uint8Array, body: Uint8Array): Buffer {
-  return createHash('sha256').update(header).update(body).digest();
+/** sha256 of the header's first bytes and the body, yielding every HASH_STEP bytes. */
+function* checksum(header: Uint8Array, body: Uint8Array): Steps<Buffer> {
+  const hash = createHash('sha256').update(header);
+  for (let at = 0; at < body.length; at += HASH_STEP) {
+    hash.update(body.subarray(at, at + HASH_STEP));
+    yield;
+  }
+  return hash.digest();
 }

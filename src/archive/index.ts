@@ -4,9 +4,18 @@
  */
 export type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
 export { ArchiveFormatError } from './format-error';
-export { FORMAT_VERSION } from './header';
+export { FORMAT_VERSION, HEADER_SIZE, checkArchiveHeader, type ArchiveHeader } from './header';
+export {
+  ArchiveLimitError,
+  DEFAULT_ARCHIVE_LIMITS,
+  DEFAULT_CONTENT_LIMITS,
+  DEFAULT_PUBLISHED_ARCHIVE_BYTES,
+  archiveLimits,
+  type ArchiveLimits,
+  type ContentLimits,
+} from './limits';
 export { WINDOW_SIZE } from './validate';
-export { decodeArchive, encodeArchive } from './format';
+export { decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync } from './format';
 export { compressWindow } from './body-codec';
 export { readArchiveFile, writeArchiveFile, writeFileAtomic } from './archive-file';
 export { summarizeArchive } from './archive-summary';

@@ -6,6 +6,7 @@
  * the entry or checkpoint is only built on failure: archives have 100k entries.
  */
 import { ArchiveFormatError } from './format-error';
+import { ITEMS_PER_STEP, runToEnd, type Steps } from './slices';
 import type { ArchiveEntry, Checkpoint, ClipArchive, EntryType } from './types';
 
 /** Size of the deflate window, the most a checkpoint needs to resume decompression. */
@@ -22,6 +23,11 @@ const XATTR_SIZE_MAX = 65536; // bytes, Linux XATTR_SIZE_MAX
 const LONE_SURROGATE = /\p{Cs}/u;
 
 export function validateArchive(a: ClipArchive): void {
+  runToEnd(validationSteps(a));
+}
+
+/** validateArchive, yielding every ITEMS_PER_STEP entries (see slices.ts). */
+export function* validationSteps(a: ClipArchive): Steps<void> {
   checkDigest('layer digest', a.layerDigest);
   checkDigest('diff id', a.diffId);
   if (typeof a.mediaType !== 'string') fail('media type is not a string');
@@ -31,7 +37,7 @@ export function validateArchive(a: ClipArchive): void {
   if (a.compression === 'none' && a.compressedSize !== a.uncompressedSize) {
     fail(`uncompressed layer has compressed size ${a.compressedSize} != uncompressed size ${a.uncompressedSize}`);
   }
-  checkEntries(a);
+  yield* checkEntries(a);
   checkCheckpoints(a);
   if (a.spanDigests.length !== a.checkpoints.length) {
     fail(`${a.spanDigests.length} span digests for ${a.checkpoints.length} checkpoints (want one per span)`);
@@ -63,14 +69,16 @@ export function pathProblem(p: string): string | undefined {
   return undefined;
 }
 
-function checkEntries(a: ClipArchive): void {
+function* checkEntries(a: ClipArchive): Steps<void> {
   /** Type of the latest entry seen so far at each path, for hardlink targets. */
   const earlier = new Map<string, EntryType>();
-  a.entries.forEach((e, i) => {
+  for (let i = 0; i < a.entries.length; i++) {
+    const e = a.entries[i]!;
     const problem = entryProblem(e, a.uncompressedSize) ?? (e.type === 'hardlink' ? hardlinkProblem(e, earlier) : undefined);
     if (problem !== undefined) fail(`entry ${i} (${JSON.stringify(e.path)}): ${problem}`);
     earlier.set(e.path, e.type);
-  });
+    if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+  }
 }
 
 function entryProblem(e: ArchiveEntry, uncompressedSize: number): string | undefined {

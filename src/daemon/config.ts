@@ -8,7 +8,9 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_ARCHIVE_LIMITS, DEFAULT_PUBLISHED_ARCHIVE_BYTES } from '../archive/limits';
 import { InvalidArgumentError, errorMessage } from '../errors';
+import { DEFAULT_INDEX_LIMITS } from '../indexer/index-limits';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -63,6 +65,23 @@ export interface DaemonConfig {
     /** Retries of a failed registry request (with back-off). */
     retries: number;
   };
+  /** Limits on every layer and archive clip reads (docs/limits.md); see IndexLimits and ArchiveLimits. */
+  limits: {
+    /** Largest clip archive file decoded (the archive store's files). */
+    maxArchiveBytes: number;
+    /** Largest archive taken from a registry (published archives). */
+    maxPublishedArchiveBytes: number;
+    maxEntries: number;
+    maxPathBytes: number;
+    maxNameBytes: number;
+    maxMetadataBytes: number;
+    maxPaxBytes: number;
+    maxCheckpoints: number;
+    maxSpanBytes: number;
+    maxLayerBytes: number;
+    maxZstdRatio: number;
+    zstdRatioGraceBytes: number;
+  };
 }
 
 const MIB = 1024 * 1024;
@@ -95,9 +114,23 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     transferWindowMs: 30_000,
     retries: 3,
   },
+  limits: {
+    maxArchiveBytes: DEFAULT_ARCHIVE_LIMITS.maxBytes,
+    maxPublishedArchiveBytes: DEFAULT_PUBLISHED_ARCHIVE_BYTES,
+    maxEntries: DEFAULT_INDEX_LIMITS.maxEntries,
+    maxPathBytes: DEFAULT_INDEX_LIMITS.maxPathBytes,
+    maxNameBytes: DEFAULT_INDEX_LIMITS.maxNameBytes,
+    maxMetadataBytes: DEFAULT_INDEX_LIMITS.maxMetadataBytes,
+    maxPaxBytes: DEFAULT_INDEX_LIMITS.maxPaxBytes,
+    maxCheckpoints: DEFAULT_INDEX_LIMITS.maxCheckpoints,
+    maxSpanBytes: DEFAULT_INDEX_LIMITS.maxSpanBytes,
+    maxLayerBytes: DEFAULT_INDEX_LIMITS.maxLayerBytes,
+    maxZstdRatio: DEFAULT_INDEX_LIMITS.maxZstdRatio,
+    zstdRatioGraceBytes: DEFAULT_INDEX_LIMITS.zstdRatioGraceBytes,
+  },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'string-list' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level' | 'verify-mode';
+type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'string-list' | 'boolean' | 'count' | 'limit' | 'bytes' | 'seconds' | 'log-level' | 'verify-mode';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -131,6 +164,18 @@ const SETTINGS: Setting[] = [
   { toml: 'registry.min_transfer_rate', field: 'registry.minTransferRate', kind: 'bytes' },
   { toml: 'registry.transfer_window_seconds', field: 'registry.transferWindowMs', kind: 'seconds' },
   { toml: 'registry.retries', field: 'registry.retries', kind: 'count' },
+  { toml: 'limits.max_archive_size', field: 'limits.maxArchiveBytes', kind: 'bytes' },
+  { toml: 'limits.max_published_archive_size', field: 'limits.maxPublishedArchiveBytes', kind: 'bytes' },
+  { toml: 'limits.max_entries', field: 'limits.maxEntries', kind: 'limit' },
+  { toml: 'limits.max_path_bytes', field: 'limits.maxPathBytes', kind: 'limit' },
+  { toml: 'limits.max_name_bytes', field: 'limits.maxNameBytes', kind: 'limit' },
+  { toml: 'limits.max_metadata_size', field: 'limits.maxMetadataBytes', kind: 'bytes' },
+  { toml: 'limits.max_pax_size', field: 'limits.maxPaxBytes', kind: 'bytes' },
+  { toml: 'limits.max_checkpoints', field: 'limits.maxCheckpoints', kind: 'limit' },
+  { toml: 'limits.max_span_size', field: 'limits.maxSpanBytes', kind: 'bytes' },
+  { toml: 'limits.max_layer_size', field: 'limits.maxLayerBytes', kind: 'bytes' },
+  { toml: 'limits.max_zstd_ratio', field: 'limits.maxZstdRatio', kind: 'limit' },
+  { toml: 'limits.zstd_ratio_grace_size', field: 'limits.zstdRatioGraceBytes', kind: 'bytes' },
 ];
 
 /** Partial settings by dotted field name, from a file or the command line; later layers win. */
@@ -178,6 +223,8 @@ function convert(setting: Setting, value: unknown): unknown {
       return typeof value === 'boolean' ? value : bad('true or false');
     case 'count':
       return Number.isSafeInteger(value) && (value as number) >= 0 ? value : bad('a whole number ≥ 0');
+    case 'limit':
+      return Number.isSafeInteger(value) && (value as number) > 0 ? value : bad('a whole number > 0');
     case 'bytes':
       try {
         return parseSize(value);
@@ -246,5 +293,11 @@ export function resolveConfig(...layers: ConfigOverrides[]): DaemonConfig {
       else config[section]![key] = value;
     }
   }
-  return config as unknown as DaemonConfig;
+  const resolved = config as unknown as DaemonConfig;
+  if (resolved.limits.maxSpanBytes < resolved.lazy.spanSize) {
+    throw new InvalidArgumentError(
+      `limits.max_span_size (${resolved.limits.maxSpanBytes} bytes) must be at least lazy.span_size (${resolved.lazy.spanSize} bytes)`,
+    );
+  }
+  return resolved;
 }

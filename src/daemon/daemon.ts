@@ -47,9 +47,10 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     (n) => n > 0 && logger.info(`removed ${n} span files of an older cache layout (named by index, not by digest)`),
     (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
   );
+  const { maxArchiveBytes, maxPublishedArchiveBytes, ...limits } = config.limits;
   const layers = new LazyLayers({
     registry,
-    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy),
+    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes }),
     policy,
     verifyPublished: lazy.verifyPublished === 'background',
     cache,
@@ -62,6 +63,8 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     readTimeoutMs: lazy.readTimeoutMs,
     publishedArchives: lazy.publishedArchives,
     startupProfiles: lazy.startupProfiles,
+    limits,
+    archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
   });
   return { layers, registry };
 }

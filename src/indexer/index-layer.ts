@@ -3,9 +3,11 @@
  * digest), decoded (gzip with zran checkpoints, or plain tar), the uncompressed stream is hashed whole
  * (the diffID) and per span, and its tar entries are recorded. The three hashes and the inflation run on
  * the thread pool, side by side; the JavaScript thread parses tar. Memory stays bounded whatever the layer
- * size: a few MiB of buffers.
+ * size: a few MiB of buffers, plus the archive itself, which the limits bound (index-limits.ts). A layer
+ * over a limit stops at once with IndexLimitError.
  */
 import type { Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { compressWindow } from '../archive';
 import type { ClipArchive, Compression } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
@@ -13,6 +15,7 @@ import { checkMagic, MAGIC_LENGTH } from './compression';
 import { EntryCollector } from './entry-collector';
 import { DigestMismatchError } from './errors';
 import { GzipDecoder } from './gzip-decoder';
+import { DEFAULT_INDEX_LIMITS, checkLayerGrowth, indexLimits, type IndexLimits } from './index-limits';
 import type { DecoderSink, LayerDecoder } from './layer-decoder';
 import { PlainDecoder } from './plain-decoder';
 import { ZstdDecoder } from './zstd-decoder';
@@ -22,6 +25,8 @@ import { TarParser } from './tar-parser';
 
 /** The blob arrives in small chunks (16-64 KiB from a socket): they are hashed this many bytes at a time. */
 const BLOB_HASH_BATCH = 1 << 20;
+/** Tar bytes parsed between two turns of the event loop (at most 512 headers, a few ms). */
+const TAR_SLICE = 256 << 10;
 /** Blob bytes that may wait for hashing before reading the blob pauses. */
 const BLOB_HASH_BACKLOG = 16 << 20;
 
@@ -48,9 +53,14 @@ export interface IndexLayerOptions {
    * being written is aborted; committed ones are the caller's to drop.
    */
   spanStore?: SpanStore;
+  /**
+   * Limits on the layer (DEFAULT_INDEX_LIMITS, each overridable; maxSpanBytes defaults to at least twice
+   * spanSize); an excess rejects with IndexLimitError.
+   */
+  limits?: Partial<IndexLimits>;
 }
 
-function validate(options: IndexLayerOptions, spanSize: number): void {
+function validate(options: IndexLayerOptions, spanSize: number, limits: IndexLimits): void {
   const { layerDigest, compression, expectedSize } = options;
   if (!/^sha256:[0-9a-f]{64}$/.test(layerDigest)) {
     throw new InvalidArgumentError(`layer ${layerDigest}: only sha256 digests are supported`);
@@ -60,6 +70,9 @@ function validate(options: IndexLayerOptions, spanSize: number): void {
   }
   if (!Number.isInteger(spanSize) || spanSize < MIN_SPAN_SIZE || spanSize > MAX_SPAN_SIZE) {
     throw new InvalidArgumentError(`span size ${spanSize} is not an integer from ${MIN_SPAN_SIZE} to ${MAX_SPAN_SIZE}`);
+  }
+  if (limits.maxSpanBytes < spanSize) {
+    throw new InvalidArgumentError(`the span size limit ${limits.maxSpanBytes} is smaller than the span size ${spanSize}`);
   }
   if (expectedSize !== undefined && (!Number.isSafeInteger(expectedSize) || expectedSize < 0)) {
     throw new InvalidArgumentError(`layer ${layerDigest}: invalid expected size ${expectedSize}`);
@@ -97,21 +110,34 @@ export async function indexLayer(
 ): Promise<ClipArchive> {
   const { layerDigest, mediaType, compression, expectedSize } = options;
   const spanSize = options.spanSize ?? DEFAULT_SPAN_SIZE;
-  validate(options, spanSize);
+  // Without a span limit of its own, a span size above the default limit (clip index --span-size) raises it.
+  const limits = indexLimits({ maxSpanBytes: Math.max(DEFAULT_INDEX_LIMITS.maxSpanBytes, 2 * spanSize), ...options.limits });
+  validate(options, spanSize, limits);
 
   const blobHash = new Sha256Stream(BLOB_HASH_BATCH);
   const diffHash = new Sha256Stream();
   const entries = new EntryCollector();
-  const tar = new TarParser((entry) => entries.add(entry));
-  const spans = new SpanRecorder(options.spanStore);
+  const tar = new TarParser((entry) => entries.add(entry), limits);
+  const spans = new SpanRecorder(options.spanStore, limits);
   const windows: Promise<void>[] = [];
   let uncompressedSize = 0;
   const sink: DecoderSink = {
-    data(chunk) {
+    async data(chunk) {
       uncompressedSize += chunk.length;
+      checkLayerGrowth(limits, compression, uncompressedSize, compressedSize);
       const hashed = Promise.all([diffHash.update(chunk), spans.data(chunk)]);
-      tar.write(chunk); // while the thread pool hashes
-      return hashed.then(() => undefined);
+      try {
+        // While the thread pool hashes; in slices, so that a chunk dense with entries does not hold the
+        // event loop (4 MiB of headers is 8192 entries).
+        for (let at = 0; at < chunk.length; at += TAR_SLICE) {
+          if (at > 0) await nextTurn();
+          tar.write(chunk.subarray(at, at + TAR_SLICE));
+        }
+      } catch (err) {
+        await hashed.catch(() => undefined); // nothing may still be writing the chunk when the span is dropped
+        throw err;
+      }
+      await hashed;
     },
     checkpoint(checkpoint) {
       windows.push(compressWindow(checkpoint.window)); // on the thread pool, ready for encoding the archive

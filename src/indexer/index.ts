@@ -6,4 +6,5 @@ export { indexLayer, DEFAULT_SPAN_SIZE, type IndexLayerOptions } from './index-l
 export type { SpanStore, SpanWriter } from './span-recorder';
 export { spanRange, decodeSpan, type SpanRange, type SpanSource } from './span-decoder';
 export { detectCompression, layerCompression, MAGIC_LENGTH, type DetectedCompression } from './compression';
-export { DigestMismatchError, UnsupportedCompressionError } from './errors';
+export { DigestMismatchError, IndexLimitError, UnsupportedCompressionError } from './errors';
+export { DEFAULT_INDEX_LIMITS, indexLimits, type IndexLimits } from './index-limits';

@@ -6,16 +6,19 @@
  *
  * Buffering rules: `write` takes chunks cut anywhere. A header is decoded in place when its 512 bytes lie
  * in one chunk, otherwise its bytes are first gathered in one block buffer. File data is never copied,
- * only counted and skipped. Bodies of metadata entries (at most 1 MiB, as Go's archive/tar) are gathered
- * whole. After the end-of-archive marker (two zero blocks) the rest of the stream is ignored.
+ * only counted and skipped. Bodies of metadata entries are gathered whole, at most limits.maxPaxBytes for
+ * one entry together (1 MiB by default, as Go's archive/tar per record). After the end-of-archive marker
+ * (two zero blocks) the rest of the stream is ignored.
+ *
+ * Limits (index-limits.ts): entries, path and component lengths, metadata bytes and PAX/GNU record bytes
+ * are counted as the stream is parsed; an excess throws IndexLimitError at once.
  */
 import type { ArchiveEntry, EntryType } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
 import { normalizeEntryPath } from './entry-path';
+import { DEFAULT_INDEX_LIMITS, EntryBudget, limitError, type IndexLimits } from './index-limits';
 import { applyPaxRecords, parsePaxRecords, type PaxOverrides } from './pax-records';
 import { BLOCK_SIZE, isZeroBlock, parseHeader, utf8, type TarHeader } from './tar-header';
-
-const MAX_META_SIZE = 1 << 20;
 
 /** What the parser is waiting for. */
 const enum State {
@@ -28,6 +31,8 @@ const enum State {
 /** Metadata gathered from 'x', 'L' and 'K' entries for the next real entry. */
 interface Pending {
   pax: PaxOverrides;
+  /** Bytes of the metadata entries' bodies gathered for this entry. */
+  bytes: number;
   longName?: string;
   longLink?: string;
 }
@@ -89,8 +94,14 @@ export class TarParser {
   private meta: Meta | null = null;
   private pending: Pending | null = null;
   private zeroBlocks = 0;
+  private readonly budget: EntryBudget;
 
-  constructor(private readonly onEntry: (entry: ArchiveEntry) => void) {}
+  constructor(
+    private readonly onEntry: (entry: ArchiveEntry) => void,
+    private readonly limits: IndexLimits = DEFAULT_INDEX_LIMITS,
+  ) {
+    this.budget = new EntryBudget(limits);
+  }
 
   write(chunk: Buffer): void {
     let i = 0;
@@ -162,7 +173,15 @@ export class TarParser {
   }
 
   private startMeta(header: TarHeader, at: number): void {
-    if (header.size > MAX_META_SIZE) fail(at, `${header.typeflag} header of ${header.size} bytes is too large`);
+    const gathered = header.typeflag === 'g' ? 0 : (this.pending?.bytes ?? 0);
+    if (gathered + header.size > this.limits.maxPaxBytes) {
+      const after = gathered > 0 ? ` after ${gathered} bytes of records for the same entry` : '';
+      throw limitError(
+        `tar entry at offset ${at}: ${header.typeflag} header of ${header.size} bytes${after}: more than ${this.limits.maxPaxBytes} bytes of records for one entry`,
+        this.limits,
+        'maxPaxBytes',
+      );
+    }
     const meta: Meta = { typeflag: header.typeflag, position: at, body: Buffer.allocUnsafe(header.size), fill: 0 };
     if (header.size === 0) {
       this.finishMeta(meta);
@@ -180,7 +199,8 @@ export class TarParser {
       // look the same whether it is served lazily or unpacked by containerd.
       applyPaxRecords({ xattrs: {} }, parsePaxRecords(body, position), position);
     } else {
-      const pending = (this.pending ??= { pax: { xattrs: {} } });
+      const pending = (this.pending ??= { pax: { xattrs: {} }, bytes: 0 });
+      pending.bytes += body.length;
       if (meta.typeflag === 'x') applyPaxRecords(pending.pax, parsePaxRecords(body, position), position);
       else if (meta.typeflag === 'L') pending.longName = this.gnuLongText(body, position);
       else pending.longLink = this.gnuLongText(body, position); // 'K'
@@ -221,6 +241,8 @@ export class TarParser {
     const device = type === 'char' || type === 'block';
     const mtimeMs = pax?.mtimeMs ?? header.mtime * 1000;
     if (!Number.isSafeInteger(mtimeMs)) fail(at, `${path}: mtime out of range`);
+    const xattrs = pax?.xattrs ?? {};
+    this.budget.add(at, path, linkTarget, xattrs);
     this.onEntry({
       path,
       type,
@@ -232,7 +254,7 @@ export class TarParser {
       linkTarget,
       devMajor: device ? uint32(header.devMajor, at, 'device major') : 0,
       devMinor: device ? uint32(header.devMinor, at, 'device minor') : 0,
-      xattrs: pax?.xattrs ?? {},
+      xattrs,
       dataOffset: type === 'file' ? at + BLOCK_SIZE : 0,
     });
     this.skipData(size, size);

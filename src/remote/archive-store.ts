@@ -19,7 +19,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { ClipArchive, decodeArchive, writeArchiveFile, writeFileAtomic } from '../archive';
+import { ArchiveLimits, ClipArchive, archiveLimits, decodeArchiveAsync, writeArchiveFile, writeFileAtomic } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { computeDigest } from '../registry';
 import { describeProvenance, TrustPolicy, type ArchiveProvenance } from '../trust';
@@ -73,6 +73,7 @@ export class ArchiveStore {
     private readonly maxBytes: number,
     private readonly logger: Logger,
     private readonly policy: TrustPolicy = TrustPolicy.localOnly(),
+    private readonly limits: Partial<ArchiveLimits> = {},
   ) {}
 
   fileOf(layerDigest: string): string {
@@ -101,8 +102,11 @@ export class ArchiveStore {
    */
   async get(layerDigest: string): Promise<StoredArchive | undefined> {
     const file = this.fileOf(layerDigest);
+    const { maxBytes } = archiveLimits(this.limits);
     let bytes: Buffer;
     try {
+      const size = (await fsp.stat(file)).size;
+      if (size > maxBytes) return this.discard(layerDigest, `${size} bytes, over [limits] max_archive_size (${maxBytes})`);
       bytes = await fsp.readFile(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
@@ -124,7 +128,7 @@ export class ArchiveStore {
     }
     let archive: ClipArchive;
     try {
-      archive = decodeArchive(bytes);
+      archive = await decodeArchiveAsync(bytes, this.limits);
     } catch (err) {
       return this.discard(layerDigest, `unreadable: ${errorMessage(err)}`);
     }

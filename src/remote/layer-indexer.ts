@@ -8,7 +8,7 @@ import type { Logger } from 'winston';
 import { ClipArchive } from '../archive';
 import { UnavailableError, errorMessage } from '../errors';
 import { ContentCache } from '../fusefs/content-cache';
-import { indexLayer, layerCompression, type SpanWriter } from '../indexer';
+import { IndexLimits, indexLayer, layerCompression, type SpanWriter } from '../indexer';
 import { Descriptor, ImageReference, RegistryClient, parseReference } from '../registry';
 
 export interface LayerLocation {
@@ -27,6 +27,8 @@ export interface LayerIndexerOptions {
   logger: Logger;
   spanSize: number;
   cacheWhileIndexing: boolean;
+  /** Limits on each layer (default DEFAULT_INDEX_LIMITS); a layer over one fails with IndexLimitError. */
+  limits?: Partial<IndexLimits>;
 }
 
 export interface IndexOptions {
@@ -88,6 +90,7 @@ export class LayerIndexer {
         spanSize: options.spanSize ?? this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
         spanStore: keep ? { open: async () => noteCommits(await cache.openSpanWriter(where.layerDigest), committed) } : undefined,
+        limits: this.opts.limits,
       });
       const seconds = (Date.now() - started) / 1000;
       logger.info(

@@ -11,7 +11,8 @@
  */
 import type { Logger } from 'winston';
 import { createHash } from 'node:crypto';
-import type { ClipArchive } from '../archive';
+import type { ArchiveLimits, ClipArchive } from '../archive';
+import type { IndexLimits } from '../indexer';
 import { errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
@@ -52,6 +53,10 @@ export interface LazyLayersOptions {
   policy?: TrustPolicy;
   /** Check each published archive against its layer's real bytes once the layer is mounted (default false). */
   verifyPublished?: boolean;
+  /** Limits on the layers indexed here (docs/limits.md). */
+  limits?: Partial<IndexLimits>;
+  /** Limits on archives taken from a registry; maxBytes is the largest one downloaded. */
+  archiveLimits?: Partial<ArchiveLimits>;
   /** Record start-up profiles of mounted layers and replay recorded ones (default true). */
   startupProfiles?: boolean;
 }
@@ -85,6 +90,7 @@ export class LazyLayers implements RemoteLayers {
         registry: opts.registry,
         logger: opts.logger,
         policy,
+        limits: opts.archiveLimits,
         isDistrusted: (digest) => opts.archives.isDistrusted(digest),
       });
       if (opts.verifyPublished) {

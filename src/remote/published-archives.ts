@@ -20,7 +20,7 @@
  * indexed locally.
  */
 import type { Logger } from 'winston';
-import { ClipArchive, decodeArchive, encodeArchive } from '../archive';
+import { ArchiveLimits, ClipArchive, DEFAULT_PUBLISHED_ARCHIVE_BYTES, archiveLimits, decodeArchive, encodeArchive } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { layerCompression, UnsupportedCompressionError } from '../indexer';
 import {
@@ -60,8 +60,6 @@ const EMPTY_DESCRIPTOR = {
   data: EMPTY_CONFIG.toString('base64'),
 };
 
-/** A published archive larger than this is not fetched (a 945 MB layer's archive is ~5 MB). */
-export const DEFAULT_MAX_ARCHIVE_BYTES = 64 << 20;
 /** Newest referrers looked at per image. */
 const MAX_ARTIFACTS = 16;
 const LISTING_TTL_MS = 60_000;
@@ -99,13 +97,20 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
  * with the compression the layer's media type declares, and the diff ID a signature vouched for. Throws a
  * ClipError saying what failed. Whether the archive is trusted at all is decided before (trustOf).
  */
-export function checkPublishedArchive(bytes: Buffer, published: Descriptor, layer: Descriptor, signedDiffId?: string): ClipArchive {
+export function checkPublishedArchive(
+  bytes: Buffer,
+  published: Descriptor,
+  layer: Descriptor,
+  signedDiffId?: string,
+  limits: Partial<ArchiveLimits> = { maxBytes: DEFAULT_PUBLISHED_ARCHIVE_BYTES },
+): ClipArchive {
   const named = published.annotations?.[ANNOTATION_LAYER_DIGEST];
   if (named !== layer.digest) throw new InvalidArgumentError(`its descriptor names layer ${named ?? '(none)'}`);
   if (bytes.length !== published.size) throw new DigestMismatchError(`${bytes.length} bytes, its descriptor says ${published.size}`);
   const digest = computeDigest(bytes);
   if (digest !== published.digest) throw new DigestMismatchError(`its bytes hash to ${digest}, not ${published.digest}`);
-  const archive = decodeArchive(bytes);
+  // decodeArchive checks the header's fields and the limits before the checksum and the body.
+  const archive = decodeArchive(bytes, limits);
   if (archive.layerDigest !== layer.digest) throw new InvalidArgumentError(`it describes layer ${archive.layerDigest}`);
   if (archive.compressedSize !== layer.size) {
     throw new InvalidArgumentError(`it describes a ${archive.compressedSize}-byte blob, the layer has ${layer.size} bytes`);
@@ -230,8 +235,8 @@ export interface PublishedArchivesOptions {
   logger: Logger;
   /** Who may describe a layer; with no trusted key or repository, nothing published is ever used. */
   policy: TrustPolicy;
-  /** A published archive larger than this is not fetched (default DEFAULT_MAX_ARCHIVE_BYTES). */
-  maxArchiveBytes?: number;
+  /** Limits of a published archive (docs/limits.md); one larger than maxBytes is not fetched. */
+  limits?: Partial<ArchiveLimits>;
   /** Published archives found not to match their layer (ArchiveStore.isDistrusted). */
   isDistrusted?: (archiveDigest: string) => Promise<boolean>;
   /** How long one listing of an image's published archives is reused (default 60 s). */
@@ -268,17 +273,18 @@ export class PublishedArchives {
       logger.debug(`layer ${where.layerDigest}: no published archive`);
       return undefined;
     }
-    const maxBytes = this.opts.maxArchiveBytes ?? DEFAULT_MAX_ARCHIVE_BYTES;
+    const limits = archiveLimits({ maxBytes: DEFAULT_PUBLISHED_ARCHIVE_BYTES, ...this.opts.limits });
+    const { maxBytes } = limits;
     for (const { artifact, descriptor } of candidates) {
       try {
         // Everything that can be decided from the artifact manifest is, before a byte of the archive is fetched.
         const { provenance, signedDiffId } = trustOf(policy, descriptor, { repository: ref.name, layerDigest: where.layerDigest, manifestDigest });
         if (!Number.isSafeInteger(descriptor.size) || descriptor.size <= 0 || descriptor.size > maxBytes) {
-          throw new InvalidArgumentError(`its descriptor says ${descriptor.size} bytes; the limit is ${maxBytes} ([limits] max_archive_size)`);
+          throw new InvalidArgumentError(`its descriptor says ${descriptor.size} bytes; the limit is ${maxBytes} ([limits] max_published_archive_size)`);
         }
         if (await this.opts.isDistrusted?.(descriptor.digest)) throw new UntrustedError('it was found not to match its layer before');
         const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes, what: 'published archive' });
-        const archive = checkPublishedArchive(bytes, descriptor, layer, signedDiffId);
+        const archive = checkPublishedArchive(bytes, descriptor, layer, signedDiffId, limits);
         logger.info(
           `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}`,
         );

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { DEFAULT_ARCHIVE_LIMITS } from '../../src/archive';
 import { DEFAULT_CONFIG, parseConfigText, resolveConfig } from '../../src/daemon/config';
+import { DEFAULT_INDEX_LIMITS } from '../../src/indexer';
 import { InvalidArgumentError } from '../../src/errors';
 import { REPO_ROOT } from '../helpers/processes';
 
@@ -56,11 +58,28 @@ describe('daemon config', () => {
     ['[registry]\nmin_transfer_rate = 0', 'zero transfer rate'],
     ['[registry]\ntransfer_window_seconds = 0', 'zero transfer window'],
     ['[lazy]\nbogus = 1', 'unknown key in a section'],
+    ['[limits]\nmax_entries = 0', 'zero limit'],
+    ['[limits]\nmax_zstd_ratio = 2.5', 'fractional limit'],
   ] as const) {
     it(`rejects a config with a ${why}`, () => {
       assert.throws(() => parseConfigText(text, 'bad.toml'), InvalidArgumentError);
     });
   }
+
+  it('reads [limits] into the IndexLimits the indexer takes, with the same defaults', () => {
+    const { maxArchiveBytes, maxPublishedArchiveBytes, ...indexLimits } = DEFAULT_CONFIG.limits;
+    assert.deepEqual(indexLimits, DEFAULT_INDEX_LIMITS);
+    assert.equal(maxArchiveBytes, DEFAULT_ARCHIVE_LIMITS.maxBytes);
+    assert.equal(maxPublishedArchiveBytes, 64 * 1024 * 1024);
+    const config = resolveConfig(parseConfigText('[limits]\nmax_entries = 300000\nmax_span_size = "32MiB"\nmax_layer_size = "8GiB"\n', 'l.toml'));
+    assert.equal(config.limits.maxEntries, 300_000);
+    assert.equal(config.limits.maxSpanBytes, 32 << 20);
+    assert.equal(config.limits.maxLayerBytes, 8 * 1024 ** 3);
+    assert.throws(
+      () => resolveConfig(parseConfigText('[lazy]\nspan_size = "32MiB"\n', 'l.toml')),
+      /^InvalidArgumentError: limits\.max_span_size \(16777216 bytes\) must be at least lazy\.span_size \(33554432 bytes\)$/,
+    );
+  });
 
   it('rejects relative paths', () => {
     assert.throws(() => resolveConfig({ root: 'relative/root' }), /root must be an absolute path/);
