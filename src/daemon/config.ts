@@ -42,8 +42,11 @@ export interface DaemonConfig {
     startupProfiles: boolean;
   };
   registry: {
-    /** containerd-style hosts.toml directory (mirrors, plain http), or '' for none. */
-    hostsDir: string;
+    /**
+     * containerd-style hosts directories (mirrors, plain http), searched in order like containerd 2.x's
+     * `config_path`: the first with an entry for a host wins. Empty for none.
+     */
+    hostsDirs: string[];
     /** docker config.json with registry credentials, or '' for none. */
     dockerConfig: string;
     /** Reach registries without a hosts.toml entry over plain http (like `ctr --plain-http`; never docker.io). */
@@ -74,7 +77,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     startupProfiles: true,
   },
   registry: {
-    hostsDir: '/etc/containerd/certs.d',
+    hostsDirs: ['/etc/containerd/certs.d', '/etc/docker/certs.d'],
     dockerConfig: '/root/.docker/config.json',
     plainHttp: false,
     requestTimeoutMs: 30_000,
@@ -82,7 +85,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level';
+type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -106,7 +109,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.read_timeout_seconds', field: 'lazy.readTimeoutMs', kind: 'seconds' },
   { toml: 'lazy.published_archives', field: 'lazy.publishedArchives', kind: 'boolean' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
-  { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
+  { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },
   { toml: 'registry.request_timeout_seconds', field: 'registry.requestTimeoutMs', kind: 'seconds' },
@@ -146,6 +149,14 @@ function convert(setting: Setting, value: unknown): unknown {
     case 'optional-path':
       if (value === '') return '';
       return typeof value === 'string' && path.isAbsolute(value) ? path.normalize(value) : bad('an absolute path or ""');
+    case 'path-list': {
+      // containerd's config_path form ("/a:/b") or a TOML array; "" or [] for none.
+      const parts = typeof value === 'string' ? value.split(':').filter((p) => p !== '') : value;
+      if (!Array.isArray(parts) || !parts.every((p) => typeof p === 'string' && path.isAbsolute(p))) {
+        return bad('absolute paths, as "/a:/b" or ["/a", "/b"]');
+      }
+      return parts.map((p: string) => path.normalize(p));
+    }
     case 'boolean':
       return typeof value === 'boolean' ? value : bad('true or false');
     case 'count':

@@ -23,7 +23,7 @@ const MAX_MESSAGE_BYTES = 16 << 20;
 async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
   const { lazy, registry: reg } = config;
   const registry = new RegistryClient({
-    hosts: { configDir: reg.hostsDir || undefined, plainHttp: reg.plainHttp },
+    hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
     credentials: reg.dockerConfig
       ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
       : undefined,

@@ -34,7 +34,19 @@ describe('daemon config', () => {
     assert.equal(config.lazy.archiveStoreMaxBytes, 2048);
     assert.equal(config.lazy.readTimeoutMs, 2500);
     assert.equal(config.registry.plainHttp, true);
-    assert.equal(config.registry.hostsDir, '');
+    assert.deepEqual(config.registry.hostsDirs, []);
+  });
+
+  it('reads hosts_dir as a ":"-separated list or an array, defaulting to containerd 2.x\'s config_path', () => {
+    assert.deepEqual(DEFAULT_CONFIG.registry.hostsDirs, ['/etc/containerd/certs.d', '/etc/docker/certs.d']);
+    const dirs = (text: string): string[] => resolveConfig(parseConfigText(`[registry]\nhosts_dir = ${text}\n`, 'x.toml')).registry.hostsDirs;
+    assert.deepEqual(dirs('"/a/certs.d:/b//c/"'), ['/a/certs.d', '/b/c/']);
+    assert.deepEqual(dirs('"/only"'), ['/only']);
+    assert.deepEqual(dirs('["/x", "/y"]'), ['/x', '/y']);
+    assert.deepEqual(dirs('[]'), []);
+    for (const bad of ['"relative:/abs"', '["/x", 3]', '5']) {
+      assert.throws(() => dirs(bad), /hosts_dir must be absolute paths/, bad);
+    }
   });
 
   it('parses the shipped default config to the built-in defaults', () => {
