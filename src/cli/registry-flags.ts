@@ -5,6 +5,8 @@
 import { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
+import { errorMessage } from '../errors';
+import { UsageError } from './exit-codes';
 import { DockerCredentials, Platform, RegistryClient, formatPlatform, hostPlatform, parsePlatform } from '../registry';
 
 export interface RegistryFlags {
@@ -26,7 +28,12 @@ function dockerConfigFile(): string {
 }
 
 export async function registryFromFlags(flags: RegistryFlags): Promise<{ registry: RegistryClient; platform: Platform }> {
-  const platform = parsePlatform(flags.platform);
+  let platform: Platform;
+  try {
+    platform = parsePlatform(flags.platform);
+  } catch (err) {
+    throw new UsageError(`--platform: ${errorMessage(err)}`, { cause: err });
+  }
   const registry = new RegistryClient({
     hosts: { configDir: flags.hostsDir === undefined ? undefined : hostsDirs(flags.hostsDir), plainHttp: flags.plainHttp === true },
     credentials: await DockerCredentials.fromFile(dockerConfigFile()),

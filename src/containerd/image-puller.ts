@@ -17,7 +17,7 @@
  * After that `ctr run --snapshotter <snapshotter> IMAGE` starts containers, and removing the image lets
  * containerd's garbage collector remove the content and the snapshots.
  */
-import { UnavailableError } from '../errors';
+import { DaemonUnreachableError, UnavailableError } from '../errors';
 import {
   ImageReference,
   NoMatchingPlatformError,
@@ -90,7 +90,7 @@ export class ImagePuller {
       return await this.containerd.leases.create('clip-pull', LEASE_EXPIRY_MS);
     } catch (err) {
       if (!(err instanceof UnavailableError)) throw err;
-      throw new UnavailableError(`cannot reach containerd at ${this.containerd.options.address}: ${connectionProblem(err)}`, { cause: err });
+      throw new DaemonUnreachableError(`cannot reach containerd at ${this.containerd.options.address}: ${connectionProblem(err)}`, { cause: err });
     }
   }
 

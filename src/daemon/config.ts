@@ -8,7 +8,8 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { InvalidArgumentError, errorMessage } from '../errors';
+import { ConfigError, InvalidArgumentError, errorMessage } from '../errors';
+import { locateKey, nearestName } from './config-keys';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -174,13 +175,27 @@ function convert(setting: Setting, value: unknown): unknown {
   }
 }
 
+/** smol-toml's TomlError carries the 1-based line and column of a syntax error. */
+function syntaxError(err: unknown, source: string): ConfigError {
+  const { line, column } = err as { line?: unknown; column?: unknown };
+  const where = typeof line === 'number' && typeof column === 'number' ? `${source}:${line}:${column}` : source;
+  const reason = errorMessage(err).split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
+  return new ConfigError(`config ${where}: invalid TOML: ${reason}`, { cause: err });
+}
+
+/** "lazy.span_size" as an operator writes it: "[lazy] span_size". */
+function displayName(dotted: string): string {
+  const dot = dotted.lastIndexOf('.');
+  return dot < 0 ? dotted : `[${dotted.slice(0, dot)}] ${dotted.slice(dot + 1)}`;
+}
+
 /** Parses the text of a TOML config file into overrides; unknown keys and wrong types are errors. */
 export function parseConfigText(text: string, source: string): ConfigOverrides {
   let doc: Record<string, unknown>;
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new InvalidArgumentError(`config ${source}: ${errorMessage(err).split('\n')[0]}`, { cause: err });
+    throw syntaxError(err, source);
   }
   const flat: Record<string, unknown> = {};
   const flatten = (obj: Record<string, unknown>, prefix: string): void => {
@@ -193,13 +208,19 @@ export function parseConfigText(text: string, source: string): ConfigOverrides {
   flatten(doc, '');
   const out: ConfigOverrides = {};
   for (const [name, value] of Object.entries(flat)) {
+    const line = locateKey(text, name);
+    const where = line === undefined ? source : `${source}:${line}`;
     const setting = SETTINGS.find((s) => s.toml === name);
-    if (!setting) throw new InvalidArgumentError(`config ${source}: unknown setting ${JSON.stringify(name)}`);
+    if (!setting) {
+      const near = nearestName(name, SETTINGS.map((s) => s.toml));
+      const hint = near === undefined ? 'see config/clip.toml for the settings' : `did you mean ${displayName(near)}?`;
+      throw new ConfigError(`config ${where}: unknown setting ${displayName(name)} (${hint})`);
+    }
     try {
       convert(setting, value); // validated here to name the file; converted once, in resolveConfig
       out[setting.field] = value;
     } catch (err) {
-      throw new InvalidArgumentError(`config ${source}: ${errorMessage(err)}`, { cause: err });
+      throw new ConfigError(`config ${where}: ${errorMessage(err)}`, { cause: err });
     }
   }
   return out;
@@ -210,7 +231,7 @@ export async function loadConfigFile(file: string): Promise<ConfigOverrides> {
   try {
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
-    throw new InvalidArgumentError(`config ${file}: ${errorMessage(err)}`, { cause: err });
+    throw new ConfigError(`config ${file}: ${errorMessage(err)}`, { cause: err });
   }
   return parseConfigText(text, file);
 }
@@ -222,8 +243,13 @@ export function resolveConfig(...layers: ConfigOverrides[]): DaemonConfig {
     for (const [field, raw] of Object.entries(layer)) {
       if (raw === undefined) continue;
       const setting = SETTINGS.find((s) => s.field === field);
-      if (!setting) throw new InvalidArgumentError(`unknown setting ${field}`);
-      const value = convert(setting, raw);
+      if (!setting) throw new ConfigError(`unknown setting ${field}`);
+      let value: unknown;
+      try {
+        value = convert(setting, raw);
+      } catch (err) {
+        throw new ConfigError(errorMessage(err), { cause: err });
+      }
       const [section, key] = field.split('.') as [string, string | undefined];
       if (key === undefined) (config as Record<string, unknown>)[section] = value;
       else config[section]![key] = value;

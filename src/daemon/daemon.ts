@@ -14,6 +14,7 @@ import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { DaemonConfig } from './config';
+import { prepareRoot } from './root-dir';
 import { prepareSocketPath, withPrivateUmask } from './socket';
 
 /** containerd's client sends and accepts messages up to 16 MiB. */
@@ -58,7 +59,7 @@ export class Daemon {
   ) {}
 
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
-    await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
+    await prepareRoot(config.root);
     const lazy = config.lazy.enabled ? await createLazyLayers(config, logger) : undefined;
     const snapshotter = await Snapshotter.open({ root: config.root, logger, remote: lazy?.layers });
     const server = new Server({
