@@ -40,6 +40,7 @@ function spanSizeFlag(value: string): number {
 
 /** Runs `work` with the progress bar, and the registry it needs; errors become one line naming `what`. */
 async function indexing<T>(what: string, flags: IndexFlags, work: (options: IndexImageOptions, progress: IndexProgress) => Promise<T>): Promise<T> {
+  const spanSize = spanSizeFlag(flags.spanSize);
   const { registry, platform } = await registryFromFlags(flags);
   const progress = new IndexProgress(process.stderr, what);
   try {
@@ -47,7 +48,7 @@ async function indexing<T>(what: string, flags: IndexFlags, work: (options: Inde
       {
         registry,
         platform,
-        spanSize: spanSizeFlag(flags.spanSize),
+        spanSize,
         reuseDir: flags.reuse ? path.resolve(flags.reuse) : undefined,
         logger: createLogger('warn'),
         onResolved: (image) =>
