@@ -13,6 +13,8 @@ import { locateKey, nearestName } from './config-keys';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface DaemonConfig {
   /** Directory holding clip's metadata, snapshots, clip archives and content cache. */
@@ -20,6 +22,8 @@ export interface DaemonConfig {
   /** Unix socket path containerd connects to. */
   address: string;
   logLevel: LogLevel;
+  /** Log lines as text or as JSON objects. */
+  logFormat: LogFormat;
   lazy: {
     /** Serve layers lazily when containerd's CRI labels allow it. */
     enabled: boolean;
@@ -65,6 +69,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   root: '/var/lib/clip',
   address: '/run/clip/clip.sock',
   logLevel: 'info',
+  logFormat: 'text',
   lazy: {
     enabled: true,
     spanSize: 4 * MIB,
@@ -86,7 +91,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level';
+type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'boolean' | 'count' | 'bytes' | 'seconds' | 'log-level' | 'log-format';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -100,6 +105,7 @@ const SETTINGS: Setting[] = [
   { toml: 'root', field: 'root', kind: 'path' },
   { toml: 'address', field: 'address', kind: 'path' },
   { toml: 'log_level', field: 'logLevel', kind: 'log-level' },
+  { toml: 'log_format', field: 'logFormat', kind: 'log-format' },
   { toml: 'lazy.enabled', field: 'lazy.enabled', kind: 'boolean' },
   { toml: 'lazy.span_size', field: 'lazy.spanSize', kind: 'bytes' },
   { toml: 'lazy.background_fetch', field: 'lazy.backgroundFetch', kind: 'boolean' },
@@ -172,6 +178,8 @@ function convert(setting: Setting, value: unknown): unknown {
       return typeof value === 'number' && value > 0 && Number.isFinite(value) ? Math.round(value * 1000) : bad('a number of seconds > 0');
     case 'log-level':
       return typeof value === 'string' ? parseLogLevel(value) : bad('a log level');
+    case 'log-format':
+      return (LOG_FORMATS as readonly unknown[]).includes(value) ? value : bad(`one of ${LOG_FORMATS.join(', ')}`);
   }
 }
 

@@ -19,6 +19,8 @@ describe('daemon config', () => {
     assert.equal(config.root, '/other');
     assert.equal(config.address, '/run/clip/clip.sock');
     assert.equal(config.logLevel, 'debug');
+    assert.equal(config.logFormat, 'text');
+    assert.equal(resolveConfig(parseConfigText('log_format = "json"\n', 'j.toml')).logFormat, 'json');
     assert.equal(config.lazy.spanSize, 1024 * 1024);
     assert.equal(config.lazy.backgroundFetch, true, 'defaults kept in a section the file touches');
   });
@@ -59,6 +61,7 @@ describe('daemon config', () => {
     ['rooot = "/x"', 'unknown key'],
     ['root = 5', 'wrong type'],
     ['log_level = "loud"', 'bad level'],
+    ['log_format = "xml"', 'bad log format'],
     ['[lazy]\nspan_size = "4 parsecs"', 'bad size'],
     ['[lazy]\nenabled = "yes"', 'non-boolean flag'],
     ['[registry]\nplain_http = ["host"]', 'non-boolean plain_http'],
