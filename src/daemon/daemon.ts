@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
-import { DockerCredentials, RegistryClient } from '../registry';
+import { DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
@@ -61,7 +61,13 @@ export class Daemon {
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
     await prepareRoot(config.root);
     const lazy = config.lazy.enabled ? await createLazyLayers(config, logger) : undefined;
-    const snapshotter = await Snapshotter.open({ root: config.root, logger, remote: lazy?.layers });
+    const hosts = new RegistryHosts({ configDir: config.registry.hostsDirs });
+    const snapshotter = await Snapshotter.open({
+      root: config.root,
+      logger,
+      remote: lazy?.layers,
+      fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
+    });
     const server = new Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,

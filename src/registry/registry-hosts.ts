@@ -33,7 +33,8 @@ export class RegistryHosts {
     return dir === undefined ? [] : typeof dir === 'string' ? [dir] : dir;
   }
 
-  private async hostsFile(domain: string): Promise<HostsFile | undefined> {
+  /** The host directory that configures `domain` (the first that exists, as containerd picks it), if any. */
+  async hostDir(domain: string): Promise<string | undefined> {
     if (this.configDirs.length === 0) return undefined;
     if (domain === '' || domain.includes('/') || domain.startsWith('.')) {
       throw new InvalidArgumentError(`invalid registry host ${JSON.stringify(domain)}`);
@@ -45,22 +46,36 @@ export class RegistryHosts {
         const hostDir = path.join(dir, name);
         try {
           await fsp.stat(hostDir);
+          return hostDir;
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
           throw new InvalidArgumentError(`cannot read ${hostDir}: ${(err as Error).message}`, { cause: err });
         }
-        const file = path.join(hostDir, 'hosts.toml');
-        let text: string;
-        try {
-          text = await fsp.readFile(file, 'utf8');
-        } catch (err) {
-          // A host directory without hosts.toml (certificates only, docker's layout): the default server.
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-          throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
-        }
-        return parseHostsFile(text, file);
       }
     }
     return undefined;
+  }
+
+  /** The hosts.toml that configures `domain`, if there is one. */
+  async hostsFilePath(domain: string): Promise<string | undefined> {
+    const dir = await this.hostDir(domain);
+    if (dir === undefined) return undefined;
+    const file = path.join(dir, 'hosts.toml');
+    return (await fsp.stat(file).then(() => true, () => false)) ? file : undefined;
+  }
+
+  private async hostsFile(domain: string): Promise<HostsFile | undefined> {
+    const dir = await this.hostDir(domain);
+    if (dir === undefined) return undefined;
+    const file = path.join(dir, 'hosts.toml');
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (err) {
+      // A host directory without hosts.toml (certificates only, docker's layout): the default server.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    return parseHostsFile(text, file);
   }
 }

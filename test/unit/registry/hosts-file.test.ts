@@ -104,6 +104,12 @@ skip_verify = true
       await write(first, 'reg.local:5000');
       assert.deepEqual(await roots('reg.local:5000'), ['https://reg.local:5000/v2'], 'a host directory without hosts.toml means the default server');
       assert.deepEqual(new RegistryHosts({ configDir: first }).configDirs, [first]);
+      const both = new RegistryHosts({ configDir: [first, second] });
+      assert.equal(await both.hostDir('reg.local:5000'), path.join(first, 'reg.local:5000'));
+      assert.equal(await both.hostsFilePath('reg.local:5000'), undefined, 'that directory has no hosts.toml');
+      assert.equal(await both.hostsFilePath('other.host'), path.join(first, '_default', 'hosts.toml'));
+      assert.equal(await new RegistryHosts({ configDir: [second] }).hostsFilePath('reg.local:5000'), path.join(second, 'reg.local_5000_', 'hosts.toml'));
+      assert.equal(await new RegistryHosts().hostsFilePath('reg.local:5000'), undefined);
       assert.deepEqual(new RegistryHosts({ configDir: [first, second] }).configDirs, [first, second]);
     } finally {
       await fsp.rm(first, { recursive: true, force: true });
