@@ -50,6 +50,12 @@ export class InternalError extends ClipError {
   readonly code = 'INTERNAL';
 }
 
+/** A configuration file or setting clip cannot use (the `clip` command exits 5). */
+export class ConfigError extends InvalidArgumentError {}
+
+/** A daemon the command needs (containerd, clip) does not answer on its socket (the `clip` command exits 3). */
+export class DaemonUnreachableError extends UnavailableError {}
+
 export function isClipError(err: unknown): err is ClipError {
   return err instanceof ClipError;
 }

@@ -10,12 +10,14 @@ import path from 'node:path';
 import { writeArchiveFile } from '../archive';
 import { parseSize } from '../daemon/config';
 import { createLogger } from '../daemon/logger';
-import { InvalidArgumentError, errorMessage } from '../errors';
+import { errorMessage } from '../errors';
 import { IndexImageOptions, indexImage, indexLayerFile, writeArchives } from '../remote/image-indexer';
 import { publishArchives } from '../remote/published-archives';
 import { formatPlatform } from '../registry';
 import { loadSigningKey } from '../trust';
+import { UsageError } from './exit-codes';
 import { IndexProgress } from './index-progress';
+import { checkLayerFile } from './layer-file-check';
 import { formatBytes } from './pull-progress';
 import { RegistryFlags, addRegistryOptions, oneLine, registryFromFlags } from './registry-flags';
 
@@ -30,8 +32,17 @@ interface IndexFlags extends RegistryFlags {
 const SPAN_SIZE_HELP = 'uncompressed bytes per span (one range request each), e.g. 4MiB';
 const REUSE_HELP = 'reuse valid archives found in DIR as <layer hex>.clip (clip index -o output, or /var/lib/clip/archives/sha256)';
 
+function spanSizeFlag(value: string): number {
+  try {
+    return parseSize(value);
+  } catch (err) {
+    throw new UsageError(`--span-size: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
 /** Runs `work` with the progress bar, and the registry it needs; errors become one line naming `what`. */
 async function indexing<T>(what: string, flags: IndexFlags, work: (options: IndexImageOptions, progress: IndexProgress) => Promise<T>): Promise<T> {
+  const spanSize = spanSizeFlag(flags.spanSize);
   const { registry, platform } = await registryFromFlags(flags);
   const progress = new IndexProgress(process.stderr, what);
   try {
@@ -39,7 +50,7 @@ async function indexing<T>(what: string, flags: IndexFlags, work: (options: Inde
       {
         registry,
         platform,
-        spanSize: parseSize(flags.spanSize),
+        spanSize,
         reuseDir: flags.reuse ? path.resolve(flags.reuse) : undefined,
         logger: createLogger('warn'),
         onResolved: (image) =>
@@ -58,6 +69,7 @@ async function indexing<T>(what: string, flags: IndexFlags, work: (options: Inde
 }
 
 async function indexFile(file: string, output: string, spanSize: number): Promise<void> {
+  await checkLayerFile(file);
   const progress = new IndexProgress(process.stderr, file);
   try {
     const archive = await indexLayerFile(file, {
@@ -113,11 +125,15 @@ export function indexCommand(): Command {
     // Options after `push` are push's own, not index's (the program enables positional options too).
     .enablePositionalOptions()
     .action(async (image: string | undefined, flags: IndexFlags) => {
-      if (!flags.output) throw new InvalidArgumentError('index: -o/--output is required');
-      if (image !== undefined && flags.layerFile !== undefined) throw new InvalidArgumentError('index: give an image or --layer-file, not both');
-      const spanSize = parseSize(flags.spanSize);
-      if (flags.layerFile !== undefined) return indexFile(flags.layerFile, flags.output, spanSize);
-      if (image === undefined) throw new InvalidArgumentError('index: missing image (or --layer-file FILE)');
+      if (image !== undefined && flags.layerFile !== undefined) throw new UsageError('index: give an image or --layer-file, not both');
+      if (image === undefined) {
+        if (flags.layerFile === undefined) {
+          throw new UsageError('index: give an image (clip index IMAGE -o DIR) or a layer blob (clip index --layer-file BLOB -o FILE); see clip index --help');
+        }
+        if (!flags.output) throw new UsageError('index --layer-file: -o/--output is required: the archive file to write');
+        return indexFile(flags.layerFile, flags.output, spanSizeFlag(flags.spanSize));
+      }
+      if (!flags.output) throw new UsageError('index: -o/--output is required: the directory for the archives');
       const output = path.resolve(flags.output);
       const files = await indexing(`index ${image}`, flags, async (options) => {
         const indexed = await indexImage(image, options);

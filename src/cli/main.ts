@@ -1,9 +1,11 @@
 /**
  * The `clip` command line. It parses arguments and calls the library; errors end as one line on stderr
- * and a non-zero exit status.
+ * and a non-zero exit status that says what kind of failure it was (exit-codes.ts).
  */
 import { Command, CommanderError } from 'commander';
+import { versionLine } from '../build-info';
 import { errorMessage } from '../errors';
+import { EXIT_CODES_HELP, exitCodeFor } from './exit-codes';
 import { indexCommand } from './index-command';
 import { inspectCommand } from './inspect';
 import { mountCommand, umountCommand } from './mount';
@@ -13,7 +15,7 @@ import { serveCommand } from './serve';
 export function buildProgram(): Command {
   const program = new Command('clip')
     .description('clip: a containerd snapshotter that starts containers before their images are downloaded')
-    .version(require('../../../package.json').version as string)
+    .version(`clip ${versionLine()}`)
     .showSuggestionAfterError()
     .enablePositionalOptions() // a command's options after its subcommand belong to the subcommand (clip index push)
     .exitOverride();
@@ -24,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(mountCommand());
   program.addCommand(umountCommand());
   for (const cmd of program.commands) cmd.exitOverride();
+  program.addHelpText('after', EXIT_CODES_HELP);
   return program;
 }
 
@@ -33,12 +36,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Commander has already printed its one-line message (or the help/version text).
-      process.exitCode = err.exitCode;
-      return;
-    }
-    process.stderr.write(`clip: ${errorMessage(err)}\n`);
-    process.exitCode = 1;
+    // Commander has already printed its one-line message (or the help/version text).
+    if (!(err instanceof CommanderError)) process.stderr.write(`clip: ${errorMessage(err)}\n`);
+    process.exitCode = exitCodeFor(err);
   }
 }

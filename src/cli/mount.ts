@@ -19,7 +19,7 @@ import { FailedPreconditionError, errorMessage } from '../errors';
 import { ImageMount, MOUNT_STATE_FILE, defaultStateDir, unmountImage } from '../remote/image-mount';
 import { RegistryClient } from '../registry';
 import { TrustPolicy } from '../trust';
-import { RegistryFlags, addRegistryOptions, oneLine, registryFromFlags } from './registry-flags';
+import { RegistryFlags, addRegistryOptions, hostsDirs, oneLine, registryFromFlags } from './registry-flags';
 
 interface MountFlags extends RegistryFlags {
   state?: string;
@@ -103,7 +103,7 @@ function passOn(flags: MountFlags, stateDir: string): string[] {
   const args = ['--foreground', '--state', stateDir, '--platform', flags.platform, '--log-level', flags.logLevel];
   if (flags.root) args.push('--root', path.resolve(flags.root));
   if (flags.plainHttp) args.push('--plain-http');
-  if (flags.hostsDir) args.push('--hosts-dir', path.resolve(flags.hostsDir));
+  if (flags.hostsDir) args.push('--hosts-dir', hostsDirs(flags.hostsDir).join(':'));
   if (flags.backgroundFetch) args.push('--background-fetch');
   if (!flags.published) args.push('--no-published');
   for (const key of flags.trustedKey ?? []) args.push('--trusted-key', path.resolve(key));

@@ -5,6 +5,8 @@
 import { Command } from 'commander';
 import os from 'node:os';
 import path from 'node:path';
+import { errorMessage } from '../errors';
+import { UsageError } from './exit-codes';
 import { DockerCredentials, Platform, RegistryClient, formatPlatform, hostPlatform, parsePlatform } from '../registry';
 
 export interface RegistryFlags {
@@ -16,7 +18,7 @@ export interface RegistryFlags {
 export function addRegistryOptions(cmd: Command): Command {
   return cmd
     .option('--plain-http', 'reach registries without a hosts.toml entry over plain http (never docker.io)')
-    .option('--hosts-dir <dir>', 'containerd-style hosts directory (<dir>/<host>/hosts.toml: mirrors, plain http)')
+    .option('--hosts-dir <dirs>', 'containerd-style hosts directories, ":"-separated, first match wins (<dir>/<host>/hosts.toml: mirrors, plain http)')
     .option('--platform <os/arch[/variant]>', 'platform to use from a multi-platform image', formatPlatform(hostPlatform()));
 }
 
@@ -26,13 +28,23 @@ function dockerConfigFile(): string {
 }
 
 export async function registryFromFlags(flags: RegistryFlags): Promise<{ registry: RegistryClient; platform: Platform }> {
-  const platform = parsePlatform(flags.platform);
+  let platform: Platform;
+  try {
+    platform = parsePlatform(flags.platform);
+  } catch (err) {
+    throw new UsageError(`--platform: ${errorMessage(err)}`, { cause: err });
+  }
   const registry = new RegistryClient({
-    hosts: { configDir: flags.hostsDir ? path.resolve(flags.hostsDir) : undefined, plainHttp: flags.plainHttp === true },
+    hosts: { configDir: flags.hostsDir === undefined ? undefined : hostsDirs(flags.hostsDir), plainHttp: flags.plainHttp === true },
     credentials: await DockerCredentials.fromFile(dockerConfigFile()),
     platform,
   });
   return { registry, platform };
+}
+
+/** `--hosts-dir a:b` as absolute directories, in order. */
+export function hostsDirs(flag: string): string[] {
+  return flag.split(':').filter((d) => d !== '').map((d) => path.resolve(d));
 }
 
 /** An error message on one line: registry and containerd messages may span several. */

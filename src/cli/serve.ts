@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
-import { ConfigOverrides, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, resolveConfig } from '../daemon/config';
+import { versionLine } from '../build-info';
+import { ConfigOverrides, DEFAULT_CONFIG, LOG_FORMATS, LOG_LEVELS, loadConfigFile, resolveConfig } from '../daemon/config';
 import { Daemon } from '../daemon/daemon';
 import { createLogger } from '../daemon/logger';
 
@@ -8,6 +9,7 @@ interface ServeFlags {
   address?: string;
   config?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 /** `clip serve`: runs the snapshotter daemon in the foreground until SIGTERM or SIGINT. */
@@ -18,16 +20,25 @@ export function serveCommand(): Command {
     .option('--address <socket>', `unix socket containerd connects to (default: ${DEFAULT_CONFIG.address})`)
     .option('--config <file>', 'TOML configuration file (see config/clip.toml)')
     .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULT_CONFIG.logLevel})`).choices([...LOG_LEVELS]))
+    .addOption(new Option('--log-format <format>', `log lines as text or JSON (default: ${DEFAULT_CONFIG.logFormat})`).choices([...LOG_FORMATS]))
     .action(async (flags: ServeFlags) => {
       const fromFile = flags.config ? await loadConfigFile(flags.config) : {};
       const fromFlags: ConfigOverrides = {
         root: flags.root,
         address: flags.address,
-        logLevel: flags.logLevel as ConfigOverrides['logLevel'],
+        logLevel: flags.logLevel,
+        logFormat: flags.logFormat,
       };
       const config = resolveConfig(fromFile, fromFlags);
-      const logger = createLogger(config.logLevel);
-      const daemon = await Daemon.start(config, logger);
+      const logger = createLogger(config.logLevel, { format: config.logFormat });
+      logger.info(`clip ${versionLine()} starting (config ${flags.config ?? 'built-in defaults'}, pid ${process.pid})`);
+      let daemon: Daemon;
+      try {
+        daemon = await Daemon.start(config, logger);
+      } catch (err) {
+        logger.close();
+        throw err;
+      }
       await new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals): void => {
           logger.info(`received ${signal}, stopping`);
@@ -39,5 +50,6 @@ export function serveCommand(): Command {
         process.on('SIGINT', onSignal);
       });
       await daemon.stop();
+      logger.close();
     });
 }

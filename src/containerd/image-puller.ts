@@ -17,7 +17,7 @@
  * After that `ctr run --snapshotter <snapshotter> IMAGE` starts containers, and removing the image lets
  * containerd's garbage collector remove the content and the snapshots.
  */
-import { UnavailableError } from '../errors';
+import { DaemonUnreachableError, UnavailableError } from '../errors';
 import {
   ImageReference,
   NoMatchingPlatformError,
@@ -33,7 +33,6 @@ import { ContentDescriptor, ContentStore, WriteOptions } from './content-store';
 import { ContainerdClient } from './containerd-client';
 import { childGcLabels, distributionSourceLabel, gcRefSnapshotLabel, mergeDistributionSource } from './labels';
 import { LayerUnpacker } from './layer-unpacker';
-import { manifestBytes } from './manifest-bytes';
 import { LayerOutcome, PullObserver } from './pull-events';
 
 /** A lease outlives a killed `clip pull` by at most this long. */
@@ -91,7 +90,7 @@ export class ImagePuller {
       return await this.containerd.leases.create('clip-pull', LEASE_EXPIRY_MS);
     } catch (err) {
       if (!(err instanceof UnavailableError)) throw err;
-      throw new UnavailableError(`cannot reach containerd at ${this.containerd.options.address}: ${connectionProblem(err)}`, { cause: err });
+      throw new DaemonUnreachableError(`cannot reach containerd at ${this.containerd.options.address}: ${connectionProblem(err)}`, { cause: err });
     }
   }
 
@@ -107,8 +106,7 @@ export class ImagePuller {
     if (fetched.parsed.kind !== 'index') return undefined;
     const { index, mediaType } = fetched.parsed;
     if (!index.manifests.some((m) => m.digest === manifest.descriptor.digest)) return undefined;
-    const bytes = manifestBytes(index, fetched.digest, `${image.reference}: index`);
-    return { descriptor: { mediaType, digest: fetched.digest, size: bytes.length }, bytes, manifests: index.manifests };
+    return { descriptor: { mediaType, digest: fetched.digest, size: fetched.size }, bytes: fetched.bytes, manifests: index.manifests };
   }
 
   private async pullLeased(req: PullRequest, leased: ContainerdClient, reference: ImageReference, name: string, signal?: AbortSignal): Promise<PullResult> {
@@ -165,10 +163,9 @@ export class ImagePuller {
   }
 }
 
-/** The platform manifest with its exact bytes. */
+/** The platform manifest with the exact bytes the registry sent (verified against its digest). */
 function manifestDocument(image: ResolvedImage): StoredDocument {
-  const bytes = manifestBytes(image.manifest, image.digest, `${image.reference}: manifest`);
-  return { descriptor: { mediaType: image.mediaType, digest: image.digest, size: bytes.length }, bytes };
+  return { descriptor: { mediaType: image.mediaType, digest: image.digest, size: image.size }, bytes: image.bytes };
 }
 
 /** The useful part of grpc-js's "No connection established. Last error: Error: connect ENOENT /x. Resolution note: …". */

@@ -9,11 +9,14 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_ARCHIVE_LIMITS, DEFAULT_PUBLISHED_ARCHIVE_BYTES } from '../archive/limits';
-import { InvalidArgumentError, errorMessage } from '../errors';
+import { ConfigError, InvalidArgumentError, errorMessage } from '../errors';
 import { DEFAULT_INDEX_LIMITS } from '../indexer/index-limits';
+import { locateKey, nearestName } from './config-keys';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface DaemonConfig {
   /** Directory holding clip's metadata, snapshots, clip archives and content cache. */
@@ -21,6 +24,8 @@ export interface DaemonConfig {
   /** Unix socket path containerd connects to. */
   address: string;
   logLevel: LogLevel;
+  /** Log lines as text or as JSON objects. */
+  logFormat: LogFormat;
   lazy: {
     /** Serve layers lazily when containerd's CRI labels allow it. */
     enabled: boolean;
@@ -50,8 +55,11 @@ export interface DaemonConfig {
     startupProfiles: boolean;
   };
   registry: {
-    /** containerd-style hosts.toml directory (mirrors, plain http), or '' for none. */
-    hostsDir: string;
+    /**
+     * containerd-style hosts directories (mirrors, plain http), searched in order like containerd 2.x's
+     * `config_path`: the first with an entry for a host wins. Empty for none.
+     */
+    hostsDirs: string[];
     /** docker config.json with registry credentials, or '' for none. */
     dockerConfig: string;
     /** Reach registries without a hosts.toml entry over plain http (like `ctr --plain-http`; never docker.io). */
@@ -90,6 +98,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   root: '/var/lib/clip',
   address: '/run/clip/clip.sock',
   logLevel: 'info',
+  logFormat: 'text',
   lazy: {
     enabled: true,
     spanSize: 4 * MIB,
@@ -106,7 +115,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     startupProfiles: true,
   },
   registry: {
-    hostsDir: '/etc/containerd/certs.d',
+    hostsDirs: ['/etc/containerd/certs.d', '/etc/docker/certs.d'],
     dockerConfig: '/root/.docker/config.json',
     plainHttp: false,
     requestTimeoutMs: 30_000,
@@ -130,7 +139,20 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   },
 };
 
-type Kind = 'string' | 'path' | 'optional-path' | 'path-list' | 'string-list' | 'boolean' | 'count' | 'limit' | 'bytes' | 'seconds' | 'log-level' | 'verify-mode';
+type Kind =
+  | 'string'
+  | 'path'
+  | 'optional-path'
+  | 'path-list'
+  | 'string-list'
+  | 'boolean'
+  | 'count'
+  | 'limit'
+  | 'bytes'
+  | 'seconds'
+  | 'log-level'
+  | 'log-format'
+  | 'verify-mode';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -144,6 +166,7 @@ const SETTINGS: Setting[] = [
   { toml: 'root', field: 'root', kind: 'path' },
   { toml: 'address', field: 'address', kind: 'path' },
   { toml: 'log_level', field: 'logLevel', kind: 'log-level' },
+  { toml: 'log_format', field: 'logFormat', kind: 'log-format' },
   { toml: 'lazy.enabled', field: 'lazy.enabled', kind: 'boolean' },
   { toml: 'lazy.span_size', field: 'lazy.spanSize', kind: 'bytes' },
   { toml: 'lazy.background_fetch', field: 'lazy.backgroundFetch', kind: 'boolean' },
@@ -157,7 +180,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.trusted_repositories', field: 'lazy.trustedRepositories', kind: 'string-list' },
   { toml: 'lazy.verify_published', field: 'lazy.verifyPublished', kind: 'verify-mode' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
-  { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
+  { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },
   { toml: 'registry.request_timeout_seconds', field: 'registry.requestTimeoutMs', kind: 'seconds' },
@@ -211,10 +234,14 @@ function convert(setting: Setting, value: unknown): unknown {
     case 'optional-path':
       if (value === '') return '';
       return typeof value === 'string' && path.isAbsolute(value) ? path.normalize(value) : bad('an absolute path or ""');
-    case 'path-list':
-      return Array.isArray(value) && value.every((v) => typeof v === 'string' && path.isAbsolute(v))
-        ? value.map((v: string) => path.normalize(v))
-        : bad('a list of absolute paths');
+    case 'path-list': {
+      // containerd's config_path form ("/a:/b") or a TOML array; "" or [] for none.
+      const parts = typeof value === 'string' ? value.split(':').filter((p) => p !== '') : value;
+      if (!Array.isArray(parts) || !parts.every((p) => typeof p === 'string' && path.isAbsolute(p))) {
+        return bad('absolute paths, as "/a:/b" or ["/a", "/b"]');
+      }
+      return parts.map((p: string) => path.normalize(p));
+    }
     case 'string-list':
       return Array.isArray(value) && value.every((v) => typeof v === 'string' && v !== '') ? [...(value as string[])] : bad('a list of strings');
     case 'verify-mode':
@@ -235,7 +262,23 @@ function convert(setting: Setting, value: unknown): unknown {
       return typeof value === 'number' && value > 0 && Number.isFinite(value) ? Math.round(value * 1000) : bad('a number of seconds > 0');
     case 'log-level':
       return typeof value === 'string' ? parseLogLevel(value) : bad('a log level');
+    case 'log-format':
+      return (LOG_FORMATS as readonly unknown[]).includes(value) ? value : bad(`one of ${LOG_FORMATS.join(', ')}`);
   }
+}
+
+/** smol-toml's TomlError carries the 1-based line and column of a syntax error. */
+function syntaxError(err: unknown, source: string): ConfigError {
+  const { line, column } = err as { line?: unknown; column?: unknown };
+  const where = typeof line === 'number' && typeof column === 'number' ? `${source}:${line}:${column}` : source;
+  const reason = errorMessage(err).split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
+  return new ConfigError(`config ${where}: invalid TOML: ${reason}`, { cause: err });
+}
+
+/** "lazy.span_size" as an operator writes it: "[lazy] span_size". */
+function displayName(dotted: string): string {
+  const dot = dotted.lastIndexOf('.');
+  return dot < 0 ? dotted : `[${dotted.slice(0, dot)}] ${dotted.slice(dot + 1)}`;
 }
 
 /** Parses the text of a TOML config file into overrides; unknown keys and wrong types are errors. */
@@ -244,7 +287,7 @@ export function parseConfigText(text: string, source: string): ConfigOverrides {
   try {
     doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
-    throw new InvalidArgumentError(`config ${source}: ${errorMessage(err).split('\n')[0]}`, { cause: err });
+    throw syntaxError(err, source);
   }
   const flat: Record<string, unknown> = {};
   const flatten = (obj: Record<string, unknown>, prefix: string): void => {
@@ -257,13 +300,19 @@ export function parseConfigText(text: string, source: string): ConfigOverrides {
   flatten(doc, '');
   const out: ConfigOverrides = {};
   for (const [name, value] of Object.entries(flat)) {
+    const line = locateKey(text, name);
+    const where = line === undefined ? source : `${source}:${line}`;
     const setting = SETTINGS.find((s) => s.toml === name);
-    if (!setting) throw new InvalidArgumentError(`config ${source}: unknown setting ${JSON.stringify(name)}`);
+    if (!setting) {
+      const near = nearestName(name, SETTINGS.map((s) => s.toml));
+      const hint = near === undefined ? 'see config/clip.toml for the settings' : `did you mean ${displayName(near)}?`;
+      throw new ConfigError(`config ${where}: unknown setting ${displayName(name)} (${hint})`);
+    }
     try {
       convert(setting, value); // validated here to name the file; converted once, in resolveConfig
       out[setting.field] = value;
     } catch (err) {
-      throw new InvalidArgumentError(`config ${source}: ${errorMessage(err)}`, { cause: err });
+      throw new ConfigError(`config ${where}: ${errorMessage(err)}`, { cause: err });
     }
   }
   return out;
@@ -274,7 +323,7 @@ export async function loadConfigFile(file: string): Promise<ConfigOverrides> {
   try {
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
-    throw new InvalidArgumentError(`config ${file}: ${errorMessage(err)}`, { cause: err });
+    throw new ConfigError(`config ${file}: ${errorMessage(err)}`, { cause: err });
   }
   return parseConfigText(text, file);
 }
@@ -286,8 +335,13 @@ export function resolveConfig(...layers: ConfigOverrides[]): DaemonConfig {
     for (const [field, raw] of Object.entries(layer)) {
       if (raw === undefined) continue;
       const setting = SETTINGS.find((s) => s.field === field);
-      if (!setting) throw new InvalidArgumentError(`unknown setting ${field}`);
-      const value = convert(setting, raw);
+      if (!setting) throw new ConfigError(`unknown setting ${field}`);
+      let value: unknown;
+      try {
+        value = convert(setting, raw);
+      } catch (err) {
+        throw new ConfigError(errorMessage(err), { cause: err });
+      }
       const [section, key] = field.split('.') as [string, string | undefined];
       if (key === undefined) (config as Record<string, unknown>)[section] = value;
       else config[section]![key] = value;

@@ -8,13 +8,14 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
-import { DockerCredentials, RegistryClient } from '../registry';
+import { DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { TrustPolicy } from '../trust';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { DaemonConfig } from './config';
+import { prepareRoot } from './root-dir';
 import { prepareSocketPath, withPrivateUmask } from './socket';
 
 /** containerd's client sends and accepts messages up to 16 MiB. */
@@ -24,7 +25,7 @@ const MAX_MESSAGE_BYTES = 16 << 20;
 async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
   const { lazy, registry: reg } = config;
   const registry = new RegistryClient({
-    hosts: { configDir: reg.hostsDir || undefined, plainHttp: reg.plainHttp },
+    hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
     credentials: reg.dockerConfig
       ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
       : undefined,
@@ -79,9 +80,15 @@ export class Daemon {
   ) {}
 
   static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
-    await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
+    await prepareRoot(config.root);
     const lazy = config.lazy.enabled ? await createLazyLayers(config, logger) : undefined;
-    const snapshotter = await Snapshotter.open({ root: config.root, logger, remote: lazy?.layers });
+    const hosts = new RegistryHosts({ configDir: config.registry.hostsDirs });
+    const snapshotter = await Snapshotter.open({
+      root: config.root,
+      logger,
+      remote: lazy?.layers,
+      fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
+    });
     const server = new Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,

@@ -61,6 +61,8 @@ export interface ResolvedImage {
   /** Size of the platform manifest in bytes (with mediaType and digest: its descriptor). */
   size: number;
   mediaType: string;
+  /** The platform manifest's bytes exactly as the registry sent them (their sha256 is `digest`). */
+  bytes: Buffer;
   manifest: ImageManifest;
   config: Descriptor;
   layers: Descriptor[];
@@ -74,6 +76,8 @@ export interface ResolvedImage {
 export interface FetchedManifest {
   digest: string;
   size: number;
+  /** The body exactly as received (their sha256 is `digest`): what a content store keeps. */
+  bytes: Buffer;
   parsed: ParsedManifest;
 }
 
@@ -125,6 +129,7 @@ export class RegistryClient {
       digest: fetched.digest,
       size: fetched.size,
       mediaType,
+      bytes: fetched.bytes,
       manifest,
       config: manifest.config,
       layers: manifest.layers,
@@ -267,6 +272,6 @@ export class RegistryClient {
       if (valid) verifyDigest(body, claimed!, `${what} (Docker-Content-Digest)`);
       digest = valid ? claimed! : computeDigest(body);
     }
-    return { digest, size: body.length, parsed: parseManifest(body, contentType, what) };
+    return { digest, size: body.length, bytes: body, parsed: parseManifest(body, contentType, what) };
   }
 }

@@ -1,8 +1,10 @@
 /**
- * Endpoint lookup for registry domains from a containerd-style hosts directory:
- * `<dir>/<host[:port]>/hosts.toml`, else `<dir>/_default/hosts.toml`, else the default server.
- * Files are read on every lookup (they are tiny), so edits apply without a restart, as in containerd;
- * so are the certificate files their `ca` and `client` settings name (host-tls.ts).
+ * Endpoint lookup for registry domains from containerd-style hosts directories, searched as containerd
+ * 2.x searches its `config_path` list: in each directory in turn, `<dir>/<host>_<port>_`, `<dir>/<host[:port]>`
+ * and `<dir>/_default`; the first of these that exists is the host's directory, and its `hosts.toml` (if
+ * any) configures it. Without one, the default server. Files are read on every lookup (they are tiny), so
+ * edits apply without a restart, as in containerd; so are the certificate files their `ca` and `client`
+ * settings name (host-tls.ts).
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -12,8 +14,11 @@ import { EndpointOptions, HostsFile, endpointsFor, parseHostsFile } from './host
 import { loadHostTls } from './host-tls';
 
 export interface RegistryHostsOptions extends EndpointOptions {
-  /** The hosts directory (containerd's `config_path`); no directory means defaults for every domain. */
-  configDir?: string;
+  /**
+   * The hosts directory, or directories searched in order (containerd's `config_path`); none means defaults
+   * for every domain.
+   */
+  configDir?: string | readonly string[];
 }
 
 export class RegistryHosts {
@@ -26,23 +31,55 @@ export class RegistryHosts {
     return Promise.all(endpoints.map(async (e) => (e.tlsFiles ? { ...e, tls: await loadHostTls(e.tlsFiles, found!.path) } : e)));
   }
 
-  private async hostsFile(domain: string): Promise<{ file: HostsFile; path: string } | undefined> {
+  /** The directories searched, in order. */
+  get configDirs(): readonly string[] {
     const dir = this.options.configDir;
-    if (dir === undefined) return undefined;
+    return dir === undefined ? [] : typeof dir === 'string' ? [dir] : dir;
+  }
+
+  /** The host directory that configures `domain` (the first that exists, as containerd picks it), if any. */
+  async hostDir(domain: string): Promise<string | undefined> {
+    if (this.configDirs.length === 0) return undefined;
     if (domain === '' || domain.includes('/') || domain.startsWith('.')) {
       throw new InvalidArgumentError(`invalid registry host ${JSON.stringify(domain)}`);
     }
-    for (const name of [domain, '_default']) {
-      const file = path.join(dir, name, 'hosts.toml');
-      let text: string;
-      try {
-        text = await fsp.readFile(file, 'utf8');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
-        throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    const port = domain.lastIndexOf(':');
+    const names = port > 0 ? [`${domain.slice(0, port)}_${domain.slice(port + 1)}_`, domain, '_default'] : [domain, '_default'];
+    for (const dir of this.configDirs) {
+      for (const name of names) {
+        const hostDir = path.join(dir, name);
+        try {
+          await fsp.stat(hostDir);
+          return hostDir;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
+          throw new InvalidArgumentError(`cannot read ${hostDir}: ${(err as Error).message}`, { cause: err });
+        }
       }
-      return { file: parseHostsFile(text, file), path: file };
     }
     return undefined;
+  }
+
+  /** The hosts.toml that configures `domain`, if there is one. */
+  async hostsFilePath(domain: string): Promise<string | undefined> {
+    const dir = await this.hostDir(domain);
+    if (dir === undefined) return undefined;
+    const file = path.join(dir, 'hosts.toml');
+    return (await fsp.stat(file).then(() => true, () => false)) ? file : undefined;
+  }
+
+  private async hostsFile(domain: string): Promise<{ file: HostsFile; path: string } | undefined> {
+    const dir = await this.hostDir(domain);
+    if (dir === undefined) return undefined;
+    const file = path.join(dir, 'hosts.toml');
+    let text: string;
+    try {
+      text = await fsp.readFile(file, 'utf8');
+    } catch (err) {
+      // A host directory without hosts.toml (certificates only, docker's layout): the default server.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new InvalidArgumentError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    return { file: parseHostsFile(text, file), path: file };
   }
 }

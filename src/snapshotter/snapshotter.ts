@@ -29,6 +29,7 @@ import { validateLabels } from './label-validation';
 import { Layout } from './layout';
 import { MetaStore, SnapshotRecord } from './metastore';
 import { computeMounts, MountOptions } from './mounts';
+import { FallbackContext, describeFallback } from './fallback-reason';
 import { RemoteLayers } from './remote-layers';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
@@ -39,7 +40,11 @@ export interface SnapshotterOptions {
   logger: Logger;
   /** Serves layers lazily when containerd's labels allow it; without it clip is a plain overlayfs snapshotter. */
   remote?: RemoteLayers;
+  /** What the fallback log line may consult to say how to fix a layer that cannot be served lazily. */
+  fallback?: FallbackContext;
 }
+
+const NO_FALLBACK_CONTEXT: FallbackContext = { hostsDirs: [], hostsFile: async () => undefined };
 
 /** The value of LABEL_REMOTE on a committed remote snapshot (as stargz and SOCI write it). */
 const REMOTE_LABEL_VALUE = 'remote snapshot';
@@ -56,6 +61,7 @@ export class Snapshotter {
   private readonly mounted = new Set<number>();
   /** One remote handshake at a time per remote snapshot name. */
   private readonly remoteLocks = new Map<string, Promise<unknown>>();
+  private fallback: FallbackContext = NO_FALLBACK_CONTEXT;
 
   private constructor(layout: Layout, store: MetaStore, logger: Logger, remote: RemoteLayers | undefined) {
     this.layout = layout;
@@ -73,6 +79,7 @@ export class Snapshotter {
     const layout = new Layout(opts.root);
     await fsp.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o700 });
     const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote);
+    if (opts.fallback) snapshotter.fallback = opts.fallback;
     if (opts.remote) {
       const stale = await opts.remote.unmountAll(layout.snapshotsDir);
       if (stale > 0) opts.logger.info(`unmounted ${stale} stale layer mounts left by an earlier run`);
@@ -282,7 +289,7 @@ export class Snapshotter {
       if (problem) throw new InvalidArgumentError(problem);
     } catch (err) {
       if (this.mounted.has(record.id)) await this.unmountLayer(record.id);
-      this.logger.warn(`layer ${target} cannot be served lazily, unpacking it normally: ${errorMessage(err)}`);
+      this.logger.warn((await describeFallback(target, labels, err, this.fallback)).line);
       return this.mountsOf(record);
     }
     try {

@@ -155,8 +155,29 @@ describe('clip pull: lazy layers for ctr users', () => {
     assert.equal(await runImage(stack, ref, 'pull-index'), 'hello from clip, layer 3\n');
   });
 
+  test('a manifest written in a non-canonical JSON style is stored in containerd byte for byte', { timeout: TEST_TIMEOUT }, async () => {
+    // multilayer's manifest re-indented by 4 with a space before each colon and a final newline, PUT
+    // as is: containerd must get exactly these bytes under their digest.
+    const layout = path.join(stack.state, 'layout');
+    const original = await fsp.readFile(path.join(layout, 'blobs', stack.images.multilayer!.manifest.replace(':', '/')), 'utf8');
+    const body = Buffer.from(`${JSON.stringify(JSON.parse(original), null, 4).replace(/": /g, '" : ')}\n`);
+    const digest = `sha256:${sha256(body)}`;
+    const put = await fetch(`http://${stack.registryAddress}/v2/${stack.repo}/manifests/spaced`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+      body,
+      signal: AbortSignal.timeout(30_000),
+    });
+    assert.equal(put.status, 201, await put.text());
+    const ref = stack.imageRef('spaced');
+    assert.match(await clipPullOk(stack, ref), /: 3 layers, 3 already present\n$/);
+    const line = (await stack.ctrOk(['images', 'ls'])).split('\n').find((l) => l.startsWith(`${ref} `));
+    assert.match(line ?? '', new RegExp(`application/vnd\\.oci\\.image\\.manifest\\.v1\\+json +${digest}`));
+    assert.deepEqual(Buffer.from(await stack.ctrOk(['content', 'get', digest])), body);
+  });
+
   test('removing the images lets containerd garbage-collect clip\'s snapshots', { timeout: TEST_TIMEOUT }, async () => {
-    await stack.ctrOk(['images', 'rm', '--sync', stack.imageRef('lazy'), stack.imageRef('multi')]);
+    await stack.ctrOk(['images', 'rm', '--sync', stack.imageRef('lazy'), stack.imageRef('multi'), stack.imageRef('spaced')]);
     await stack.ctrOk(['-n', 'clip-other', 'images', 'rm', '--sync', stack.imageRef('multilayer')]);
     await withClient(stack, async (client) => {
       await waitFor('clip to have no snapshots', async () => (await client.list()).infos.length === 0, 30_000).catch(async (err: Error) => {

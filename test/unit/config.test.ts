@@ -21,6 +21,8 @@ describe('daemon config', () => {
     assert.equal(config.root, '/other');
     assert.equal(config.address, '/run/clip/clip.sock');
     assert.equal(config.logLevel, 'debug');
+    assert.equal(config.logFormat, 'text');
+    assert.equal(resolveConfig(parseConfigText('log_format = "json"\n', 'j.toml')).logFormat, 'json');
     assert.equal(config.lazy.spanSize, 1024 * 1024);
     assert.equal(config.lazy.backgroundFetch, true, 'defaults kept in a section the file touches');
   });
@@ -37,9 +39,21 @@ describe('daemon config', () => {
     assert.equal(config.lazy.archiveStoreMaxBytes, 2048);
     assert.equal(config.lazy.readTimeoutMs, 2500);
     assert.equal(config.registry.plainHttp, true);
-    assert.equal(config.registry.hostsDir, '');
     assert.equal(config.registry.minTransferRate, 64 * 1024);
     assert.equal(config.registry.transferWindowMs, 10_000);
+    assert.deepEqual(config.registry.hostsDirs, []);
+  });
+
+  it('reads hosts_dir as a ":"-separated list or an array, defaulting to containerd 2.x\'s config_path', () => {
+    assert.deepEqual(DEFAULT_CONFIG.registry.hostsDirs, ['/etc/containerd/certs.d', '/etc/docker/certs.d']);
+    const dirs = (text: string): string[] => resolveConfig(parseConfigText(`[registry]\nhosts_dir = ${text}\n`, 'x.toml')).registry.hostsDirs;
+    assert.deepEqual(dirs('"/a/certs.d:/b//c/"'), ['/a/certs.d', '/b/c/']);
+    assert.deepEqual(dirs('"/only"'), ['/only']);
+    assert.deepEqual(dirs('["/x", "/y"]'), ['/x', '/y']);
+    assert.deepEqual(dirs('[]'), []);
+    for (const bad of ['"relative:/abs"', '["/x", 3]', '5']) {
+      assert.throws(() => dirs(bad), /hosts_dir must be absolute paths/, bad);
+    }
   });
 
   it('parses the shipped default config to the built-in defaults', () => {
@@ -52,6 +66,7 @@ describe('daemon config', () => {
     ['rooot = "/x"', 'unknown key'],
     ['root = 5', 'wrong type'],
     ['log_level = "loud"', 'bad level'],
+    ['log_format = "xml"', 'bad log format'],
     ['[lazy]\nspan_size = "4 parsecs"', 'bad size'],
     ['[lazy]\nenabled = "yes"', 'non-boolean flag'],
     ['[registry]\nplain_http = ["host"]', 'non-boolean plain_http'],

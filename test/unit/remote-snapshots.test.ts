@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import winston from 'winston';
+import { recordingLogger } from '../helpers/recording-logger';
 import { AlreadyExistsError, UnavailableError } from '../../src/errors';
 import {
   LABEL_CRI_IMAGE_REF,
@@ -33,7 +33,11 @@ class DirectoryLayers implements RemoteLayers {
 
   async mount(dir: string, labels: Labels): Promise<RemoteLayerInfo | void> {
     const digest = labels[LABEL_CRI_LAYER_DIGEST]!;
-    if (this.failing.has(digest)) throw new Error(`registry unreachable for ${digest}`);
+    if (this.failing.has(digest)) {
+      // What undici reports when a plain-http registry is spoken to over TLS.
+      const tls = Object.assign(new Error('ssl3_get_record:wrong version number'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
+      throw new UnavailableError(`GET https://registry.test/v2/ for ${digest}: TLS failure`, { cause: tls });
+    }
     this.mounts++;
     await fsp.writeFile(path.join(dir, 'layer'), digest);
     this.mountedDirs.add(dir);
@@ -51,7 +55,8 @@ class DirectoryLayers implements RemoteLayers {
   }
 }
 
-const logger = winston.createLogger({ silent: true });
+const logger = recordingLogger();
+const fallback = { hostsDirs: ['/etc/containerd/certs.d', '/etc/docker/certs.d'], hostsFile: async () => undefined };
 
 function layerLabels(target: string, digest: string): Labels {
   return {
@@ -69,7 +74,7 @@ describe('remote snapshots', () => {
   before(async () => {
     root = await tempDir('remote');
     layers = new DirectoryLayers();
-    sn = await Snapshotter.open({ root, logger, remote: layers });
+    sn = await Snapshotter.open({ root, logger, remote: layers, fallback });
   });
   after(async () => {
     sn.close();
@@ -122,6 +127,13 @@ describe('remote snapshots', () => {
     assert.deepEqual(await fsp.readdir(mounts[0]!.source), [], 'an empty directory to unpack into');
     assert.equal((await sn.stat('k8s.io/7/extract-7 sha256:c3')).kind, Kind.ACTIVE);
     await sn.remove('k8s.io/7/extract-7 sha256:c3');
+    // One line with the reason and the fix.
+    const lines = logger.lines.filter((l) => l.includes('layer sha256:c3 cannot be served lazily'));
+    assert.equal(lines.length, 1, logger.lines.join('\n'));
+    assert.match(
+      lines[0]!,
+      /^warn layer sha256:c3 cannot be served lazily \(tls\), containerd unpacks it instead: GET https:\/\/registry\.test\/v2\/ for sha256:d3: TLS failure\. Fix: TLS handshake with registry\.test failed and no hosts\.toml for that host was found in \/etc\/containerd\/certs\.d:\/etc\/docker\/certs\.d: if containerd reaches it over plain http, point \[registry\] hosts_dir at containerd's config_path$/,
+    );
   });
 
   it('without the CRI labels it is a normal snapshotter', async () => {

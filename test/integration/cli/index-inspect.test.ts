@@ -124,24 +124,25 @@ describe('clip index, index push and inspect', () => {
   test('bad input: one line on stderr and a non-zero exit', async () => {
     const notArchive = path.join(fx.dir, 'not-an-archive');
     await fsp.writeFile(notArchive, 'hello');
-    const cases: Array<[string[], RegExp]> = [
-      [['inspect', path.join(fx.dir, 'missing.clip')], /^clip: inspect .*missing\.clip: ENOENT/],
-      [['inspect', notArchive], /^clip: inspect .*: clip archive: not a clip archive/],
-      [['inspect'], /^error: missing required argument 'archive'/],
-      [['index', fx.ref('multilayer'), '--plain-http'], /^clip: index: -o\/--output is required/],
-      [['index', '-o', out], /^clip: index: missing image/],
-      [['index', 'Bad//Ref', '-o', out], /^clip: index Bad\/\/Ref: invalid reference/],
-      [['index', `${fx.addr}/clip/test:nope`, '--plain-http', '-o', out], /^clip: index .*:nope: GET .*manifests\/nope: HTTP 404/],
-      [['index', fx.ref('multilayer'), '--plain-http', '--span-size', 'huge', '-o', out], /^clip: invalid size "huge"/],
-      [['index', fx.ref('multilayer'), '--platform', 'linux', '-o', out], /^clip: invalid platform "linux"/],
-      [['index', '--layer-file', notArchive, '-o', path.join(fx.dir, 'x.clip')], /^clip: index .*not-an-archive: /],
-      [['index', 'push'], /^error: missing required argument 'image'/],
-      [['umount', path.join(fx.dir, 'nothing-here')], /^clip: umount .*nothing-here: not a clip mount/],
-      [['mount', fx.ref('multilayer')], /^error: missing required argument 'dir'/],
+    // [arguments, exit status (see clip --help), stderr]
+    const cases: Array<[string[], number, RegExp]> = [
+      [['inspect', path.join(fx.dir, 'missing.clip')], 1, /^clip: inspect .*missing\.clip: ENOENT/],
+      [['inspect', notArchive], 1, /^clip: inspect .*: clip archive: not a clip archive/],
+      [['inspect'], 2, /^error: missing required argument 'archive'/],
+      [['index', fx.ref('multilayer'), '--plain-http'], 2, /^clip: index: -o\/--output is required/],
+      [['index', '-o', out], 2, /^clip: index: give an image \(clip index IMAGE -o DIR\) or a layer blob/],
+      [['index', 'Bad//Ref', '-o', out], 1, /^clip: index Bad\/\/Ref: invalid reference/],
+      [['index', `${fx.addr}/clip/test:nope`, '--plain-http', '-o', out], 4, /^clip: index .*:nope: GET .*manifests\/nope: HTTP 404/],
+      [['index', fx.ref('multilayer'), '--plain-http', '--span-size', 'huge', '-o', out], 2, /^clip: --span-size: invalid size "huge"/],
+      [['index', fx.ref('multilayer'), '--platform', 'linux', '-o', out], 2, /^clip: --platform: invalid platform "linux"/],
+      [['index', '--layer-file', notArchive, '-o', path.join(fx.dir, 'x.clip')], 2, /^clip: index --layer-file .*not-an-archive: not a layer blob: /],
+      [['index', 'push'], 2, /^error: missing required argument 'image'/],
+      [['umount', path.join(fx.dir, 'nothing-here')], 1, /^clip: umount .*nothing-here: not a clip mount/],
+      [['mount', fx.ref('multilayer')], 2, /^error: missing required argument 'dir'/],
     ];
-    for (const [args, message] of cases) {
+    for (const [args, code, message] of cases) {
       const r = await fx.clip(args);
-      assert.notEqual(r.code, 0, `clip ${args.join(' ')} should fail`);
+      assert.equal(r.code, code, `clip ${args.join(' ')}: exit status (${r.stderr})`);
       assert.match(r.stderr, message, `clip ${args.join(' ')}`);
       assert.equal(r.stderr.trimEnd().split('\n').length, 1, `one line: ${r.stderr}`);
     }

@@ -123,6 +123,34 @@ describe('manifests', () => {
     await assert.rejects(client.resolve(`${server.host}/team/app:old`), (err: Error) => err instanceof UnsupportedManifestError && /schema 1 .* not supported/.test(err.message));
   });
 
+  it('returns the exact bytes of a manifest and an index written in a non-canonical JSON style', async () => {
+    // Four-space indents, a space before each colon, CRLF line ends and a trailing newline: no
+    // JSON.stringify of the parsed document gives these bytes back.
+    const spaced = (doc: object): Buffer =>
+      Buffer.from(`${JSON.stringify(doc, null, 4).replace(/": /g, '" : ').replace(/\n/g, '\r\n')}\r\n`);
+    const image = images[1]!;
+    const manifestBody = spaced(JSON.parse(image.manifest.data.toString()) as object);
+    const manifestDigest = sha256(manifestBody);
+    repo.manifests.set(manifestDigest, { body: manifestBody, mediaType: MediaTypes.ociManifest });
+    const indexBody = spaced({
+      schemaVersion: 2,
+      mediaType: MediaTypes.ociIndex,
+      manifests: [{ mediaType: MediaTypes.ociManifest, digest: manifestDigest, size: manifestBody.length, platform: PLATFORMS[1] }],
+    });
+    repo.manifests.set('spaced', { body: indexBody, mediaType: MediaTypes.ociIndex });
+
+    const r = await client.resolve(`${server.host}/team/app:spaced`, { platform: PLATFORMS[1] });
+    assert.equal(r.digest, manifestDigest);
+    assert.deepEqual(r.bytes, manifestBody);
+    assert.equal(r.size, manifestBody.length);
+    assert.equal(r.indexDigest, sha256(indexBody));
+    assert.deepEqual(r.layers.map((l) => l.digest), image.layers.map((l) => l.digest));
+    const fetched = await client.fetchManifest(`${server.host}/team/app:spaced`);
+    assert.deepEqual(fetched.bytes, indexBody);
+    assert.equal(fetched.digest, sha256(indexBody));
+    assert.equal(fetched.parsed.kind, 'index');
+  });
+
   it('reports an unknown tag as not found', async () => {
     await assert.rejects(client.resolve(`${server.host}/team/app:missing`), RegistryNotFoundError);
   });

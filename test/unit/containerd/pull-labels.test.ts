@@ -3,9 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { chainIds } from '../../../src/snapshotter/chain-id';
 import { childGcLabels, gcRefSnapshotLabel, mergeDistributionSource } from '../../../src/containerd/labels';
-import { manifestBytes } from '../../../src/containerd/manifest-bytes';
 import { imageLayersLabel, layerSnapshotLabels } from '../../../src/containerd/snapshot-labels';
-import { NotImplementedError } from '../../../src/errors';
 
 const LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const digest = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
@@ -59,24 +57,5 @@ describe('labels of a pull', () => {
     assert.ok(key.length + value.length + 72 > 4096, 'as many as fit');
     assert.equal(value.split(',').length, Math.floor((4096 - key.length + 1) / 72));
     assert.equal(imageLayersLabel([{ mediaType: 'application/vnd.oci.image.config.v1+json', digest: 'sha256:c' }]), '');
-  });
-});
-
-describe('manifest bytes', () => {
-  const doc = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { digest: 'sha256:c', size: 1 }, layers: [], annotations: { note: 'a<b&c' } };
-
-  it('finds the serialisation whose digest matches', () => {
-    for (const text of [
-      JSON.stringify(doc),
-      JSON.stringify(doc, null, 3),
-      `${JSON.stringify(doc, null, 2)}\n`,
-      JSON.stringify(doc).replace('<', '\\u003c').replace('&', '\\u0026'),
-    ]) {
-      assert.equal(manifestBytes(JSON.parse(text), digest(text), 'm').toString(), text);
-    }
-  });
-
-  it('refuses when no serialisation matches', () => {
-    assert.throws(() => manifestBytes(doc, digest('{ "other": 1 }'), 'm'), NotImplementedError);
   });
 });

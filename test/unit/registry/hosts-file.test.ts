@@ -146,6 +146,37 @@ client = "combined.pem"
     }
   });
 
+  it('searches several directories like containerd 2.x: host_port_, host, _default in each, first existing wins', async () => {
+    const [first, second] = [await tempDir('hosts-a'), await tempDir('hosts-b')];
+    const write = async (dir: string, name: string, server?: string): Promise<void> => {
+      await fsp.mkdir(path.join(dir, name), { recursive: true });
+      if (server) await fsp.writeFile(path.join(dir, name, 'hosts.toml'), `server = "${server}"\n`);
+    };
+    const roots = async (domain: string): Promise<string[]> =>
+      (await new RegistryHosts({ configDir: [first, second] }).endpoints(domain)).map((e) => e.apiRoot.href);
+    try {
+      await write(second, 'reg.local:5000', 'http://second-host:5000');
+      assert.deepEqual(await roots('reg.local:5000'), ['http://second-host:5000/v2'], 'found in the second directory');
+      await write(second, 'reg.local_5000_', 'http://second-port:5000');
+      assert.deepEqual(await roots('reg.local:5000'), ['http://second-port:5000/v2'], '<host>_<port>_ before <host:port>');
+      await write(first, '_default', 'http://first-default:1');
+      assert.deepEqual(await roots('reg.local:5000'), ['http://first-default:1/v2'], "the first directory's _default wins over the second's host");
+      await write(first, 'reg.local:5000');
+      assert.deepEqual(await roots('reg.local:5000'), ['https://reg.local:5000/v2'], 'a host directory without hosts.toml means the default server');
+      assert.deepEqual(new RegistryHosts({ configDir: first }).configDirs, [first]);
+      const both = new RegistryHosts({ configDir: [first, second] });
+      assert.equal(await both.hostDir('reg.local:5000'), path.join(first, 'reg.local:5000'));
+      assert.equal(await both.hostsFilePath('reg.local:5000'), undefined, 'that directory has no hosts.toml');
+      assert.equal(await both.hostsFilePath('other.host'), path.join(first, '_default', 'hosts.toml'));
+      assert.equal(await new RegistryHosts({ configDir: [second] }).hostsFilePath('reg.local:5000'), path.join(second, 'reg.local_5000_', 'hosts.toml'));
+      assert.equal(await new RegistryHosts().hostsFilePath('reg.local:5000'), undefined);
+      assert.deepEqual(new RegistryHosts({ configDir: [first, second] }).configDirs, [first, second]);
+    } finally {
+      await fsp.rm(first, { recursive: true, force: true });
+      await fsp.rm(second, { recursive: true, force: true });
+    }
+  });
+
   it('reads <dir>/<host>/hosts.toml, then _default, then falls back to defaults', async () => {
     const dir = await tempDir('hosts');
     try {
