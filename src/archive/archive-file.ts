@@ -23,7 +23,7 @@ export async function readArchiveFile(file: string, limits: Partial<ArchiveLimit
     const handle = await open(file, 'r');
     try {
       const { size } = await handle.stat();
-      if (size > within.maxBytes) throw new ArchiveLimitError(`${file}: ${size} bytes`, 'maxBytes', within.maxBytes);
+      if (size > within.maxBytes) throw new ArchiveLimitError(`${size} bytes`, 'maxBytes', within.maxBytes, { file });
       bytes = await handle.readFile();
     } finally {
       await handle.close();
@@ -35,6 +35,7 @@ export async function readArchiveFile(file: string, limits: Partial<ArchiveLimit
   try {
     return await decodeArchiveAsync(bytes, within);
   } catch (err) {
+    if (err instanceof ArchiveLimitError) throw new ArchiveLimitError(err.excess, err.limit, err.value, { cause: err, file });
     if (err instanceof ArchiveFormatError) throw new ArchiveFormatError(err.detail, { cause: err, file });
     throw err;
   }

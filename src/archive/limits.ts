@@ -68,11 +68,13 @@ export function limitSetting(setting: string, value: number): string {
 /** An archive that breaks one of the limits: a format error (INVALID_ARGUMENT) naming the limit. */
 export class ArchiveLimitError extends ArchiveFormatError {
   constructor(
-    detail: string,
+    /** What exceeds the limit, without the limit. */
+    readonly excess: string,
     readonly limit: keyof ArchiveLimits,
     readonly value: number,
+    options?: { cause?: unknown; file?: string },
   ) {
-    super(`${detail} (limit ${limitSetting(LIMIT_SETTINGS[limit], value)})`);
+    super(`${excess} (limit ${limitSetting(LIMIT_SETTINGS[limit], value)})`, options);
   }
 }
 

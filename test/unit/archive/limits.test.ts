@@ -4,6 +4,9 @@
  * the rest of the body is decoded.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import {
   ArchiveFormatError,
@@ -14,6 +17,8 @@ import {
   decodeArchiveAsync,
   encodeArchive,
   encodeArchiveAsync,
+  readArchiveFile,
+  writeArchiveFile,
   type ArchiveLimits,
 } from '../../../src/archive';
 import { frameBody } from '../../../src/archive/header';
@@ -138,6 +143,26 @@ describe('archive limits', () => {
     assert.deepEqual(Buffer.from(ArchiveBody.encode(ArchiveBody.decode(file.subarray(HEADER))).finish()), file.subarray(HEADER));
     assert.deepEqual(await decodeArchiveAsync(file, {}, 0), decodeArchive(file));
     await assert.rejects(decodeArchiveAsync(file, { maxEntries: 4000 }, 0), { name: 'ArchiveLimitError', message: /more than 4000 entries/ });
+  });
+
+  it('reads archive files within the limits, naming the file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'clip-archive-limits-'));
+    try {
+      const file = path.join(dir, 'a.clip');
+      await writeArchiveFile(file, realisticArchive());
+      const size = statSync(file).size;
+      await assert.rejects(readArchiveFile(file, { maxBytes: size - 1 }), {
+        name: 'ArchiveLimitError',
+        message: `clip archive ${file}: ${size} bytes (limit limits.max_archive_size = ${size - 1})`,
+      });
+      await assert.rejects(readArchiveFile(file, { maxEntries: 2 }), {
+        name: 'ArchiveLimitError',
+        message: `clip archive ${file}: more than 2 entries (limit limits.max_entries = 2)`,
+      });
+      assert.deepEqual(await readArchiveFile(file), realisticArchive());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects limits that are not positive integers', () => {
