@@ -20,7 +20,7 @@
  * indexed locally.
  */
 import type { Logger } from 'winston';
-import { ArchiveLimits, ClipArchive, DEFAULT_PUBLISHED_ARCHIVE_BYTES, archiveLimits, decodeArchive, encodeArchive } from '../archive';
+import { ArchiveLimits, ClipArchive, DEFAULT_PUBLISHED_ARCHIVE_BYTES, archiveLimits, decodeArchiveAsync, encodeArchiveAsync } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { layerCompression, UnsupportedCompressionError } from '../indexer';
 import {
@@ -97,20 +97,21 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
  * with the compression the layer's media type declares, and the diff ID a signature vouched for. Throws a
  * ClipError saying what failed. Whether the archive is trusted at all is decided before (trustOf).
  */
-export function checkPublishedArchive(
+export async function checkPublishedArchive(
   bytes: Buffer,
   published: Descriptor,
   layer: Descriptor,
   signedDiffId?: string,
   limits: Partial<ArchiveLimits> = { maxBytes: DEFAULT_PUBLISHED_ARCHIVE_BYTES },
-): ClipArchive {
+): Promise<ClipArchive> {
   const named = published.annotations?.[ANNOTATION_LAYER_DIGEST];
   if (named !== layer.digest) throw new InvalidArgumentError(`its descriptor names layer ${named ?? '(none)'}`);
   if (bytes.length !== published.size) throw new DigestMismatchError(`${bytes.length} bytes, its descriptor says ${published.size}`);
   const digest = computeDigest(bytes);
   if (digest !== published.digest) throw new DigestMismatchError(`its bytes hash to ${digest}, not ${published.digest}`);
-  // decodeArchive checks the header's fields and the limits before the checksum and the body.
-  const archive = decodeArchive(bytes, limits);
+  // Decoding checks the header's fields and the limits before the checksum and the body, and gives the
+  // event loop back every few milliseconds.
+  const archive = await decodeArchiveAsync(bytes, limits);
   if (archive.layerDigest !== layer.digest) throw new InvalidArgumentError(`it describes layer ${archive.layerDigest}`);
   if (archive.compressedSize !== layer.size) {
     throw new InvalidArgumentError(`it describes a ${archive.compressedSize}-byte blob, the layer has ${layer.size} bytes`);
@@ -194,7 +195,7 @@ export async function publishArchives(
   const pushed: PublishResult['archives'] = [];
   const signatures: Array<string | undefined> = [];
   for (const archive of archives) {
-    const blob = await pushBlob(registry, ref, encodeArchive(archive), { signal });
+    const blob = await pushBlob(registry, ref, await encodeArchiveAsync(archive), { signal });
     pushed.push({ layerDigest: archive.layerDigest, ...blob });
     signatures.push(
       signingKey && signStatement({ archive: blob.digest, layer: archive.layerDigest, diffId: archive.diffId, manifest: image.digest }, signingKey),
@@ -284,7 +285,7 @@ export class PublishedArchives {
         }
         if (await this.opts.isDistrusted?.(descriptor.digest)) throw new UntrustedError('it was found not to match its layer before');
         const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes, what: 'published archive' });
-        const archive = checkPublishedArchive(bytes, descriptor, layer, signedDiffId, limits);
+        const archive = await checkPublishedArchive(bytes, descriptor, layer, signedDiffId, limits);
         logger.info(
           `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}`,
         );

@@ -47,13 +47,13 @@ describe('checkPublishedArchive', () => {
     layers = await testLayers();
   });
 
-  test('accepts the archive of the layer it is published for', () => {
+  test('accepts the archive of the layer it is published for', async () => {
     const [small] = layers;
     const bytes = encodeArchive(small!.archive);
-    assert.deepEqual(checkPublishedArchive(bytes, published(bytes, small!.digest), layerDescriptor(small!)), small!.archive);
+    assert.deepEqual(await checkPublishedArchive(bytes, published(bytes, small!.digest), layerDescriptor(small!)), small!.archive);
   });
 
-  test('rejects whatever does not describe the layer, naming what failed', () => {
+  test('rejects whatever does not describe the layer, naming what failed', async () => {
     const [small, large] = layers as [TestLayer, TestLayer];
     const bytes = encodeArchive(small.archive);
     const corrupt = Buffer.from(bytes);
@@ -71,7 +71,7 @@ describe('checkPublishedArchive', () => {
       ['a zstd layer', bytes, published(bytes, small.digest), layerDescriptor(small, 'application/vnd.oci.image.layer.v1.tar+zstd'), /zstd/],
     ];
     for (const [what, data, descriptor, layer, message] of cases) {
-      assert.throws(() => checkPublishedArchive(data, descriptor, layer), message, what);
+      await assert.rejects(checkPublishedArchive(data, descriptor, layer), message, what);
     }
   });
 
