@@ -37,6 +37,6 @@ export const CONTAINERD = containerdRelease();
 
 /** Directory with the release's containerd, ctr and shims (fetched and unpacked on first use). */
 export async function containerdBinDir(release: ContainerdRelease = CONTAINERD): Promise<string> {
-  const out = await runOk(path.join(REPO_ROOT, 'scripts', 'fetch-containerd.sh'), [release.version], { timeoutMs: 1_200_000 });
+  const out = await runOk(path.join(REPO_ROOT, 'scripts', 'fetch-containerd.sh'), [release.series], { timeoutMs: 1_200_000 });
   return out.trim();
 }
