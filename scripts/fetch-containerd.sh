@@ -71,20 +71,29 @@ debian_version() {
     awk -F' [|] ' -v v="$version" -v s="$suite" '$2 ~ "^" v "[~+]" && $3 ~ " " s "/" { print $2; exit }'
 }
 
-deb_version=$(debian_version)
-if [ -z "$deb_version" ]; then
+update_lists() {
   echo "fetch-containerd: updating private package lists (trixie, sid) in $apt_dir" >&2
   timeout 600 apt-get -q "${apt_opts[@]}" update >&2 || die "apt-get update failed"
-  deb_version=$(debian_version)
-fi
-[ -n "$deb_version" ] || die "Debian $suite has no containerd $version any more (apt-cache madison containerd: $(apt-cache "${apt_opts[@]}" madison containerd | tr '\n' ';'))"
+}
 
-echo "fetch-containerd: downloading containerd=$deb_version ($suite)" >&2
-rm -f "$apt_dir/download/"*.deb
-(cd "$apt_dir/download" && timeout 600 apt-get -q "${apt_opts[@]}" download "containerd=$deb_version" >&2) ||
-  die "apt-get download containerd=$deb_version failed"
+# download: apt-get download of $version into $apt_dir/download (checked against the signed index).
+download() {
+  local deb_version
+  deb_version=$(debian_version)
+  [ -n "$deb_version" ] || return 1
+  echo "fetch-containerd: downloading containerd=$deb_version ($suite)" >&2
+  rm -f "$apt_dir/download/"*.deb
+  (cd "$apt_dir/download" && timeout 600 apt-get -q "${apt_opts[@]}" download "containerd=$deb_version" >&2)
+}
+
+# Lists from an earlier run may be stale (the archive drops superseded packages): update once and retry.
+if ! download; then
+  update_lists
+  download || die "Debian $suite has no downloadable containerd $version (apt-cache madison containerd: $(apt-cache "${apt_opts[@]}" madison containerd 2>/dev/null | tr '\n' ';'))"
+fi
 deb=$(ls "$apt_dir/download/"containerd_*.deb)
 
+rm -rf "$cache/.unpack-$version-"*          # left by an interrupted run (we hold the lock)
 tmp=$(mktemp -d "$cache/.unpack-$version-XXXXXX")
 dpkg -x "$deb" "$tmp"
 rm -rf "$dest"
