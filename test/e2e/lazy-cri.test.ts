@@ -1,8 +1,9 @@
 /**
  * Lazy pulls through CRI on the real containerd (CLIP_TEST_CONTAINERD: 1.6 or 1.7 with snapshotter = "clip"
- * and disable_snapshot_annotations = false; 2.1 with the shipped drop-in, i.e. CRI pulling through the transfer
- * service, plus a second stack where CRI pulls on its own), with a minimal CRI client doing PullImage and
- * `ctr -n k8s.io run` starting containers. Registry traffic is measured at the registry (its access log), not by clip.
+ * and disable_snapshot_annotations = false; 2.1 with the shipped drop-in, i.e. CRI pulling through the
+ * transfer service, plus a second stack where CRI pulls on its own), with a minimal CRI client doing
+ * PullImage and `ctr -n k8s.io run` starting containers. Registry traffic is measured at the registry (its
+ * access log), not by clip.
  * The tests share one stack and run in order (the last one empties clip's content cache).
  */
 import assert from 'node:assert/strict';
