@@ -10,7 +10,7 @@
 #   run             --fifo-dir STATE_DIR/fifo --runc-root STATE_DIR/runc
 #   task start|exec --fifo-dir STATE_DIR/fifo
 # (the runc root chosen at `run` is stored in the container, later task commands reuse it).
-# Shim sockets still go to /run/containerd/s/ (hard-coded in containerd 1.6);
+# Shim sockets still go to /run/containerd/s/ (hard-coded in containerd 1.6 to 2.1);
 # `containerd.sh stop` cleans those up.
 #
 # Running a container safely (never blocks forever, no stdin, no leftovers on success):
@@ -52,4 +52,7 @@ if [ ${#extra[@]} -gt 0 ]; then
   mkdir -p "$state/fifo" "$state/runc"
   args=("${args[@]:0:$((i + nsub))}" "${extra[@]}" "${args[@]:$((i + nsub))}")
 fi
-exec ctr --address "$state/containerd.sock" "${args[@]}"
+# The ctr of the containerd that containerd.sh started (its bin dir is in STATE_DIR/containerd-bin).
+ctr=ctr
+[ ! -s "$state/containerd-bin" ] || ctr=$(cat "$state/containerd-bin")/ctr
+exec "$ctr" --address "$state/containerd.sock" "${args[@]}"

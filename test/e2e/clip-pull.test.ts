@@ -1,8 +1,9 @@
 /**
- * `clip pull` on the real containerd 1.6: it pulls an image through containerd's API with the labels CRI
- * would send, so clip serves the layers lazily, `ctr run --snapshotter clip` starts containers, and
- * removing the image lets containerd's garbage collector remove clip's snapshots. A second stack runs
- * clip with lazy loading off, so every layer goes through containerd's diff service instead.
+ * `clip pull` on the real containerd (CLIP_TEST_CONTAINERD: 1.6, 1.7 or 2.1): it pulls an image through
+ * containerd's API with the labels CRI would send, so clip serves the layers lazily, `ctr run
+ * --snapshotter clip` starts containers, and removing the image lets containerd's garbage collector remove
+ * clip's snapshots. A second stack runs clip with lazy loading off, so every layer goes through containerd's
+ * diff service instead.
  */
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';

@@ -1,11 +1,13 @@
 /**
- * clip under the real containerd 1.6 + runc, with images pulled from a real registry (Debian's
- * docker-registry). The tests of this file share one stack and run in order:
- *   1. pull `multilayer` for clip, run it;
+ * clip under the real containerd (1.6, 1.7 or 2.1: CLIP_TEST_CONTAINERD) + runc, with images pulled from a
+ * real registry (Debian's docker-registry). The tests of this file share one stack and run in order:
+ *   1. pull `multilayer` for clip with `ctr images pull`, run it (1.x: containerd downloads and unpacks the
+ *      layers; 2.1: the transfer service sends the layer labels and clip serves every layer lazily);
  *   2. the rootfs clip presents equals the one of containerd's own overlayfs snapshotter;
  *   3. the same view from inside a container;
  *   4. containerd's GC removes clip's snapshots and their directories;
- *   5. with clip stopped, `ctr run` fails quickly with a clear error.
+ *   5. (2.1) `ctr images pull --local` (the client-side pull, no layer labels) unpacks every layer;
+ *   6. with clip stopped, `ctr run` fails quickly with a clear error.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -14,24 +16,27 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { waitFor } from '../helpers/processes';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
+import { CONTAINERD } from '../helpers/containerd-release';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
 import { useStack } from '../helpers/stack';
-import { chainIds, diffIdsOf, sha256, snapshotKeys, snapshotTree } from '../helpers/images';
+import { assertPulledLazily, chainIds, diffIdsOf, sha256, snapshotKeys, snapshotTree } from '../helpers/images';
 import { childrenOf, diffManifests, entryAt } from '../helpers/tree';
 
 const TEST_TIMEOUT = 180_000;
 
-describe('clip as containerd 1.6 proxy snapshotter', () => {
+describe(`clip as containerd ${CONTAINERD.version} proxy snapshotter`, () => {
   const stack = useStack();
   const multilayer = (): string => stack.imageRef('multilayer');
 
-  test('pulls a multi-layer image into clip and runs it', { timeout: TEST_TIMEOUT }, async () => {
+  const how = CONTAINERD.lazyCtrPull ? 'lazily, through the transfer service' : 'unpacked by containerd (no layer labels)';
+  test(`ctr images pull of a multi-layer image into clip (${how}) and ctr run`, { timeout: TEST_TIMEOUT }, async () => {
     await stack.ctrOk(['images', 'pull', '--snapshotter', 'clip', '--hosts-dir', stack.hostsDir, multilayer()]);
 
     // containerd's chain IDs (from its stored config) are the committed snapshots clip holds.
     const chain = chainIds(await diffIdsOf(stack, multilayer()));
     assert.deepEqual(chain, chainIds(stack.images.multilayer!.layers.map((l) => l.diff_id)));
     assert.deepEqual((await snapshotKeys(stack, 'clip')).sort(), [...chain].sort());
+    await assertPulledLazily(stack, 'multilayer', CONTAINERD.lazyCtrPull);
 
     const r = await stack.ctr(['run', '--rm', '--snapshotter', 'clip', multilayer(), 'e2e-hello']);
     assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
@@ -155,6 +160,16 @@ describe('clip as containerd 1.6 proxy snapshotter', () => {
     }
   });
 
+  if (CONTAINERD.lazyCtrPull) {
+    test('ctr images pull --local (client-side pull, no layer labels) unpacks every layer into clip', { timeout: TEST_TIMEOUT }, async () => {
+      await stack.ctrOk(['images', 'pull', '--local', '--snapshotter', 'clip', '--hosts-dir', stack.hostsDir, multilayer()]);
+      await assertPulledLazily(stack, 'multilayer', false);
+      const r = await stack.ctr(['run', '--rm', '--snapshotter', 'clip', multilayer(), 'e2e-local']);
+      assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
+      assert.equal(r.stdout, 'hello from clip, layer 3\n');
+    });
+  }
+
   test('with clip stopped, ctr run fails quickly with a clear error', { timeout: TEST_TIMEOUT }, async () => {
     const demo = stack.imageRef('demo');
     await stack.ctrOk(['images', 'pull', '--snapshotter', 'clip', '--plain-http', demo]);
@@ -164,8 +179,9 @@ describe('clip as containerd 1.6 proxy snapshotter', () => {
     assert.equal(r.timedOut, false, 'ctr run must not hang');
     assert.notEqual(r.code, 0, `ctr run succeeded without clip: ${r.stdout}`);
     // e.g. `ctr: connection error: desc = "transport: Error while dialing dial unix <clip.sock>: connect:
-    // connection refused": unavailable` (or "connection closed: unavailable" from containerd's gRPC client).
-    assert.match(r.stderr, /unavailable/);
+    // connection refused": unavailable` (or "connection closed: unavailable" from containerd's gRPC client);
+    // 2.1: `ctr: connection error: desc = "transport: Error while dialing: dial unix:///<clip.sock>: timeout"`.
+    assert.match(r.stderr, /unavailable|connection error/);
     assert.match(r.stderr, /clip\.sock|connection (closed|refused|error)/);
     assert.equal((await stack.ctrOk(['containers', 'ls', '-q'])).trim(), '', 'no container left behind');
   });

@@ -1,7 +1,9 @@
 /**
- * Lazy pulls through CRI on the real containerd 1.6 (snapshotter = "clip",
- * disable_snapshot_annotations = false), with a minimal CRI client doing PullImage and `ctr -n k8s.io run`
- * starting containers. Registry traffic is measured at the registry (its access log), not by clip.
+ * Lazy pulls through CRI on the real containerd (CLIP_TEST_CONTAINERD: 1.6 or 1.7 with snapshotter = "clip"
+ * and disable_snapshot_annotations = false; 2.1 with the shipped drop-in, i.e. CRI pulling through the
+ * transfer service, plus a second stack where CRI pulls on its own), with a minimal CRI client doing
+ * PullImage and `ctr -n k8s.io run` starting containers. Registry traffic is measured at the registry (its
+ * access log), not by clip.
  * The tests share one stack and run in order (the last one empties clip's content cache).
  */
 import assert from 'node:assert/strict';
@@ -12,16 +14,57 @@ import { describe, test } from 'node:test';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labels';
 import { CriClient } from '../helpers/cri-client';
-import { chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
+import { assertPulledLazily, chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
 import { waitFor } from '../helpers/processes';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
-import { useStack } from '../helpers/stack';
+import { CONTAINERD } from '../helpers/containerd-release';
+import { Stack, useStack } from '../helpers/stack';
 import { diffManifests, entryAt, type TreeManifest } from '../helpers/tree';
 
 const TEST_TIMEOUT = 300_000;
 const K8S = ['-n', 'k8s.io'];
 
-describe('lazy pulls through CRI', () => {
+/**
+ * CRI PullImage. After clip restarts, containerd's connection to it is in gRPC back-off for a moment and
+ * calls fail with UNAVAILABLE; like kubelet, retry those (bounded).
+ */
+async function criPull(stack: Stack, tag: string): Promise<void> {
+  const cri = new CriClient(stack.containerdAddress);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cri.pullImage(stack.imageRef(tag));
+        return;
+      } catch (err) {
+        const message = (err as Error).message;
+        if (attempt < 10 && /UNAVAILABLE/.test(message) && /clip\.sock/.test(message)) {
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        throw new Error(`CRI PullImage ${tag}: ${message}\n${await stack.diagnostics()}`);
+      }
+    }
+  } finally {
+    cri.close();
+  }
+}
+
+async function runIn(stack: Stack, tag: string, id: string, args: string[] = []): Promise<string> {
+  const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef(tag), id, ...args]);
+  assert.equal(r.code, 0, `ctr run ${tag} failed:\n${r.stderr}\n${await stack.diagnostics()}`);
+  return r.stdout;
+}
+
+/** containerd 2.1's CRI logs at debug level which way it pulls an image (internal/cri/server/images/image_pull.go). */
+async function assertCriPullPath(stack: Stack, tag: string, path: 'transfer' | 'local'): Promise<void> {
+  const log = await stack.containerdLog();
+  const way = path === 'transfer' ? 'using transfer service' : 'using client.Pull()';
+  const lines = log.split('\n').filter((l) => l.includes('msg="PullImage') && l.includes(stack.imageRef(tag)));
+  assert.ok(lines.some((l) => l.includes(`with snapshotter clip ${way}`)), `CRI pulled ${tag} ${way}:\n${lines.join('\n')}`);
+  assert.equal(log.includes('Falling back to local image pull mode'), path === 'local', 'CRI fell back to local pulls');
+}
+
+describe(`lazy pulls through CRI (containerd ${CONTAINERD.version})`, () => {
   const stack = useStack({
     tags: ['lazy', 'large', 'zstd'],
     criSnapshotter: 'clip',
@@ -37,55 +80,16 @@ describe('lazy pulls through CRI', () => {
     }
   }
 
-  /**
-   * CRI PullImage. After clip restarts, containerd's connection to it is in gRPC back-off for a moment and
-   * calls fail with UNAVAILABLE; like kubelet, retry those (bounded).
-   */
-  async function criPull(tag: string): Promise<void> {
-    const cri = new CriClient(stack.containerdAddress);
-    try {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await cri.pullImage(stack.imageRef(tag));
-          return;
-        } catch (err) {
-          const message = (err as Error).message;
-          if (attempt < 10 && /UNAVAILABLE/.test(message) && /clip\.sock/.test(message)) {
-            await new Promise((r) => setTimeout(r, 1000));
-            continue;
-          }
-          throw new Error(`CRI PullImage ${tag}: ${message}\n${await stack.diagnostics()}`);
-        }
-      }
-    } finally {
-      cri.close();
-    }
-  }
-
-  async function runIn(tag: string, id: string, args: string[] = []): Promise<string> {
-    const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef(tag), id, ...args]);
-    assert.equal(r.code, 0, `ctr run ${tag} failed:\n${r.stderr}\n${await stack.diagnostics()}`);
-    return r.stdout;
-  }
-
   /** Total compressed size of an image's layers. */
   const imageBytes = (tag: string): number => stack.images[tag]!.layers.reduce((sum, l) => sum + l.size, 0);
 
   test('a CRI pull serves every layer lazily and the container runs', { timeout: TEST_TIMEOUT }, async () => {
-    await criPull('lazy');
-    const layers = stack.images.lazy!.layers;
-    await withClient(async (client) => {
-      const remote = (await client.list()).infos.filter((i) => i.kind === Kind.COMMITTED && i.labels[LABEL_REMOTE]);
-      assert.deepEqual(
-        remote.map((i) => i.labels[LABEL_CRI_LAYER_DIGEST]).sort(),
-        layers.map((l) => l.digest).sort(),
-        `every layer is a remote snapshot; clip log:\n${stack.clipLog().slice(-3000)}`,
-      );
-    });
-    assert.equal(await runIn('lazy', 'lazy-hello'), 'hello from clip, layer 3\n');
-    // containerd never downloaded the layers: they are not in its content store.
-    const content = await stack.ctrOk([...K8S, 'content', 'ls', '-q']);
-    for (const l of layers) assert.ok(!content.includes(l.digest), `${l.digest} was downloaded by containerd`);
+    await criPull(stack, 'lazy');
+    // Every layer is a remote snapshot and containerd never downloaded one (none is in its content store).
+    await assertPulledLazily(stack, 'lazy', true, 'k8s.io');
+    // containerd 2.1 with the shipped drop-in keeps CRI's default: pulls go through the transfer service.
+    if (CONTAINERD.major >= 2) await assertCriPullPath(stack, 'lazy', 'transfer');
+    assert.equal(await runIn(stack, 'lazy', 'lazy-hello'), 'hello from clip, layer 3\n');
   });
 
   /** Pulls `tag` again with overlayfs, compares the two rootfs trees and returns clip's. */
@@ -120,7 +124,7 @@ describe('lazy pulls through CRI', () => {
     const zstdLayer = layers.find((l) => l.mediaType.endsWith('+zstd'));
     assert.ok(zstdLayer, 'the image has a zstd layer');
     const before = await stack.registryBlobBytes();
-    await criPull('zstd');
+    await criPull(stack, 'zstd');
     await withClient(async (client) => {
       const remote = (await client.list()).infos.filter((i) => i.kind === Kind.COMMITTED && i.labels[LABEL_REMOTE]);
       const digests = new Set(remote.map((i) => i.labels[LABEL_CRI_LAYER_DIGEST]));
@@ -128,7 +132,7 @@ describe('lazy pulls through CRI', () => {
     });
     const content = await stack.ctrOk([...K8S, 'content', 'ls', '-q']);
     assert.ok(!content.includes(zstdLayer.digest), 'containerd did not download the zstd layer');
-    assert.equal(await runIn('zstd', 'zstd-hello'), 'hello from a zstd layer\n');
+    assert.equal(await runIn(stack, 'zstd', 'zstd-hello'), 'hello from a zstd layer\n');
     const fetched = (await stack.registryBlobBytes()) - before;
     // The zstd layer is read whole, once; the gzip layers (shared with 'lazy') were indexed already.
     assert.ok(fetched >= zstdLayer.size && fetched < zstdLayer.size + 100_000, `registry served ${fetched} blob bytes, the zstd layer is ${zstdLayer.size}`);
@@ -155,8 +159,8 @@ describe('lazy pulls through CRI', () => {
   test('with the archive kept and the content cache emptied, a small read fetches a small part of a large image', { timeout: TEST_TIMEOUT }, async () => {
     const size = imageBytes('large');
     const before = await stack.registryBlobBytes();
-    await criPull('large');
-    assert.equal(await runIn('large', 'large-1'), 'small file read by the container\n');
+    await criPull(stack, 'large');
+    assert.equal(await runIn(stack, 'large', 'large-1'), 'small file read by the container\n');
     const firstPull = (await stack.registryBlobBytes()) - before;
     console.log(`# first CRI pull of 'large' (${size} bytes of layers): registry served ${firstPull} blob bytes`);
 
@@ -171,8 +175,8 @@ describe('lazy pulls through CRI', () => {
     await fsp.rm(path.join(stack.clipRoot, 'cache'), { recursive: true, force: true });
     await stack.restartClip();
 
-    await criPull('large');
-    assert.equal(await runIn('large', 'large-2'), 'small file read by the container\n');
+    await criPull(stack, 'large');
+    assert.equal(await runIn(stack, 'large', 'large-2'), 'small file read by the container\n');
     const secondPull = (await stack.registryBlobBytes()) - again;
     const secondOwn = (await stack.registryBlobBytes(ownLayers)) - againOwn;
     console.log(
@@ -185,3 +189,16 @@ describe('lazy pulls through CRI', () => {
   });
 
 });
+
+if (CONTAINERD.major >= 2) {
+  describe(`containerd ${CONTAINERD.version}: CRI pulling on its own (disable_snapshot_annotations = false)`, () => {
+    const stack = useStack({ tags: ['lazy'], criSnapshotter: 'clip', criPull: 'local', clipConfig: '[lazy]\nbackground_fetch = false\n' });
+
+    test('CRI falls back to its local pull, which is lazy too', { timeout: TEST_TIMEOUT }, async () => {
+      await criPull(stack, 'lazy');
+      await assertPulledLazily(stack, 'lazy', true, 'k8s.io');
+      await assertCriPullPath(stack, 'lazy', 'local');
+      assert.equal(await runIn(stack, 'lazy', 'local-hello'), 'hello from clip, layer 3\n');
+    });
+  });
+}

@@ -3,7 +3,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
+import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labels';
 import { run } from './processes';
+import { TestSnapshotsClient } from './snapshots-client';
 import { Stack } from './stack';
 import { TreeManifest, walkTree } from './tree';
 
@@ -64,5 +67,27 @@ export async function snapshotTree(stack: Stack, snapshotter: string, parent: st
     const u = mounted ? await run('umount', [target], { timeoutMs: 30_000 }) : undefined;
     await stack.ctrOk([...snapshots, 'rm', key]);
     assert.equal(u?.code ?? 0, 0, `umount ${target}: ${u?.stderr}`);
+  }
+}
+
+/**
+ * Asserts how `tag` was pulled: lazily (every layer a remote snapshot in clip, none in containerd's content
+ * store) or unpacked by containerd (every layer in its content store, no remote snapshot).
+ */
+export async function assertPulledLazily(stack: Stack, tag: string, lazy: boolean, namespace = 'default'): Promise<void> {
+  const layers = stack.images[tag]!.layers;
+  const content = await stack.ctrOk(['-n', namespace, 'content', 'ls', '-q']);
+  for (const l of layers) {
+    assert.equal(content.includes(l.digest), !lazy, `layer ${l.digest} ${lazy ? 'was' : 'was not'} downloaded by containerd`);
+  }
+  const client = new TestSnapshotsClient(stack.clipAddress);
+  try {
+    const remote = (await client.list()).infos.filter((i) => i.kind === Kind.COMMITTED && i.labels[LABEL_REMOTE]);
+    const digests = new Set(remote.map((i) => i.labels[LABEL_CRI_LAYER_DIGEST]));
+    for (const l of layers) {
+      assert.equal(digests.has(l.digest), lazy, `layer ${l.digest} ${lazy ? 'is not' : 'is'} a remote snapshot; clip log:\n${stack.clipLog().slice(-3000)}`);
+    }
+  } finally {
+    client.close();
   }
 }

@@ -1,6 +1,7 @@
 /**
  * A throw-away stack for one end-to-end test file: a registry holding the test images, the clip daemon and
- * a containerd 1.6 with clip as a proxy snapshotter, all inside one fresh state directory.
+ * a containerd with clip as a proxy snapshotter, all inside one fresh state directory. The containerd
+ * release is CLIP_TEST_CONTAINERD's (containerd-release.ts; default 1.6, the system's).
  *
  *   describe('...', () => {
  *     const stack = useStack();            // before(): start; after(): teardown, even when tests fail
@@ -22,6 +23,7 @@ import { promises as fsp, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { ClipDaemon, startClip } from './clip-daemon';
+import { CONTAINERD, containerdBinDir } from './containerd-release';
 import { REPO_ROOT, RunResult, runOk, tempDir } from './processes';
 
 const SCRIPTS = path.join(REPO_ROOT, 'scripts');
@@ -53,6 +55,11 @@ export interface StackOptions {
   criSnapshotter?: string;
   /** Extra TOML for clip's config file; the stack already sets registry.plain_http and hosts_dir. */
   clipConfig?: string;
+  /**
+   * containerd 2.1+: CRI pulls through the transfer service ('transfer', containerd's default) or on its
+   * own ('local', disable_snapshot_annotations = false). containerd 1.x always pulls locally.
+   */
+  criPull?: 'local' | 'transfer';
 }
 
 export interface CtrResult extends RunResult {
@@ -112,6 +119,7 @@ export class Stack {
   private readonly ctrTimeoutMs: number;
   private readonly criSnapshotter: string;
   private readonly clipConfig: string;
+  private readonly criPull: 'local' | 'transfer' | undefined;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -128,6 +136,7 @@ export class Stack {
     this.ctrTimeoutMs = opts.ctrTimeoutMs ?? 60_000;
     this.criSnapshotter = opts.criSnapshotter ?? 'overlayfs';
     this.clipConfig = opts.clipConfig ?? '';
+    this.criPull = opts.criPull;
   }
 
   get clipRoot(): string {
@@ -172,9 +181,10 @@ export class Stack {
       `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n`,
     );
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
+    const criPull = this.criPull ? ['--cri-pull', this.criPull] : [];
     await runOk(
       path.join(SCRIPTS, 'containerd.sh'),
-      ['start', this.state, '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter],
+      ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter, ...criPull],
       { timeoutMs: 60_000 },
     );
   }
@@ -222,6 +232,11 @@ export class Stack {
   /** The clip daemon's output so far (of every daemon this stack started). */
   clipLog(): string {
     return this.earlierClipLogs + (this.clip?.process.output() ?? '');
+  }
+
+  /** containerd's log so far. */
+  containerdLog(): Promise<string> {
+    return fsp.readFile(path.join(this.state, 'containerd.log'), 'utf8');
   }
 
   /** Tails of clip's, containerd's and the registry's logs, for failure messages. */
@@ -321,7 +336,8 @@ export class Stack {
  */
 export function useStack(opts: StackOptions & { startTimeoutMs?: number } = {}): Stack {
   const stack = new Stack(opts);
-  before(() => stack.start(), { timeout: opts.startTimeoutMs ?? 300_000 });
+  // The first start of a release may fetch it from Debian's archive (scripts/fetch-containerd.sh).
+  before(() => stack.start(), { timeout: opts.startTimeoutMs ?? (CONTAINERD.series === '1.6' ? 300_000 : 1_500_000) });
   after(() => stack.teardown(), { timeout: 300_000 });
   return stack;
 }
