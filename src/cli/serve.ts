@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
-import { ConfigOverrides, DEFAULT_CONFIG, LOG_LEVELS, loadConfigFile, resolveConfig } from '../daemon/config';
+import { promises as fsp } from 'node:fs';
+import { ConfigOverrides, DEFAULT_CONFIG, DEFAULT_CONFIG_FILE, LOG_LEVELS, loadConfigFile, resolveConfig, serviceEnvironment } from '../daemon/config';
 import { Daemon } from '../daemon/daemon';
 import { createLogger } from '../daemon/logger';
 
@@ -16,10 +17,11 @@ export function serveCommand(): Command {
     .description('run the clip snapshotter daemon in the foreground')
     .option('--root <dir>', `directory for clip's metadata and snapshots (default: ${DEFAULT_CONFIG.root})`)
     .option('--address <socket>', `unix socket containerd connects to (default: ${DEFAULT_CONFIG.address})`)
-    .option('--config <file>', 'TOML configuration file (see config/clip.toml)')
+    .option('--config <file>', `TOML configuration file (see config/clip.toml; default: ${DEFAULT_CONFIG_FILE} if it exists)`)
     .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULT_CONFIG.logLevel})`).choices([...LOG_LEVELS]))
     .action(async (flags: ServeFlags) => {
-      const fromFile = flags.config ? await loadConfigFile(flags.config) : {};
+      const file = flags.config ?? (await fsp.access(DEFAULT_CONFIG_FILE).then(() => DEFAULT_CONFIG_FILE, () => undefined));
+      const fromFile = file ? await loadConfigFile(file) : {};
       const fromFlags: ConfigOverrides = {
         root: flags.root,
         address: flags.address,
@@ -27,7 +29,7 @@ export function serveCommand(): Command {
       };
       const config = resolveConfig(fromFile, fromFlags);
       const logger = createLogger(config.logLevel);
-      const daemon = await Daemon.start(config, logger);
+      const daemon = await Daemon.start(config, logger, serviceEnvironment(process.env, process.pid));
       await new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals): void => {
           logger.info(`received ${signal}, stopping`);
@@ -39,5 +41,7 @@ export function serveCommand(): Command {
         process.on('SIGINT', onSignal);
       });
       await daemon.stop();
+      // Layer mounts handed to the next process keep their FUSE threads (and so this process) alive.
+      process.exit(0);
     });
 }

@@ -40,6 +40,11 @@ export interface DaemonConfig {
     publishedArchives: boolean;
     /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
     startupProfiles: boolean;
+    /**
+     * Keep layer mounts served across restarts, crashes and upgrades of clip: their FUSE connections are
+     * handed to the next clip process (systemd's fd store, or clip-fd-holder).
+     */
+    liveRestart: boolean;
   };
   registry: {
     /** containerd-style hosts.toml directory (mirrors, plain http), or '' for none. */
@@ -57,6 +62,31 @@ export interface DaemonConfig {
 
 const MIB = 1024 * 1024;
 
+/** The config file `clip serve` reads when --config is not given, if it exists. */
+export const DEFAULT_CONFIG_FILE = '/etc/clip/clip.toml';
+
+/** What a service manager (systemd) tells the daemon through its environment. */
+export interface ServiceEnvironment {
+  /** $NOTIFY_SOCKET: where READY=1 and stored fds go (sd_notify(3)). */
+  notifySocket?: string;
+  /** $FDSTORE (systemd 254+): the unit has a file-descriptor store of this many fds. */
+  fdStoreMax: number;
+  /** Fds passed to this process ($LISTEN_FDS from fd 3, $LISTEN_FDNAMES), when $LISTEN_PID is this process. */
+  passedFds: Array<{ name: string; fd: number }>;
+}
+
+/** Reads the service manager's variables (sd_listen_fds(3), sd_notify(3)) from an environment. */
+export function serviceEnvironment(env: NodeJS.ProcessEnv, pid: number): ServiceEnvironment {
+  const count = Number(env.LISTEN_FDS ?? '0');
+  const ours = Number(env.LISTEN_PID) === pid && Number.isSafeInteger(count) && count > 0;
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  return {
+    notifySocket: env.NOTIFY_SOCKET || undefined,
+    fdStoreMax: Number(env.FDSTORE ?? '0') || 0,
+    passedFds: ours ? Array.from({ length: count }, (_, i) => ({ fd: 3 + i, name: names[i] ?? 'unknown' })) : [],
+  };
+}
+
 export const DEFAULT_CONFIG: DaemonConfig = {
   root: '/var/lib/clip',
   address: '/run/clip/clip.sock',
@@ -72,6 +102,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     readTimeoutMs: 30_000,
     publishedArchives: true,
     startupProfiles: true,
+    liveRestart: true,
   },
   registry: {
     hostsDir: '/etc/containerd/certs.d',
@@ -106,6 +137,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.read_timeout_seconds', field: 'lazy.readTimeoutMs', kind: 'seconds' },
   { toml: 'lazy.published_archives', field: 'lazy.publishedArchives', kind: 'boolean' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
+  { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDir', kind: 'optional-path' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },

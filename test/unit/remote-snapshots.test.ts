@@ -49,6 +49,8 @@ class DirectoryLayers implements RemoteLayers {
   async unmountAll(): Promise<number> {
     return 0;
   }
+
+  async endTakeOver(): Promise<void> {}
 }
 
 const logger = winston.createLogger({ silent: true });
@@ -134,6 +136,7 @@ describe('remote snapshots', () => {
     sn.close();
     for (const dir of [...layers.mountedDirs]) await layers.unmount(dir); // the old process's mounts died with it
     sn = await Snapshotter.open({ root, logger, remote: layers });
+    await sn.remounted;
     assert.equal(layers.mountedDirs.size, 2);
     const mounts = await sn.mounts('k8s.io/6/container');
     const lower = mounts[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');

@@ -15,6 +15,11 @@
  *   .markReady(i)    span i's cache file is verified: serve reads of it from the file from now on.
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
+ *   .attach(fd, dir)  serves an existing FUSE connection instead (the /dev/fuse fd of a mount on dir that an
+ *                    earlier clip process made; see "Taking over a connection" below) through its own copy
+ *                    of fd (the caller still owns fd). Returns whether the kernel resent the requests the
+ *                    earlier process had read but not answered.
+ *   .fd()            the session's /dev/fuse fd (to hand it to the next process).
  *   .reply(id, buffer) / .fail(id, errno)
  *   .unmount()       lazily detaches the mount (umount2 MNT_DETACH); the loop keeps serving and ends
  *                    when the last user of the mount has left (or the connection is aborted).
@@ -37,6 +42,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -753,6 +759,8 @@ static napi_value server_touched_spans(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static int start_thread(napi_env env, server_t *s);
+
 static napi_value server_mount(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -788,21 +796,138 @@ static napi_value server_mount(napi_env env, napi_callback_info info) {
     throw_mount_error(env, "fuse_session_mount failed");
     return NULL;
   }
-  /* children of the daemon (mount helpers, shims) must not inherit the FUSE connection */
-  int fd = fuse_session_fd(s->se);
-  fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
   s->mountpoint = dir;
-  if (pthread_create(&s->thread, NULL, session_thread, s) != 0) {
+  if (start_thread(env, s) != 0) {
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
     s->se = NULL;
     napi_throw_error(env, "CLIP_FUSE_MOUNT", "cannot start the session thread");
     return NULL;
   }
+  return NULL;
+}
+
+/* ---- Taking over a connection -------------------------------------------------------------------------
+ * A FUSE connection outlives the process that mounted it as long as some process holds its /dev/fuse fd
+ * (clip hands it to systemd's fd store or to clip-fd-holder). A new process serves it like this:
+ * - The kernel sent INIT once, to the first process. libfuse refuses every request of a session that has
+ *   not seen INIT, so the new session is given one made here (the protocol version of libfuse's headers;
+ *   the kernel's choices were made at the first INIT and do not change). libfuse answers it; the kernel
+ *   finds no request with that id (unique 1: real ids are even) and drops the answer with ENOENT, which
+ *   libfuse ignores.
+ * - Requests the dead process had read but not answered sit in the kernel's "processing" list. Linux 6.9
+ *   and later move them back to the pending queue on FUSE_NOTIFY_RESEND, so they are read again here and
+ *   their callers never notice. Older kernels reject the notification (EINVAL): those requests are never
+ *   answered and their callers wait until killed; every later request is served.
+ * Node IDs are the table's inode numbers, the same in every process that builds the table from the same
+ * archive, so the kernel's dentries and inodes stay valid; no request carries per-open state (open and
+ * opendir answer ENOSYS).
+ */
+#define CLIP_FUSE_NOTIFY_RESEND 7 /* FUSE_NOTIFY_RESEND in Linux 6.9's include/uapi/linux/fuse.h */
+#define CLIP_FUSE_TAKEOVER_UNIQUE 1
+
+static void replay_init(struct fuse_session *se) {
+  struct {
+    struct fuse_in_header h;
+    struct fuse_init_in a;
+  } msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.h.len = sizeof(msg);
+  msg.h.opcode = FUSE_INIT;
+  msg.h.unique = CLIP_FUSE_TAKEOVER_UNIQUE;
+  msg.a.major = FUSE_KERNEL_VERSION;
+  msg.a.minor = FUSE_KERNEL_MINOR_VERSION;
+  msg.a.max_readahead = 1 << 20;
+  msg.a.flags = FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_CACHE_SYMLINKS | FUSE_MAX_PAGES |
+                FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS;
+  struct fuse_buf buf;
+  memset(&buf, 0, sizeof(buf));
+  buf.size = sizeof(msg);
+  buf.mem = &msg;
+  fuse_session_process_buf(se, &buf);
+}
+
+/* Asks the kernel to queue again what an earlier server read but did not answer; 0 or an errno. */
+static int resend_unanswered(int fd) {
+  struct fuse_out_header h = {.len = sizeof(h), .error = CLIP_FUSE_NOTIFY_RESEND, .unique = 0};
+  ssize_t r;
+  while ((r = write(fd, &h, sizeof(h))) < 0 && errno == EINTR) {
+  }
+  return r == (ssize_t)sizeof(h) ? 0 : errno;
+}
+
+static int start_thread(napi_env env, server_t *s) {
+  /* children of the daemon (mount helpers, shims) must not inherit the FUSE connection */
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  if (pthread_create(&s->thread, NULL, session_thread, s) != 0) return -1;
   s->thread_started = 1;
   /* a mounted layer keeps the process alive, as any open server does, until it is unmounted */
   napi_ref_threadsafe_function(env, s->on_exit);
-  return NULL;
+  return 0;
+}
+
+static napi_value server_attach(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (s->se || s->destroyed) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "already mounted once");
+    return NULL;
+  }
+  int32_t fd = -1;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[0], &fd));
+  char *dir = string_arg(env, argv[1]);
+  if (!dir) {
+    napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
+    return NULL;
+  }
+  /* the session serves (and at the end closes) its own copy; the caller keeps fd */
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (own < 0) {
+    free(dir);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "fd %d: %s", (int)fd, strerror(errno));
+    napi_throw_error(env, "CLIP_FUSE_MOUNT", msg);
+    return NULL;
+  }
+  char fd_path[32];
+  snprintf(fd_path, sizeof(fd_path), "/dev/fd/%d", own);
+  char *args_v[] = {"clip", NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(1, args_v);
+  last_log[0] = '\0';
+  s->se = fuse_session_new(&args, &OPS, sizeof(OPS), s);
+  fuse_opt_free_args(&args);
+  if (!s->se || fuse_session_mount(s->se, fd_path) != 0) {
+    if (s->se) fuse_session_destroy(s->se);
+    close(own);
+    s->se = NULL;
+    free(dir);
+    throw_mount_error(env, "cannot take over the FUSE connection");
+    return NULL;
+  }
+  s->mountpoint = dir;
+  replay_init(s->se);
+  int resend = resend_unanswered(own);
+  if (start_thread(env, s) != 0) {
+    fuse_session_destroy(s->se); /* closes own */
+    s->se = NULL;
+    napi_throw_error(env, "CLIP_FUSE_MOUNT", "cannot start the session thread");
+    return NULL;
+  }
+  napi_value out;
+  NAPI_CALL(env, napi_get_boolean(env, resend == 0, &out));
+  return out;
+}
+
+static napi_value server_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  napi_value out;
+  NAPI_CALL(env, napi_create_int32(env, s->se ? fuse_session_fd(s->se) : -1, &out));
+  return out;
 }
 
 static napi_value server_reply(napi_env env, napi_callback_info info) {
@@ -890,6 +1015,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
+      {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, server_unmount, NULL, NULL, NULL, napi_default, NULL},
