@@ -154,6 +154,7 @@ export class LayerFilesystem {
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
     if (files) stopWatching = files.watch((index) => server.markReady(index));
+    server.setReadTimeout(this.readTimeoutMs);
     try {
       if (handed) this.takeOver(server, handed);
       else server.mount(target, this.mountOptions().join(','));

@@ -17,6 +17,11 @@ export interface NativeLayerServer {
    * (the caller still owns fd). Returns whether the kernel resent the requests left unanswered.
    */
   attach(fd: number, dir: string): boolean;
+  /**
+   * Before mount/attach: a read passed to JS and not answered within `ms` is answered EIO by the native
+   * server itself, even while the JS thread is blocked; a later reply to it is dropped.
+   */
+  setReadTimeout(ms: number): void;
   /** The session's /dev/fuse fd (-1 before mount/attach). */
   fd(): number;
   /** Answers read request `id` with these bytes. */

@@ -20,6 +20,8 @@
  *                    of fd (the caller still owns fd). Returns whether the kernel resent the requests the
  *                    earlier process had read but not answered.
  *   .fd()            the session's /dev/fuse fd (to hand it to the next process).
+ *   .setReadTimeout(ms)  before mount/attach: a read passed to JS and not answered within ms is answered
+ *                    EIO by the server itself, however busy the JS thread is (see "Read deadlines").
  *   .reply(id, buffer) / .fail(id, errno)
  *   .unmount()       lazily detaches the mount (umount2 MNT_DETACH); the loop keeps serving and ends
  *                    when the last user of the mount has left (or the connection is aborted).
@@ -54,6 +56,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TABLE_MAGIC 0x31544c43u
@@ -244,6 +247,7 @@ static void fill_stat(const inode_t *n, fuse_ino_t ino, struct stat *st) {
 typedef struct pending {
   uint32_t id;
   fuse_req_t req;
+  uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
   struct pending *next;
 } pending_t;
 
@@ -266,6 +270,11 @@ typedef struct {
   int closing;
   napi_threadsafe_function on_read;
   napi_threadsafe_function on_exit;
+  /* The read deadline (see "Read deadlines"): guarded by lock, the watchdog waits on wake. */
+  uint64_t read_timeout_ns;
+  pthread_cond_t wake;
+  pthread_t watchdog;
+  int watchdog_started;
 } server_t;
 
 typedef struct {
@@ -510,6 +519,57 @@ static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   }
 }
 
+/* ---- Read deadlines ----------------------------------------------------------------------------------
+ * A read passed up to JavaScript must be answered within the read timeout even when the JS thread is busy
+ * (a long synchronous task, a stalled event loop), so the deadline is kept here: a watchdog thread answers
+ * EIO to every pending read past its deadline and forgets it. A late reply or fail from JS then finds no
+ * pending request with its id and is dropped, so no request is answered twice.
+ */
+static uint64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *watchdog_thread(void *arg) {
+  server_t *s = arg;
+  pthread_mutex_lock(&s->lock);
+  while (!s->closing) {
+    uint64_t now = monotonic_ns(), next = 0;
+    pending_t *expired = NULL;
+    for (pending_t **pp = &s->pending; *pp;) {
+      pending_t *p = *pp;
+      if (p->deadline_ns && p->deadline_ns <= now) {
+        *pp = p->next;
+        p->next = expired;
+        expired = p;
+        continue;
+      }
+      if (p->deadline_ns && (next == 0 || p->deadline_ns < next)) next = p->deadline_ns;
+      pp = &p->next;
+    }
+    if (expired) {
+      pthread_mutex_unlock(&s->lock);
+      while (expired) {
+        pending_t *p = expired;
+        expired = p->next;
+        fuse_reply_err(p->req, EIO);
+        free(p);
+      }
+      pthread_mutex_lock(&s->lock);
+      continue;
+    }
+    if (next == 0) {
+      pthread_cond_wait(&s->wake, &s->lock);
+    } else {
+      struct timespec until = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
+      pthread_cond_timedwait(&s->wake, &s->lock, &until);
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return NULL;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   server_t *s = server_of(req);
@@ -546,8 +606,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   }
   p->id = ++s->next_id;
   p->req = req;
+  p->deadline_ns = s->read_timeout_ns ? monotonic_ns() + s->read_timeout_ns : 0;
   p->next = s->pending;
   s->pending = p;
+  if (p->deadline_ns) pthread_cond_signal(&s->wake);
   pthread_mutex_unlock(&s->lock);
   call->id = p->id;
   call->ino = (uint32_t)ino;
@@ -634,6 +696,7 @@ static void server_release(server_t *s) {
   free(s->ready);
   free(s->touched);
   pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->wake);
   free(s);
 }
 
@@ -682,6 +745,11 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&s->lock, NULL);
+  pthread_condattr_t cattr;
+  pthread_condattr_init(&cattr);
+  pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->wake, &cattr);
+  pthread_condattr_destroy(&cattr);
   const char *bad = table_parse(&s->table, bytes, len);
   if (bad) {
     server_release(s);
@@ -862,6 +930,7 @@ static int start_thread(napi_env env, server_t *s) {
   fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
   if (pthread_create(&s->thread, NULL, session_thread, s) != 0) return -1;
   s->thread_started = 1;
+  if (s->read_timeout_ns && pthread_create(&s->watchdog, NULL, watchdog_thread, s) == 0) s->watchdog_started = 1;
   /* a mounted layer keeps the process alive, as any open server does, until it is unmounted */
   napi_ref_threadsafe_function(env, s->on_exit);
   return 0;
@@ -919,6 +988,22 @@ static napi_value server_attach(napi_env env, napi_callback_info info) {
   napi_value out;
   NAPI_CALL(env, napi_get_boolean(env, resend == 0, &out));
   return out;
+}
+
+/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
+static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  double ms = 0;
+  NAPI_CALL(env, napi_get_value_double(env, argv[0], &ms));
+  if (s->thread_started) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "set the read timeout before mounting");
+    return NULL;
+  }
+  s->read_timeout_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  return NULL;
 }
 
 static napi_value server_fd(napi_env env, napi_callback_info info) {
@@ -994,7 +1079,9 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   s->closing = 1;
   pending_t *p = s->pending;
   s->pending = NULL;
+  pthread_cond_broadcast(&s->wake);
   pthread_mutex_unlock(&s->lock);
+  if (s->watchdog_started) pthread_join(s->watchdog, NULL);
   while (p) {
     pending_t *next = p->next;
     fuse_reply_err(p->req, EIO);
@@ -1017,6 +1104,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
       {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"setReadTimeout", NULL, server_set_read_timeout, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, server_unmount, NULL, NULL, NULL, napi_default, NULL},
