@@ -69,8 +69,6 @@ export const DEFAULT_CONFIG_FILE = '/etc/clip/clip.toml';
 export interface ServiceEnvironment {
   /** $NOTIFY_SOCKET: where READY=1 and stored fds go (sd_notify(3)). */
   notifySocket?: string;
-  /** $FDSTORE (systemd 254+): the unit has a file-descriptor store of this many fds. */
-  fdStoreMax: number;
   /** Fds passed to this process ($LISTEN_FDS from fd 3, $LISTEN_FDNAMES), when $LISTEN_PID is this process. */
   passedFds: Array<{ name: string; fd: number }>;
 }
@@ -82,7 +80,6 @@ export function serviceEnvironment(env: NodeJS.ProcessEnv, pid: number): Service
   const names = (env.LISTEN_FDNAMES ?? '').split(':');
   return {
     notifySocket: env.NOTIFY_SOCKET || undefined,
-    fdStoreMax: Number(env.FDSTORE ?? '0') || 0,
     passedFds: ours ? Array.from({ length: count }, (_, i) => ({ fd: 3 + i, name: names[i] ?? 'unknown' })) : [],
   };
 }

@@ -67,7 +67,7 @@ export class Daemon {
    * earlier process handed over, then the snapshotter (stale mounts, remounts in the background), then
    * the socket is bound and the service manager told.
    */
-  static async start(config: DaemonConfig, logger: Logger, service: ServiceEnvironment = { fdStoreMax: 0, passedFds: [] }): Promise<Daemon> {
+  static async start(config: DaemonConfig, logger: Logger, service: ServiceEnvironment = { passedFds: [] }): Promise<Daemon> {
     await fsp.mkdir(config.root, { recursive: true, mode: 0o700 });
     lockRoot(config.root);
     await prepareSocketPath(config.address);

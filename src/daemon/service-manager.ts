@@ -2,8 +2,9 @@
  * What the daemon does for its service manager and its root, outside of serving containerd:
  * - lockRoot: an exclusive flock on <root>/clip.lock, taken before anything under the root is touched, so
  *   that a second `clip serve` on the same root stops at once and leaves every mount alone.
- * - fdStoreFor: where layer mounts' FUSE connections wait across restarts (fusefs/fd-store.ts):
- *   systemd's fd store when the unit has one, else clip-fd-holder with its socket under the root.
+ * - fdStoreFor: where layer mounts' FUSE connections wait across restarts (fusefs/fd-store.ts): under
+ *   systemd ($NOTIFY_SOCKET: a Type=notify unit) its fd store, which needs FileDescriptorStoreMax= in the
+ *   unit (config/clip.service); else clip-fd-holder with its socket under the root.
  * - notifyReady: READY=1 to systemd (Type=notify) once the socket is bound.
  */
 import { createHash } from 'node:crypto';
@@ -41,7 +42,7 @@ export function holderSocketPath(root: string): string {
 }
 
 export function fdStoreFor(root: string, service: ServiceEnvironment, logger: Logger): FdStore {
-  if (service.notifySocket && service.fdStoreMax > 0) return new SystemdFdStore(service.notifySocket, service.passedFds);
+  if (service.notifySocket) return new SystemdFdStore(service.notifySocket, service.passedFds);
   return new HolderFdStore(holderSocketPath(root), logger);
 }
 

@@ -50,7 +50,16 @@ export class SystemdFdStore implements FdStore {
   async inherited(): Promise<HeldFd[]> {
     const out = this.handed;
     this.handed = [];
-    return out;
+    const usable: HeldFd[] = [];
+    for (const held of out) {
+      try {
+        handoffAddon().closeOnExec(held.fd); // mount helpers and other children must not inherit it
+        usable.push(held);
+      } catch {
+        // not an open fd: nothing to take over
+      }
+    }
+    return usable;
   }
 
   async keep(name: string, fd: number): Promise<void> {

@@ -16,6 +16,7 @@ interface HandoffAddon {
   holderList(socket: string): HeldFd[];
   notify(socket: string, state: string, fd?: number): void;
   lockExclusive(file: string): number;
+  closeOnExec(fd: number): void;
 }
 
 const NATIVE_DIR = path.join(__dirname, 'native');

@@ -104,6 +104,7 @@ describe('containers keep their lazy layers while clip restarts', () => {
     };
     let upgradeDir: string | undefined;
     const stalls: number[] = [];
+    const takeOvers: number[] = [];
     try {
       await moreRounds('before any restart', 3);
       const mountsBefore = (await mountsUnder(stack.clipRoot)).sort();
@@ -120,6 +121,7 @@ describe('containers keep their lazy layers while clip restarts', () => {
         await stack.restartClip({ kill: true });
         await moreRounds(`after kill -9 number ${i}`, 3);
         stalls.push(longestGap(lines, killedAt));
+        takeOvers.push(lastTakeOver(stack.clipLog()) - killedAt);
         await startsNewContainer(`after-kill-${i}`);
       }
       await stack.restartClip();
@@ -171,11 +173,20 @@ describe('containers keep their lazy layers while clip restarts', () => {
     assert.equal(small.get('/data/large/text.txt')?.size, 1, 'text.txt has one checksum throughout');
     assert.ok(chunks >= 20, `${chunks} chunks read`);
     const sorted = [...stalls].sort((a, b) => a - b);
-    console.log(`# longest gap between two rounds of the reading container across kill -9 + restart: median ${sorted[1]} ms (${stalls.join(', ')} ms; a round takes ~200 ms + reads)`);
+    console.log(
+      `# longest gap between two rounds of the reading container across kill -9 + restart: median ${sorted[1]} ms ` +
+        `(${stalls.join(', ')} ms; a round takes ~200 ms + reads); from the kill to the new clip serving the layers again: ${takeOvers.join(', ')} ms`,
+    );
     const since = stack.clipLog().split('received SIGTERM').slice(1).join('');
     assert.doesNotMatch(since, /indexing layer/, 'no layer indexed again after the restarts');
   });
 });
+
+/** When the last layer was taken over, from the clip log's timestamps (ms since the epoch). */
+function lastTakeOver(log: string): number {
+  const stamps = log.split('\n').filter((l) => l.includes('took over the FUSE connection')).map((l) => Date.parse(l.split(' ')[0]!));
+  return stamps[stamps.length - 1] ?? NaN;
+}
 
 /** The longest time between two consecutive round lines from `from` until the third round after it. */
 function longestGap(lines: Line[], from: number): number {

@@ -10,6 +10,7 @@
  *       $NOTIFY_SOCKET ("@..." is an abstract address), optionally with one fd (FDSTORE=1).
  *   lockExclusive(path) -> fd    flock(LOCK_EX | LOCK_NB) on path (created 0600); throws code EWOULDBLOCK
  *       when another process holds it. The fd stays open (and the lock held) until the process ends.
+ *   closeOnExec(fd)              sets FD_CLOEXEC (fds a service manager passed arrive without it).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -317,6 +318,17 @@ static napi_value lock_exclusive(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value close_on_exec(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[0], &fd));
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) throw_errno(env, errno, "fcntl F_SETFD");
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor fns[] = {
       {"holderPut", NULL, holder_put, NULL, NULL, NULL, napi_default, NULL},
@@ -324,6 +336,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"holderList", NULL, holder_list, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, sd_notify_call, NULL, NULL, NULL, napi_default, NULL},
       {"lockExclusive", NULL, lock_exclusive, NULL, NULL, NULL, napi_default, NULL},
+      {"closeOnExec", NULL, close_on_exec, NULL, NULL, NULL, napi_default, NULL},
   };
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns));
   return exports;
