@@ -17,7 +17,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { CriClient } from '../helpers/cri-client';
-import { REPO_ROOT, run, tempDir, waitFor } from '../helpers/processes';
+import { REPO_ROOT, run, runOk, tempDir, waitFor } from '../helpers/processes';
 import { mountsUnder, useStack } from '../helpers/stack';
 
 const TEST_TIMEOUT = 900_000;
@@ -44,7 +44,13 @@ interface Line {
 }
 
 describe('containers keep their lazy layers while clip restarts', () => {
-  const stack = useStack({ tags: ['lazy'], criSnapshotter: 'clip', clipConfig: '[lazy]\nbackground_fetch = false\n' });
+  // Spans are fetched when first read (nothing cached while indexing, no background fetch), so the loop
+  // reads both cached and uncached bytes; a read waits at most 5 s for the registry.
+  const stack = useStack({
+    tags: ['lazy'],
+    criSnapshotter: 'clip',
+    clipConfig: '[lazy]\nbackground_fetch = false\ncache_while_indexing = false\nread_timeout_seconds = 5\n',
+  });
   const random = createHash('shake256', { outputLength: 24 << 20 }).update('clip-lazy-random').digest();
   const chunkSum = (n: number): string => createHash('sha256').update(random.subarray(n * CHUNK, (n + 1) * CHUNK)).digest('hex');
 
@@ -77,8 +83,12 @@ describe('containers keep their lazy layers while clip restarts', () => {
     return dir;
   }
 
+  /** Blob bytes of layer 2 the registry served for the pull (indexing streams the layer once). */
+  let layer2Pulled = -1;
+
   test('a container reading in a loop sees no error and right checksums through kill -9, SIGTERM and an upgrade', { timeout: TEST_TIMEOUT }, async () => {
     await criPull('lazy');
+    layer2Pulled = await stack.registryBlobBytes([stack.images.lazy!.layers[1]!.digest]);
     const id = `reader-${Date.now()}`;
     const lines: Line[] = [];
     let partial = '';
@@ -180,7 +190,50 @@ describe('containers keep their lazy layers while clip restarts', () => {
     const since = stack.clipLog().split('received SIGTERM').slice(1).join('');
     assert.doesNotMatch(since, /indexing layer/, 'no layer indexed again after the restarts');
   });
+
+  test('with the registry down, a restarted clip serves its layers: cached bytes, EIO for uncached ones, and reads succeed once the registry is back', { timeout: TEST_TIMEOUT }, async () => {
+    const registry = path.join(REPO_ROOT, 'scripts', 'registry.sh');
+    const port = stack.registryAddress.split(':')[1]!;
+    const layer2 = stack.images.lazy!.layers[1]!.digest;
+    assert.equal(await stack.registryBlobBytes([layer2]), layer2Pulled, 'precondition: no span of layer 2 (/data/random.bin) was fetched since the pull');
+    const checks = async (id: string): Promise<Record<string, string>> => {
+      const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef('lazy'), `${id}-${Date.now()}`, '/bin/sh', '-c', OUTAGE_CHECKS], { timeoutMs: 120_000 });
+      assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n${await stack.diagnostics()}`);
+      return Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.split(' ')[0]!, l.slice(l.indexOf(' ') + 1)]));
+    };
+    const uncachedSum = createHash('sha256').update(createHash('shake256', { outputLength: 3 << 20 }).update('clip-test-seed').digest().subarray(0, CHUNK)).digest('hex');
+    await runOk(registry, ['stop', stack.state], { timeoutMs: 30_000 });
+    try {
+      await stack.restartClip({ kill: true });
+      const output = (): string => stack.clip!.process.output();
+      await waitFor('the remounts after the restart', () => /remote layers again/.test(output()), 60_000);
+      assert.match(output(), /mounted 4 of 4 remote layers again/, 'every layer taken over without the registry');
+      assert.match(output(), /took over the FUSE connection/);
+      let seen: Record<string, string> = {};
+      await waitFor('a container to start with the registry down', async () => {
+        seen = await checks('outage').catch(() => ({}));
+        return seen.cached !== undefined;
+      }, 60_000);
+      assert.equal(seen.cached, `${chunkSum(0)}  -`, 'bytes in the cache are served with the registry down');
+      assert.match(seen.uncached!, /^failed: .*(I\/O error|Input\/output error)/, 'an uncached read fails with EIO instead of hanging');
+    } finally {
+      await runOk(registry, ['start', stack.state, port], { timeoutMs: 60_000 });
+    }
+    const back = await checks('registry-back');
+    assert.equal(back.cached, `${chunkSum(0)}  -`);
+    assert.equal(back.uncached, `${uncachedSum}  -`, 'the registry is back: the read succeeds without a restart');
+  });
 });
+
+
+/** The checks of the registry-outage test, run in one new container: every line is "name result". */
+const OUTAGE_CHECKS = `
+dd if=/data/large/random.bin iflag=direct bs=${CHUNK} count=1 of=/tmp/cached 2>/dev/null && echo "cached $(sha256sum < /tmp/cached)"
+if dd if=/data/random.bin iflag=direct bs=${CHUNK} count=1 of=/tmp/uncached 2>/tmp/err; then
+  echo "uncached $(sha256sum < /tmp/uncached)"
+else
+  echo "uncached failed: $(tail -n 1 /tmp/err)"
+fi`;
 
 /** When the last layer was taken over, from the clip log's timestamps (ms since the epoch). */
 function lastTakeOver(log: string): number {

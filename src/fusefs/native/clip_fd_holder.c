@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fd_passing.h"
+
 #define MAX_HELD 4096
 #define MAX_CLIENTS 16
 #define NAME_MAX_LEN 255
@@ -54,54 +56,18 @@ static int find(const char *name) {
   return -1;
 }
 
-static void answer(int conn, const char *msg, size_t len, int fd) {
-  struct iovec iov = {(void *)msg, len};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&ctl, 0, sizeof(ctl));
-    mh.msg_control = ctl.buf;
-    mh.msg_controllen = sizeof(ctl.buf);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  while (sendmsg(conn, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR) {
-  }
-}
+static void answer(int conn, const char *msg, size_t len, int fd) { send_with_fd(conn, msg, len, fd); }
 
 /* Handles one request; returns 0 to keep the connection, -1 to close it. */
 static int serve(int conn) {
   char buf[NAME_MAX_LEN + 2];
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 4)];
-    struct cmsghdr align;
-  } ctl;
-  struct iovec iov = {buf, sizeof(buf) - 1};
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
-  ssize_t n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  int fd;
+  ssize_t n = receive_with_fd(conn, buf, sizeof(buf), &fd, MSG_DONTWAIT);
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
-  int fd = -1;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int k = 0; k < count; k++) {
-      int got;
-      memcpy(&got, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-      if (fd < 0) fd = got;
-      else close(got); /* only one fd per request */
-    }
-  }
   if (n <= 0) {
     if (fd >= 0) close(fd);
     return -1;
   }
-  buf[n] = '\0';
   const char *name = buf + 1;
   int valid_name = n >= 2 && n <= NAME_MAX_LEN + 1 && strlen(name) == (size_t)(n - 1);
   if (buf[0] == 'P' && valid_name && fd >= 0) {

@@ -28,6 +28,7 @@
 
 #define NAPI_INTERNAL_CODE "CLIP_HANDOFF_INTERNAL"
 #include "napi_call.h"
+#include "fd_passing.h"
 
 #define NAME_MAX_LEN 255
 #define IO_TIMEOUT_SECONDS 2
@@ -73,56 +74,6 @@ static socklen_t unix_address(const char *path, struct sockaddr_un *addr) {
   return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + (path[0] == '@' ? 0 : 1));
 }
 
-/* Sends one datagram with an optional fd; 0 or an errno. */
-static int send_with_fd(int s, const char *msg, size_t len, int fd) {
-  struct iovec iov = {(void *)msg, len};
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl;
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
-    memset(&ctl, 0, sizeof(ctl));
-    mh.msg_control = ctl.buf;
-    mh.msg_controllen = sizeof(ctl.buf);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  }
-  ssize_t r;
-  while ((r = sendmsg(s, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  return r < 0 ? errno : 0;
-}
-
-/* Receives one datagram (up to cap - 1 bytes, NUL-terminated) and at most one fd (-1 if none). */
-static ssize_t receive_with_fd(int s, char *buf, size_t cap, int *fd) {
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * 4)];
-    struct cmsghdr align;
-  } ctl;
-  struct iovec iov = {buf, cap - 1};
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
-  ssize_t n;
-  while ((n = recvmsg(s, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
-  *fd = -1;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int k = 0; k < count; k++) {
-      int got;
-      memcpy(&got, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-      if (*fd < 0) *fd = got;
-      else close(got);
-    }
-  }
-  if (n >= 0) buf[n] = '\0';
-  return n;
-}
-
 /* Connects to the holder; the socket or -errno. */
 static int holder_connect(const char *path) {
   struct sockaddr_un addr;
@@ -149,7 +100,7 @@ static int holder_request(const char *path, const char *msg, size_t len, int fd)
   if (e == 0) {
     char reply[8];
     int extra;
-    ssize_t n = receive_with_fd(s, reply, sizeof(reply), &extra);
+    ssize_t n = receive_with_fd(s, reply, sizeof(reply), &extra, 0);
     if (extra >= 0) close(extra);
     if (n < 0) e = errno == EAGAIN ? ETIMEDOUT : errno;
     else if (n == 0) e = ECONNRESET;
@@ -226,7 +177,7 @@ static napi_value holder_list(napi_env env, napi_callback_info info) {
   while (e == 0) {
     char msg[NAME_MAX_LEN + 2];
     int fd;
-    ssize_t n = receive_with_fd(s, msg, sizeof(msg), &fd);
+    ssize_t n = receive_with_fd(s, msg, sizeof(msg), &fd, 0);
     if (n <= 0) {
       e = n == 0 ? ECONNRESET : errno == EAGAIN ? ETIMEDOUT : errno;
       break;
