@@ -621,10 +621,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     pthread_mutex_lock(&s->lock);
     pending_t **pp = &s->pending;
     while (*pp && *pp != p) pp = &(*pp)->next;
-    if (*pp) *pp = p->next;
+    int ours = *pp != NULL; /* else the watchdog has answered it already */
+    if (ours) *pp = p->next;
     pthread_mutex_unlock(&s->lock);
-    free(p);
-    fuse_reply_err(req, EIO);
+    if (ours) {
+      free(p);
+      fuse_reply_err(req, EIO);
+    }
   }
 }
 
