@@ -722,15 +722,6 @@ static server_t *unwrap(napi_env env, napi_callback_info info, size_t *argc, nap
   return data;
 }
 
-static char *string_arg(napi_env env, napi_value v) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
-  char *out = malloc(len + 1);
-  if (!out) return NULL;
-  napi_get_value_string_utf8(env, v, out, len + 1, &len);
-  return out;
-}
-
 static napi_value server_new(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], self;

@@ -54,15 +54,6 @@ static void throw_errno(napi_env env, int e, const char *what) {
   napi_throw_error(env, errno_name(e), msg);
 }
 
-static char *string_arg(napi_env env, napi_value v) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
-  char *out = malloc(len + 1);
-  if (!out) return NULL;
-  napi_get_value_string_utf8(env, v, out, len + 1, &len);
-  return out;
-}
-
 /* Fills a unix address; an address starting with '@' is abstract. Returns its length or -1. */
 static socklen_t unix_address(const char *path, struct sockaddr_un *addr) {
   size_t len = strlen(path);
