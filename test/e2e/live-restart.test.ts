@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import { listFuseMounts } from '../../src/fusefs/mounts';
 import { CriClient } from '../helpers/cri-client';
 import { REPO_ROOT, run, runOk, tempDir, waitFor } from '../helpers/processes';
 import { mountsUnder, useStack } from '../helpers/stack';
@@ -222,6 +223,46 @@ describe('containers keep their lazy layers while clip restarts', () => {
     const back = await checks('registry-back');
     assert.equal(back.cached, `${chunkSum(0)}  -`);
     assert.equal(back.uncached, `${uncachedSum}  -`, 'the registry is back: the read succeeds without a restart');
+  });
+
+  test('a kept mount that cannot be served again (archives gone, registry down) is unmounted with a log line; its readers get errors, not a hang', { timeout: TEST_TIMEOUT }, async () => {
+    const registry = path.join(REPO_ROOT, 'scripts', 'registry.sh');
+    const port = stack.registryAddress.split(':')[1]!;
+    const id = `orphan-reader-${Date.now()}`;
+    const loop = `while true; do if dd if=/data/large/random.bin iflag=direct bs=${CHUNK} count=1 of=/dev/null 2>/dev/null; then echo ok; else echo failed; fi; sleep 0.2; done`;
+    const reader = spawn(path.join(REPO_ROOT, 'scripts', 'ctr.sh'), [stack.state, ...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef('lazy'), id, '/bin/sh', '-c', loop], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    reader.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('the reader to read', () => out.split('\n').filter((l) => l === 'ok').length >= 2, 120_000);
+      await runOk(registry, ['stop', stack.state], { timeoutMs: 30_000 });
+      await stack.clip!.kill();
+      await fsp.rm(path.join(stack.clipRoot, 'archives'), { recursive: true, force: true });
+      await stack.restartClip({ kill: true });
+      const output = (): string => stack.clip!.process.output();
+      await waitFor('the remounts to give up', () => /remote layers again/.test(output()), 300_000);
+      assert.match(output(), /mounted 0 of 4 remote layers again/);
+      assert.equal(output().match(/cannot be served again .*aborting its connection and unmounting it/g)?.length, 4, output());
+      assert.deepEqual((await listFuseMounts(stack.clipRoot)).map((m) => m.mountPoint), [], 'no layer mount left');
+      const failedAt = out.length;
+      await waitFor('the reader to see errors and go on', () => out.slice(failedAt).split('\n').filter((l) => l === 'failed').length >= 2, 60_000);
+    } finally {
+      await stack.ctr([...K8S, 'task', 'kill', '-s', 'KILL', id]).catch(() => undefined);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          reader.kill('SIGKILL');
+          resolve();
+        }, 30_000);
+        if (reader.exitCode !== null) resolve();
+        reader.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await runOk(registry, ['start', stack.state, port], { timeoutMs: 60_000 }).catch(() => undefined);
+    }
   });
 });
 
