@@ -4,6 +4,8 @@
  * copies each into dist/, next to the compiled module that loads it:
  *   src/indexer/native/clip_indexer.node  gzip checkpoints (zlib) and SHA-256 (node's OpenSSL)
  *   src/fusefs/native/clip_fuse.node   the FUSE layer server (libfuse3)
+ *   src/fusefs/native/clip_handoff.node   fd passing, sd_notify and flock for live restarts
+ *   src/fusefs/native/clip-fd-holder   the program that keeps FUSE connections across clip restarts
  */
 'use strict';
 const { execFileSync } = require('node:child_process');
@@ -12,13 +14,18 @@ const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const addons = [
-  ['src/indexer/native', 'clip_indexer'],
-  ['src/fusefs/native', 'clip_fuse'],
+  ['src/indexer/native', ['clip_indexer.node']],
+  ['src/fusefs/native', ['clip_fuse.node', 'clip_handoff.node', 'clip-fd-holder']],
 ];
 
-for (const [dir, name] of addons) {
+for (const [dir, files] of addons) {
   execFileSync('node-gyp', ['rebuild', `--directory=${dir}`, '--loglevel=warn'], { cwd: root, stdio: 'inherit' });
   const out = path.join(root, 'dist', dir);
   fs.mkdirSync(out, { recursive: true });
-  fs.copyFileSync(path.join(root, dir, 'build', 'Release', `${name}.node`), path.join(out, `${name}.node`));
+  for (const file of files) {
+    // copy to a new inode: a running clip-fd-holder keeps the old one (no ETXTBSY)
+    const dest = path.join(out, file);
+    fs.rmSync(dest, { force: true });
+    fs.copyFileSync(path.join(root, dir, 'build', 'Release', file), dest);
+  }
 }

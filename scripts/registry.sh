@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throw-away OCI registry (Debian's docker-registry, distribution 2.8) for tests.
 #
-#   scripts/registry.sh start STATE_DIR   # prints the address 127.0.0.1:PORT
+#   scripts/registry.sh start STATE_DIR [PORT]   # prints the address 127.0.0.1:PORT; with PORT (a
+#                                                # restart on the address it had), the log is kept
 #   scripts/registry.sh stop  STATE_DIR   # no-op when not running
 #
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
@@ -23,7 +24,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
-cmd=${1:-}; state=${2:-}
+cmd=${1:-}; state=${2:-}; fixed_port=${3:-}
 [ -n "$cmd" ] && [ -n "$state" ] || die "usage: $0 start|stop|bytes STATE_DIR"
 mkdir -p "$state"
 state=$(realpath "$state")
@@ -51,7 +52,7 @@ start() {
   local attempt port pid i
   # The port is free when picked but could be taken before the registry binds it: retry.
   for attempt in 1 2 3; do
-    port=$(free_port)
+    port=${fixed_port:-$(free_port)}
     cat >"$cfg" <<EOF
 version: 0.1
 log:
@@ -75,7 +76,7 @@ http:
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-    : >"$log"
+    [ -n "$fixed_port" ] || : >"$log"
     # setsid + all fds redirected: the server must not hold the caller's pipes open.
     setsid docker-registry serve "$cfg" >>"$log" 2>&1 </dev/null &
     pid=$!
@@ -95,7 +96,7 @@ EOF
 $(tail -n 20 "$log")"
     fi
     rm -f "$pidf" "$addrf"
-    if grep -q 'address already in use' "$log"; then
+    if [ -z "$fixed_port" ] && grep -q 'address already in use' "$log"; then
       echo "registry.sh: port $port taken, retrying ($attempt/3)" >&2; continue
     fi
     die "registry exited at start; log tail:

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
+import { promises as fsp } from 'node:fs';
 import { versionLine } from '../build-info';
-import { ConfigOverrides, DEFAULT_CONFIG, LOG_FORMATS, LOG_LEVELS, loadConfigFile, resolveConfig } from '../daemon/config';
+import { ConfigOverrides, DEFAULT_CONFIG, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, loadConfigFile, resolveConfig, serviceEnvironment } from '../daemon/config';
 import { Daemon } from '../daemon/daemon';
 import { createLogger } from '../daemon/logger';
 
@@ -18,11 +19,12 @@ export function serveCommand(): Command {
     .description('run the clip snapshotter daemon in the foreground')
     .option('--root <dir>', `directory for clip's metadata and snapshots (default: ${DEFAULT_CONFIG.root})`)
     .option('--address <socket>', `unix socket containerd connects to (default: ${DEFAULT_CONFIG.address})`)
-    .option('--config <file>', 'TOML configuration file (see config/clip.toml)')
+    .option('--config <file>', `TOML configuration file (see config/clip.toml; default: ${DEFAULT_CONFIG_FILE} if it exists)`)
     .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULT_CONFIG.logLevel})`).choices([...LOG_LEVELS]))
     .addOption(new Option('--log-format <format>', `log lines as text or JSON (default: ${DEFAULT_CONFIG.logFormat})`).choices([...LOG_FORMATS]))
     .action(async (flags: ServeFlags) => {
-      const fromFile = flags.config ? await loadConfigFile(flags.config) : {};
+      const file = flags.config ?? (await fsp.access(DEFAULT_CONFIG_FILE).then(() => DEFAULT_CONFIG_FILE, () => undefined));
+      const fromFile = file ? await loadConfigFile(file) : {};
       const fromFlags: ConfigOverrides = {
         root: flags.root,
         address: flags.address,
@@ -31,10 +33,10 @@ export function serveCommand(): Command {
       };
       const config = resolveConfig(fromFile, fromFlags);
       const logger = createLogger(config.logLevel, { format: config.logFormat });
-      logger.info(`clip ${versionLine()} starting (config ${flags.config ?? 'built-in defaults'}, pid ${process.pid})`);
+      logger.info(`clip ${versionLine()} starting (config ${file ?? 'built-in defaults'}, pid ${process.pid})`);
       let daemon: Daemon;
       try {
-        daemon = await Daemon.start(config, logger);
+        daemon = await Daemon.start(config, logger, serviceEnvironment(process.env, process.pid));
       } catch (err) {
         logger.close();
         throw err;
@@ -51,5 +53,7 @@ export function serveCommand(): Command {
       });
       await daemon.stop();
       logger.close();
+      // Layer mounts handed to the next process keep their FUSE threads (and so this process) alive.
+      process.exit(0);
     });
 }

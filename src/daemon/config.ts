@@ -53,6 +53,11 @@ export interface DaemonConfig {
     verifyPublished: 'off' | 'background';
     /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
     startupProfiles: boolean;
+    /**
+     * Keep layer mounts served across restarts, crashes and upgrades of clip: their FUSE connections are
+     * handed to the next clip process (systemd's fd store, or clip-fd-holder).
+     */
+    liveRestart: boolean;
   };
   registry: {
     /**
@@ -94,6 +99,28 @@ export interface DaemonConfig {
 
 const MIB = 1024 * 1024;
 
+/** The config file `clip serve` reads when --config is not given, if it exists. */
+export const DEFAULT_CONFIG_FILE = '/etc/clip/clip.toml';
+
+/** What a service manager (systemd) tells the daemon through its environment. */
+export interface ServiceEnvironment {
+  /** $NOTIFY_SOCKET: where READY=1 and stored fds go (sd_notify(3)). */
+  notifySocket?: string;
+  /** Fds passed to this process ($LISTEN_FDS from fd 3, $LISTEN_FDNAMES), when $LISTEN_PID is this process. */
+  passedFds: Array<{ name: string; fd: number }>;
+}
+
+/** Reads the service manager's variables (sd_listen_fds(3), sd_notify(3)) from an environment. */
+export function serviceEnvironment(env: NodeJS.ProcessEnv, pid: number): ServiceEnvironment {
+  const count = Number(env.LISTEN_FDS ?? '0');
+  const ours = Number(env.LISTEN_PID) === pid && Number.isSafeInteger(count) && count > 0;
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  return {
+    notifySocket: env.NOTIFY_SOCKET || undefined,
+    passedFds: ours ? Array.from({ length: count }, (_, i) => ({ fd: 3 + i, name: names[i] ?? 'unknown' })) : [],
+  };
+}
+
 export const DEFAULT_CONFIG: DaemonConfig = {
   root: '/var/lib/clip',
   address: '/run/clip/clip.sock',
@@ -113,6 +140,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     trustedRepositories: [],
     verifyPublished: 'off',
     startupProfiles: true,
+    liveRestart: true,
   },
   registry: {
     hostsDirs: ['/etc/containerd/certs.d', '/etc/docker/certs.d'],
@@ -180,6 +208,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.trusted_repositories', field: 'lazy.trustedRepositories', kind: 'string-list' },
   { toml: 'lazy.verify_published', field: 'lazy.verifyPublished', kind: 'verify-mode' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
+  { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },

@@ -14,15 +14,17 @@ import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { TrustPolicy } from '../trust';
 import { Snapshotter } from '../snapshotter/snapshotter';
-import { DaemonConfig } from './config';
+import { MountHandOff } from '../fusefs/mount-handoff';
+import { DaemonConfig, ServiceEnvironment } from './config';
 import { prepareRoot } from './root-dir';
+import { fdStoreFor, lockRoot, notifyReady, notifyStopping } from './service-manager';
 import { prepareSocketPath, withPrivateUmask } from './socket';
 
 /** containerd's client sends and accepts messages up to 16 MiB. */
 const MAX_MESSAGE_BYTES = 16 << 20;
 
 /** Lazy layers from the config: registry client, archive store and content cache under the root. */
-async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
+async function createLazyLayers(config: DaemonConfig, logger: Logger, handOff: MountHandOff | undefined): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
   const { lazy, registry: reg } = config;
   const registry = new RegistryClient({
     hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
@@ -66,6 +68,7 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger): Promise<{
     startupProfiles: lazy.startupProfiles,
     limits,
     archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
+    handOff,
   });
   return { layers, registry };
 }
@@ -77,11 +80,25 @@ export class Daemon {
     private readonly config: DaemonConfig,
     private readonly logger: Logger,
     private readonly lazy: { layers: LazyLayers; registry: RegistryClient } | undefined,
+    private readonly service: ServiceEnvironment,
   ) {}
 
-  static async start(config: DaemonConfig, logger: Logger): Promise<Daemon> {
+  /**
+   * Start-up order, so that a start can never hurt a node that is already serving: the root's lock, then
+   * the socket (a live daemon's socket stops the start before any mount is touched), then the mounts the
+   * earlier process handed over, then the snapshotter (stale mounts, remounts in the background), then
+   * the socket is bound and the service manager told.
+   */
+  static async start(config: DaemonConfig, logger: Logger, service: ServiceEnvironment = { passedFds: [] }): Promise<Daemon> {
     await prepareRoot(config.root);
-    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger) : undefined;
+    lockRoot(config.root);
+    await prepareSocketPath(config.address);
+    let handOff: MountHandOff | undefined;
+    if (config.lazy.enabled && config.lazy.liveRestart) {
+      handOff = new MountHandOff(fdStoreFor(config.root, service, logger), logger);
+      await handOff.load();
+    }
+    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger, handOff) : undefined;
     const hosts = new RegistryHosts({ configDir: config.registry.hostsDirs });
     const snapshotter = await Snapshotter.open({
       root: config.root,
@@ -95,7 +112,6 @@ export class Daemon {
     });
     server.addService(SnapshotsService, createSnapshotsServer(snapshotter, logger));
     try {
-      await prepareSocketPath(config.address);
       await withPrivateUmask(
         () =>
           new Promise<number>((resolve, reject) =>
@@ -111,12 +127,14 @@ export class Daemon {
       await lazy?.layers.close();
       throw err;
     }
-    logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'})`);
-    return new Daemon(server, snapshotter, config, logger, lazy);
+    logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'}${handOff ? `, live restart through ${handOff.description}` : ''})`);
+    notifyReady(service, logger);
+    return new Daemon(server, snapshotter, config, logger, lazy, service);
   }
 
   /** Stops accepting calls, lets running ones finish (bounded), and closes the metadata store. */
   async stop(graceMs = 5000): Promise<void> {
+    notifyStopping(this.service);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -128,8 +146,8 @@ export class Daemon {
       });
     });
     this.snapshotter.close();
-    // Layer mounts go with the process; containers still running on them lose their lower layers (see
-    // README). A restart mounts every remote layer again.
+    // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the
+    // kernel); without it they are unmounted and containers still running on them lose their lower layers.
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
     await fsp.unlink(this.config.address).catch(() => undefined);

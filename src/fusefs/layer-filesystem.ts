@@ -8,8 +8,10 @@
  * - ro, default_permissions: the layer is immutable; the kernel refuses writes (EROFS) and checks
  *   mode/uid/gid itself, as for any other image layer.
  * - allow_other: processes of other users and in other mount namespaces (runc, overlayfs) read it.
- * - auto_unmount: if this process dies, fusermount3 removes the mount within a moment instead of leaving
- *   a "Transport endpoint is not connected" directory.
+ * - auto_unmount (only without a hand-off): if this process dies, fusermount3 removes the mount within a
+ *   moment instead of leaving a "Transport endpoint is not connected" directory. With a MountHandOff the
+ *   connection is kept for the next clip process instead (mount-handoff.ts), and a mount handed over by an
+ *   earlier process is taken over rather than mounted again.
  * The server answers with year-long entry and attribute timeouts (negative lookups too), refuses
  * open/opendir with ENOSYS (no per-open state; the kernel then keeps page and directory caches), lists
  * directories with attributes (readdirplus), lets the kernel cache symlinks and takes 1 MiB reads.
@@ -27,6 +29,8 @@ import { FuseErrorReporter } from './errno';
 import { NativeLayerServer, nativeLayerServer } from './layer-server';
 import { LayerStream } from './layer-stream';
 import { LayerTree } from './layer-tree';
+import type { HandedConnection, MountHandOff } from './mount-handoff';
+import { closeFd } from './fd-store';
 import { forceUnmount, mountAt } from './mounts';
 import { encodeLayerTable } from './native-table';
 import { readRequests } from './read-requests';
@@ -47,6 +51,8 @@ export interface LayerFilesystemOptions {
   spanMemoryBytes?: number;
   /** Limit for each unmount command when a mount has to be removed the hard way (default 10 s). */
   mountTimeoutMs?: number;
+  /** Keep the mount's FUSE connection for the next clip process, and take over one kept by an earlier one. */
+  handOff?: MountHandOff;
 }
 
 const CACHE_SECONDS = 365 * 24 * 3600;
@@ -61,6 +67,8 @@ const OPAQUE_NAMES: Record<OpaqueXattr, string[]> = {
 interface Session {
   server: NativeLayerServer;
   dir: string;
+  /** The connection's name in the hand-off store, while it is kept there. */
+  keptAs?: string;
 }
 
 /** Sessions until their server exits, so that nothing they use is collected meanwhile. */
@@ -73,6 +81,7 @@ export class LayerFilesystem {
   private readonly readTimeoutMs: number;
   private readonly mountTimeoutMs: number;
   private readonly opaqueXattrNames: string[];
+  private readonly handOff?: MountHandOff;
   private session?: Session;
   /** The server of the last mount, which can still say what was read after it was unmounted. */
   private lastServer?: NativeLayerServer;
@@ -88,6 +97,7 @@ export class LayerFilesystem {
     this.readTimeoutMs = options.readTimeoutMs ?? 30_000;
     this.mountTimeoutMs = options.mountTimeoutMs ?? 10_000;
     this.opaqueXattrNames = OPAQUE_NAMES[options.opaqueXattr ?? 'trusted'];
+    this.handOff = options.handOff;
     this.tree = LayerTree.build(archive);
     this.stream = new LayerStream(archive, spans, options.spanMemoryBytes ?? 16 << 20);
     const { problems } = this.tree;
@@ -111,16 +121,25 @@ export class LayerFilesystem {
     const target = path.resolve(dir);
     const digest = this.archive.layerDigest;
     if (this.session) throw new FailedPreconditionError(`layer ${digest}: already mounted on ${this.session.dir}`);
-    if (await mountAt(target)) throw new FailedPreconditionError(`mount ${target}: already a mount point`);
-    const kind = await fsp.stat(target).then((st) => (st.isDirectory() ? 'dir' : 'not a directory'), () => 'does not exist');
-    if (kind !== 'dir') throw new UnavailableError(`mount ${target}: ${kind}`);
+    const handed = this.handOff?.claim(target);
+    if (!handed) {
+      if (await mountAt(target)) throw new FailedPreconditionError(`mount ${target}: already a mount point`);
+      const kind = await fsp.stat(target).then((st) => (st.isDirectory() ? 'dir' : 'not a directory'), () => 'does not exist');
+      if (kind !== 'dir') throw new UnavailableError(`mount ${target}: ${kind}`);
+    }
 
     const { checkpoints, uncompressedSize } = this.archive;
-    const table = encodeLayerTable({
-      tree: this.tree,
-      bounds: [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize],
-      opaqueXattrNames: this.opaqueXattrNames,
-    });
+    let table: ReturnType<typeof encodeLayerTable>;
+    try {
+      table = encodeLayerTable({
+        tree: this.tree,
+        bounds: [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize],
+        opaqueXattrNames: this.opaqueXattrNames,
+      });
+    } catch (err) {
+      if (handed) await this.handOff!.abandon(handed, errorMessage(err));
+      throw err;
+    }
     const files = this.spans.spanFiles?.();
     const onRead = readRequests(this.stream, table.nodes, new FuseErrorReporter(this.logger, `layer ${digest}`), this.readTimeoutMs, () => server);
     let stopWatching = (): void => undefined;
@@ -128,24 +147,46 @@ export class LayerFilesystem {
     const server = nativeLayerServer(table.bytes, files?.dir ?? '/nonexistent', CACHE_SECONDS, onRead, () => {
       stopWatching();
       server.destroy();
-      if (session) live.delete(session);
+      if (session) {
+        live.delete(session);
+        if (session.keptAs) void this.handOff?.release(session.keptAs);
+      }
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
     if (files) stopWatching = files.watch((index, name) => server.markReady(index, name));
-    const options = ['ro', 'allow_other', 'default_permissions', 'auto_unmount', `fsname=clip:${digest}`, 'subtype=clip'];
+    server.setReadTimeout(this.readTimeoutMs);
     try {
-      server.mount(target, options.join(','));
+      if (handed) this.takeOver(server, handed);
+      else server.mount(target, this.mountOptions().join(','));
     } catch (err) {
       stopWatching();
       server.destroy();
-      await forceUnmount(target, { timeoutMs: this.mountTimeoutMs }).catch(() => undefined);
+      if (handed) await this.handOff!.abandon(handed, errorMessage(err));
+      else await forceUnmount(target, { timeoutMs: this.mountTimeoutMs }).catch(() => undefined);
       throw new UnavailableError(`mount ${target}: ${errorMessage(err)}`, { cause: err });
     }
-    session = { server, dir: target };
+    session = { server, dir: target, keptAs: handed?.name };
     live.add(session);
     this.session = session;
     this.lastServer = server;
-    this.logger.debug(`layer ${digest}: mounted on ${target}`);
+    if (handed) closeFd(handed.fd); // the server serves its own copy
+    else if (this.handOff) session.keptAs = await this.handOff.keep(target, server.fd());
+    this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target}`);
+  }
+
+  private mountOptions(): string[] {
+    const digest = this.archive.layerDigest;
+    const options = ['ro', 'allow_other', 'default_permissions', `fsname=clip:${digest}`, 'subtype=clip'];
+    if (!this.handOff) options.push('auto_unmount');
+    return options;
+  }
+
+  private takeOver(server: NativeLayerServer, handed: HandedConnection): void {
+    const resent = server.attach(handed.fd, handed.dir);
+    this.logger.info(
+      `layer ${this.archive.layerDigest}: took over the FUSE connection of ${handed.dir}` +
+        (resent ? '' : ' (this kernel cannot resend requests: reads the earlier process left unanswered stay unanswered)'),
+    );
   }
 
   /**

@@ -12,6 +12,18 @@ export interface NativeLayerServer {
   touchedSpans(): number[];
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
   mount(dir: string, options: string): void;
+  /**
+   * Serves the existing FUSE connection `fd` (mounted on `dir` by an earlier process) through a copy of it
+   * (the caller still owns fd). Returns whether the kernel resent the requests left unanswered.
+   */
+  attach(fd: number, dir: string): boolean;
+  /**
+   * Before mount/attach: a read passed to JS and not answered within `ms` is answered EIO by the native
+   * server itself, even while the JS thread is blocked; a later reply to it is dropped.
+   */
+  setReadTimeout(ms: number): void;
+  /** The session's /dev/fuse fd (-1 before mount/attach). */
+  fd(): number;
   /** Answers read request `id` with these bytes. */
   reply(id: number, bytes: Buffer): void;
   /** Answers read request `id` with an error (a positive errno). */

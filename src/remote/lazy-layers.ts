@@ -18,6 +18,7 @@ import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader } from '../fusefs/layer-span-reader';
 import { LayerFilesystem, forceUnmount, listFuseMounts } from '../fusefs';
+import type { MountHandOff } from '../fusefs/mount-handoff';
 import { RegistryClient } from '../registry';
 import {
   LABEL_CRI_IMAGE_LAYERS,
@@ -59,6 +60,8 @@ export interface LazyLayersOptions {
   archiveLimits?: Partial<ArchiveLimits>;
   /** Record start-up profiles of mounted layers and replay recorded ones (default true). */
   startupProfiles?: boolean;
+  /** Hand layer mounts to the next clip process and take over those of an earlier one (live restart). */
+  handOff?: MountHandOff;
 }
 
 interface MountedLayer {
@@ -112,16 +115,26 @@ export class LazyLayers implements RemoteLayers {
       manifestDigest: labels[LABEL_CRI_MANIFEST_DIGEST] || undefined,
     };
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
-    const stored = await this.archiveOf(where, options.signal);
+    let stored: StoredArchive;
+    try {
+      stored = await this.archiveOf(where, options.signal);
+    } catch (err) {
+      // A mount handed over for this directory cannot be served without its archive.
+      await this.opts.handOff?.abandonDir(dir, errorMessage(err));
+      throw err;
+    }
     const { archive } = stored;
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
-    const fs = new LayerFilesystem(archive, reader, { logger: this.opts.logger, readTimeoutMs: this.opts.readTimeoutMs });
+    const { logger, readTimeoutMs, handOff } = this.opts;
+    let fs: LayerFilesystem;
     try {
+      fs = new LayerFilesystem(archive, reader, { logger, readTimeoutMs, handOff });
       if (archive.compression === 'zstd') await this.fillWhole(reader, options.remount === true);
       await fs.mount(dir);
     } catch (err) {
       release();
+      await handOff?.abandonDir(dir, errorMessage(err));
       throw err;
     }
     let recorder: ProfileRecorder | undefined;
@@ -153,18 +166,34 @@ export class LazyLayers implements RemoteLayers {
     }
   }
 
-  async unmountAll(root: string): Promise<number> {
-    const stale = (await listFuseMounts(root)).sort((a, b) => b.mountPoint.length - a.mountPoint.length);
+  async unmountAll(root: string, options: { keepHandedOver?: boolean } = {}): Promise<number> {
+    const { handOff } = this.opts;
+    if (handOff && !options.keepHandedOver) await handOff.abandonWaiting('its snapshot is gone', root);
+    const stale = (await listFuseMounts(root))
+      .filter((m) => !handOff?.isWaiting(m))
+      .sort((a, b) => b.mountPoint.length - a.mountPoint.length);
     // A stale connection may still be held by a process that inherited it; aborting it first means the
     // unmount cannot hang on a server that no longer exists.
     for (const m of stale) await forceUnmount(m.mountPoint, { abortConnection: true });
     return stale.length;
   }
 
-  /** Unmounts every layer this process mounted and stops background work. */
+  async endTakeOver(): Promise<void> {
+    const left = await this.opts.handOff?.abandonWaiting('no snapshot of this clip uses it');
+    if (left) this.opts.logger.warn(`${left} handed-over layer mounts had no snapshot to serve and were unmounted`);
+  }
+
+  /**
+   * Stops background work. With a hand-off the mounts stay (the next clip process serves them: reads
+   * meanwhile wait in the kernel); otherwise every layer this process mounted is unmounted.
+   */
   async close(): Promise<void> {
     await this.verifier?.stop();
     await this.fetcher.stop();
+    if (this.opts.handOff) {
+      for (const layer of this.mounted.values()) await layer.recorder?.stop();
+      return;
+    }
     for (const dir of [...this.mounted.keys()]) {
       await this.unmount(dir).catch((err: unknown) => this.opts.logger.warn(`unmount ${dir}: ${errorMessage(err)}`));
     }

@@ -39,6 +39,16 @@ export interface RemoteLayers {
   /** Unmounts `dir` if it is mounted; never throws for a directory that is not mounted. */
   unmount(dir: string): Promise<void>;
 
-  /** Unmounts every mount found under `root` (stale mounts of an earlier process). Returns the count. */
-  unmountAll(root: string): Promise<number>;
+  /**
+   * Unmounts every mount found under `root` (stale mounts of an earlier process). With keepHandedOver,
+   * mounts an earlier process handed over (waiting to be served again by a remount) are left alone; without
+   * it they are given up too. Returns the count.
+   */
+  unmountAll(root: string, options?: { keepHandedOver?: boolean }): Promise<number>;
+
+  /**
+   * The start-up remounts are done: mounts handed over by an earlier process that no remount took are
+   * unmounted (their readers get an error rather than waiting).
+   */
+  endTakeOver(): Promise<void>;
 }

@@ -46,6 +46,9 @@ export interface SnapshotterOptions {
 
 const NO_FALLBACK_CONTEXT: FallbackContext = { hostsDirs: [], hostsFile: async () => undefined };
 
+/** Remote layers mounted again at the same time at start-up. */
+const REMOUNT_CONCURRENCY = 8;
+
 /** The value of LABEL_REMOTE on a committed remote snapshot (as stargz and SOCI write it). */
 const REMOTE_LABEL_VALUE = 'remote snapshot';
 
@@ -59,6 +62,8 @@ export class Snapshotter {
   private readonly inFlight = new Set<string>();
   /** Ids of remote snapshots whose layer is mounted now. */
   private readonly mounted = new Set<number>();
+  /** Remounts in progress by snapshot id. */
+  private readonly remounts = new Map<number, Promise<boolean>>();
   /** One remote handshake at a time per remote snapshot name. */
   private readonly remoteLocks = new Map<string, Promise<unknown>>();
   private fallback: FallbackContext = NO_FALLBACK_CONTEXT;
@@ -81,14 +86,21 @@ export class Snapshotter {
     const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote);
     if (opts.fallback) snapshotter.fallback = opts.fallback;
     if (opts.remote) {
-      const stale = await opts.remote.unmountAll(layout.snapshotsDir);
+      // Mounts handed over by the earlier process are kept: their remount serves them again.
+      const stale = await opts.remote.unmountAll(layout.snapshotsDir, { keepHandedOver: true });
       if (stale > 0) opts.logger.info(`unmounted ${stale} stale layer mounts left by an earlier run`);
     }
     const removed = await snapshotter.cleanup();
     if (removed > 0) opts.logger.info(`removed ${removed} orphaned snapshot directories left by an earlier run`);
-    await snapshotter.remountRemoteLayers();
+    snapshotter.remounted = snapshotter.remountRemoteLayers();
     return snapshotter;
   }
+
+  /**
+   * Settles when the start-up remounts have run. They run in the background, in parallel, so that the
+   * daemon serves containerd meanwhile; a request that needs a layer still being remounted waits for it.
+   */
+  remounted: Promise<void> = Promise.resolve();
 
   /** Closes the metadata store. Layer mounts are left to their autoUnmount (or to the next start). */
   close(): void {
@@ -272,6 +284,8 @@ export class Snapshotter {
    */
   private async prepareRemote(key: string, parent: string, labels: Labels, target: string, name: string, signal?: AbortSignal): Promise<Mount[]> {
     const existing = this.store.getByKey(name);
+    const remounting = existing && this.remounts.get(existing.id);
+    if (remounting) await remounting;
     if (existing?.kind === Kind.COMMITTED && this.isUsable(name)) {
       throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
     }
@@ -355,11 +369,26 @@ export class Snapshotter {
     }
   }
 
-  private async remountLayer(record: SnapshotRecord): Promise<boolean> {
+  /** Mounts a remote layer again; concurrent calls for one snapshot share one attempt. */
+  private remountLayer(record: SnapshotRecord): Promise<boolean> {
+    let attempt = this.remounts.get(record.id);
+    if (!attempt) {
+      attempt = this.tryRemount(record).finally(() => this.remounts.delete(record.id));
+      this.remounts.set(record.id, attempt);
+    }
+    return attempt;
+  }
+
+  private async tryRemount(record: SnapshotRecord): Promise<boolean> {
     if (!this.remote) return false;
     const dir = this.layout.fsDir(record.id);
     try {
-      await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+      // Not mkdir -p: that stats an existing directory, and a mount handed over by the earlier process
+      // has no server until this remount gives it one (the stat would wait for itself).
+      await fsp.mkdir(path.dirname(dir), { recursive: true, mode: 0o755 });
+      await fsp.mkdir(dir, { mode: 0o755 }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
       await this.remote.mount(dir, record.labels, { remount: true });
       this.mounted.add(record.id);
       return true;
@@ -371,10 +400,14 @@ export class Snapshotter {
 
   private async remountRemoteLayers(): Promise<void> {
     const remote = this.store.all().filter((r) => this.isRemote(r));
-    if (remote.length === 0) return;
     let ok = 0;
-    for (const record of remote) if (await this.remountLayer(record)) ok++;
-    this.logger.info(`mounted ${ok} of ${remote.length} remote layers again`);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < remote.length) if (await this.remountLayer(remote[next++]!)) ok++;
+    };
+    await Promise.all(Array.from({ length: Math.min(REMOUNT_CONCURRENCY, remote.length) }, worker));
+    if (remote.length > 0) this.logger.info(`mounted ${ok} of ${remote.length} remote layers again`);
+    await this.remote?.endTakeOver().catch((err: unknown) => this.logger.error(`handed-over mounts: ${errorMessage(err)}`));
   }
 
   private async unmountLayer(id: number): Promise<void> {

@@ -12,8 +12,14 @@ export interface ClipDaemon {
   kill(): Promise<void>;
 }
 
-export async function startClip(root: string, address: string, extraArgs: string[] = []): Promise<ClipDaemon> {
-  const bin = path.join(REPO_ROOT, 'bin', 'clip');
+/** The clip-fd-holder a clip on `root` started (its pid file beside its socket), if any: for cleanup. */
+export function holderPidFile(root: string): string {
+  return path.join(root, 'fd-holder.sock.pid');
+}
+
+/** `installDir`: a build of clip elsewhere (an upgrade), default this repository. */
+export async function startClip(root: string, address: string, extraArgs: string[] = [], installDir = REPO_ROOT): Promise<ClipDaemon> {
+  const bin = path.join(installDir, 'bin', 'clip');
   const p = startProcess(bin, ['serve', '--root', root, '--address', address, '--log-level', 'debug', ...extraArgs]);
   try {
     await waitFor(`clip socket ${address}`, async () => {

@@ -22,7 +22,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { promises as fsp, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { ClipDaemon, startClip } from './clip-daemon';
+import { ClipDaemon, holderPidFile, startClip } from './clip-daemon';
 import { CONTAINERD, containerdBinDir } from './containerd-release';
 import { REPO_ROOT, RunResult, runOk, tempDir } from './processes';
 
@@ -193,12 +193,26 @@ export class Stack {
     return path.join(this.state, 'clip.toml');
   }
 
-  /** Stops clip (SIGTERM, or SIGKILL with kill) and starts it again on the same root and socket. */
-  async restartClip(opts: { kill?: boolean } = {}): Promise<void> {
+  /**
+   * Stops clip (SIGTERM, or SIGKILL with kill) and starts it again on the same root and socket (the build
+   * in installDir if given: an upgrade).
+   */
+  async restartClip(opts: { kill?: boolean; installDir?: string } = {}): Promise<void> {
     if (opts.kill) await this.clip?.kill();
     else await this.clip?.stop();
     this.earlierClipLogs += this.clip?.process.output() ?? '';
-    this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
+    this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile], opts.installDir);
+  }
+
+  /** Kills the clip-fd-holder clip started (it keeps layer connections across clip restarts), by its PID. */
+  private killFdHolder(): void {
+    let pid = 0;
+    try {
+      pid = Number(readFileSync(holderPidFile(this.clipRoot), 'utf8').trim());
+      if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('clip-fd-holder')) process.kill(pid, 'SIGKILL');
+    } catch {
+      // no holder, or gone already
+    }
   }
 
   /** Body bytes the registry has sent for blob GETs so far (of the given blobs only, if any), from its access log. */
@@ -276,8 +290,10 @@ export class Stack {
     await step('stop clip', async () => {
       await this.clip?.stop();
     });
-    // containerd.sh stop is a no-op for containerd by now; it unmounts whatever is still mounted below state.
+    // containerd.sh stop is a no-op for containerd by now; it unmounts whatever is still mounted below state
+    // (the layer mounts clip kept for a next process among them).
     await step('unmount leftovers', containerdStop);
+    await step('stop clip-fd-holder', async () => this.killFdHolder());
     await step('stop registry', () => runOk(path.join(SCRIPTS, 'registry.sh'), ['stop', this.state], { timeoutMs: 30_000 }));
     await step('save clip log', () => fsp.writeFile(path.join(this.state, 'clip.log'), this.clipLog()));
     const keep = process.env.CLIP_TEST_KEEP_LOGS;
@@ -324,6 +340,7 @@ export class Stack {
       }
     }
     script('containerd.sh', 30_000); // unmount pass
+    this.killFdHolder();
     script('registry.sh', 20_000);
     const mounted = readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${this.state}`);
     if (!mounted) rmSync(this.state, { recursive: true, force: true });

@@ -26,6 +26,9 @@ class DirectoryLayers implements RemoteLayers {
   /** Diff IDs reported by layer digest (none reported for the others). */
   diffIds = new Map<string, string>();
   mounts = 0;
+  /** While set, mounts wait for it (a slow remount at start-up). */
+  gate?: Promise<void>;
+  tookOverEnded = 0;
 
   canServe(labels: Labels): boolean {
     return labels[LABEL_CRI_LAYER_DIGEST] !== undefined && labels[LABEL_CRI_IMAGE_REF] !== undefined;
@@ -38,6 +41,7 @@ class DirectoryLayers implements RemoteLayers {
       const tls = Object.assign(new Error('ssl3_get_record:wrong version number'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
       throw new UnavailableError(`GET https://registry.test/v2/ for ${digest}: TLS failure`, { cause: tls });
     }
+    await this.gate;
     this.mounts++;
     await fsp.writeFile(path.join(dir, 'layer'), digest);
     this.mountedDirs.add(dir);
@@ -52,6 +56,10 @@ class DirectoryLayers implements RemoteLayers {
 
   async unmountAll(): Promise<number> {
     return 0;
+  }
+
+  async endTakeOver(): Promise<void> {
+    this.tookOverEnded++;
   }
 }
 
@@ -146,6 +154,7 @@ describe('remote snapshots', () => {
     sn.close();
     for (const dir of [...layers.mountedDirs]) await layers.unmount(dir); // the old process's mounts died with it
     sn = await Snapshotter.open({ root, logger, remote: layers });
+    await sn.remounted;
     assert.equal(layers.mountedDirs.size, 2);
     const mounts = await sn.mounts('k8s.io/6/container');
     const lower = mounts[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':');
@@ -158,6 +167,31 @@ describe('remote snapshots', () => {
     await assert.rejects(sn.mounts('k8s.io/6/container'), UnavailableError);
     layers.failing.delete('sha256:d1');
     assert.equal((await sn.mounts('k8s.io/6/container')).length, 1, 'mounted again on the next request');
+  });
+
+  it('remounts in the background: open() returns first, a request needing a layer waits for its remount', async () => {
+    sn.close();
+    for (const dir of [...layers.mountedDirs]) await layers.unmount(dir);
+    let open!: () => void;
+    layers.gate = new Promise<void>((resolve) => (open = resolve));
+    const ended = layers.tookOverEnded;
+    const mountsBefore = layers.mounts;
+    sn = await Snapshotter.open({ root, logger, remote: layers });
+    assert.equal(layers.mountedDirs.size, 0, 'open() did not wait for the remounts');
+    let answered = false;
+    const mounts = sn.mounts('k8s.io/6/container').then((m) => {
+      answered = true;
+      return m;
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(answered, false, 'the request waits for its layers');
+    open();
+    layers.gate = undefined;
+    assert.equal((await mounts).length, 1);
+    await sn.remounted;
+    assert.equal(layers.mountedDirs.size, 2);
+    assert.equal(layers.mounts - mountsBefore, 2, 'each layer mounted once (the request shared the remount)');
+    assert.equal(layers.tookOverEnded, ended + 1, 'handed-over mounts settled after the remounts');
   });
 
   it('unmounts a remote layer when it is removed', async () => {

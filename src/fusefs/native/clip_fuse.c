@@ -16,6 +16,13 @@
  *                    content-addressed) is verified: serve reads of it from that file from now on.
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
+ *   .attach(fd, dir)  serves an existing FUSE connection instead (the /dev/fuse fd of a mount on dir that an
+ *                    earlier clip process made; see "Taking over a connection" below) through its own copy
+ *                    of fd (the caller still owns fd). Returns whether the kernel resent the requests the
+ *                    earlier process had read but not answered.
+ *   .fd()            the session's /dev/fuse fd (to hand it to the next process).
+ *   .setReadTimeout(ms)  before mount/attach: a read passed to JS and not answered within ms is answered
+ *                    EIO by the server itself, however busy the JS thread is (see "Read deadlines").
  *   .reply(id, buffer) / .fail(id, errno)
  *   .unmount()       lazily detaches the mount (umount2 MNT_DETACH); the loop keeps serving and ends
  *                    when the last user of the mount has left (or the connection is aborted).
@@ -38,6 +45,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -49,6 +57,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TABLE_MAGIC 0x31544c43u
@@ -239,6 +248,7 @@ static void fill_stat(const inode_t *n, fuse_ino_t ino, struct stat *st) {
 typedef struct pending {
   uint32_t id;
   fuse_req_t req;
+  uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
   struct pending *next;
 } pending_t;
 
@@ -265,6 +275,11 @@ typedef struct {
   int closing;
   napi_threadsafe_function on_read;
   napi_threadsafe_function on_exit;
+  /* The read deadline (see "Read deadlines"): guarded by lock, the watchdog waits on wake. */
+  uint64_t read_timeout_ns;
+  pthread_cond_t wake;
+  pthread_t watchdog;
+  int watchdog_started;
 } server_t;
 
 typedef struct {
@@ -509,6 +524,57 @@ static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   }
 }
 
+/* ---- Read deadlines ----------------------------------------------------------------------------------
+ * A read passed up to JavaScript must be answered within the read timeout even when the JS thread is busy
+ * (a long synchronous task, a stalled event loop), so the deadline is kept here: a watchdog thread answers
+ * EIO to every pending read past its deadline and forgets it. A late reply or fail from JS then finds no
+ * pending request with its id and is dropped, so no request is answered twice.
+ */
+static uint64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *watchdog_thread(void *arg) {
+  server_t *s = arg;
+  pthread_mutex_lock(&s->lock);
+  while (!s->closing) {
+    uint64_t now = monotonic_ns(), next = 0;
+    pending_t *expired = NULL;
+    for (pending_t **pp = &s->pending; *pp;) {
+      pending_t *p = *pp;
+      if (p->deadline_ns && p->deadline_ns <= now) {
+        *pp = p->next;
+        p->next = expired;
+        expired = p;
+        continue;
+      }
+      if (p->deadline_ns && (next == 0 || p->deadline_ns < next)) next = p->deadline_ns;
+      pp = &p->next;
+    }
+    if (expired) {
+      pthread_mutex_unlock(&s->lock);
+      while (expired) {
+        pending_t *p = expired;
+        expired = p->next;
+        fuse_reply_err(p->req, EIO);
+        free(p);
+      }
+      pthread_mutex_lock(&s->lock);
+      continue;
+    }
+    if (next == 0) {
+      pthread_cond_wait(&s->wake, &s->lock);
+    } else {
+      struct timespec until = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
+      pthread_cond_timedwait(&s->wake, &s->lock, &until);
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return NULL;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)fi;
   server_t *s = server_of(req);
@@ -545,8 +611,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   }
   p->id = ++s->next_id;
   p->req = req;
+  p->deadline_ns = s->read_timeout_ns ? monotonic_ns() + s->read_timeout_ns : 0;
   p->next = s->pending;
   s->pending = p;
+  if (p->deadline_ns) pthread_cond_signal(&s->wake);
   pthread_mutex_unlock(&s->lock);
   call->id = p->id;
   call->ino = (uint32_t)ino;
@@ -558,10 +626,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     pthread_mutex_lock(&s->lock);
     pending_t **pp = &s->pending;
     while (*pp && *pp != p) pp = &(*pp)->next;
-    if (*pp) *pp = p->next;
+    int ours = *pp != NULL; /* else the watchdog has answered it already */
+    if (ours) *pp = p->next;
     pthread_mutex_unlock(&s->lock);
-    free(p);
-    fuse_reply_err(req, EIO);
+    if (ours) {
+      free(p);
+      fuse_reply_err(req, EIO);
+    }
   }
 }
 
@@ -634,6 +705,7 @@ static void server_release(server_t *s) {
   free(s->names);
   free(s->touched);
   pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->wake);
   free(s);
 }
 
@@ -656,15 +728,6 @@ static server_t *unwrap(napi_env env, napi_callback_info info, size_t *argc, nap
   return data;
 }
 
-static char *string_arg(napi_env env, napi_value v) {
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
-  char *out = malloc(len + 1);
-  if (!out) return NULL;
-  napi_get_value_string_utf8(env, v, out, len + 1, &len);
-  return out;
-}
-
 static napi_value server_new(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5], self;
@@ -682,6 +745,11 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
     return NULL;
   }
   pthread_mutex_init(&s->lock, NULL);
+  pthread_condattr_t cattr;
+  pthread_condattr_init(&cattr);
+  pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->wake, &cattr);
+  pthread_condattr_destroy(&cattr);
   const char *bad = table_parse(&s->table, bytes, len);
   if (bad) {
     server_release(s);
@@ -773,6 +841,8 @@ static napi_value server_touched_spans(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static int start_thread(napi_env env, server_t *s);
+
 static napi_value server_mount(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -808,21 +878,155 @@ static napi_value server_mount(napi_env env, napi_callback_info info) {
     throw_mount_error(env, "fuse_session_mount failed");
     return NULL;
   }
-  /* children of the daemon (mount helpers, shims) must not inherit the FUSE connection */
-  int fd = fuse_session_fd(s->se);
-  fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
   s->mountpoint = dir;
-  if (pthread_create(&s->thread, NULL, session_thread, s) != 0) {
+  if (start_thread(env, s) != 0) {
     fuse_session_unmount(s->se);
     fuse_session_destroy(s->se);
     s->se = NULL;
     napi_throw_error(env, "CLIP_FUSE_MOUNT", "cannot start the session thread");
     return NULL;
   }
+  return NULL;
+}
+
+/* ---- Taking over a connection -------------------------------------------------------------------------
+ * A FUSE connection outlives the process that mounted it as long as some process holds its /dev/fuse fd
+ * (clip hands it to systemd's fd store or to clip-fd-holder). A new process serves it like this:
+ * - The kernel sent INIT once, to the first process. libfuse refuses every request of a session that has
+ *   not seen INIT, so the new session is given one made here (the protocol version of libfuse's headers;
+ *   the kernel's choices were made at the first INIT and do not change). libfuse answers it; the kernel
+ *   finds no request with that id (unique 1: real ids are even) and drops the answer with ENOENT, which
+ *   libfuse ignores.
+ * - Requests the dead process had read but not answered sit in the kernel's "processing" list. Linux 6.9
+ *   and later move them back to the pending queue on FUSE_NOTIFY_RESEND, so they are read again here and
+ *   their callers never notice. Older kernels reject the notification (EINVAL): those requests are never
+ *   answered and their callers wait until killed; every later request is served.
+ * Node IDs are the table's inode numbers, the same in every process that builds the table from the same
+ * archive, so the kernel's dentries and inodes stay valid; no request carries per-open state (open and
+ * opendir answer ENOSYS).
+ */
+#define CLIP_FUSE_NOTIFY_RESEND 7 /* FUSE_NOTIFY_RESEND in Linux 6.9's include/uapi/linux/fuse.h */
+#define CLIP_FUSE_TAKEOVER_UNIQUE 1
+
+static void replay_init(struct fuse_session *se) {
+  struct {
+    struct fuse_in_header h;
+    struct fuse_init_in a;
+  } msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.h.len = sizeof(msg);
+  msg.h.opcode = FUSE_INIT;
+  msg.h.unique = CLIP_FUSE_TAKEOVER_UNIQUE;
+  msg.a.major = FUSE_KERNEL_VERSION;
+  msg.a.minor = FUSE_KERNEL_MINOR_VERSION;
+  msg.a.max_readahead = 1 << 20;
+  msg.a.flags = FUSE_ASYNC_READ | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO | FUSE_CACHE_SYMLINKS | FUSE_MAX_PAGES |
+                FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS;
+  struct fuse_buf buf;
+  memset(&buf, 0, sizeof(buf));
+  buf.size = sizeof(msg);
+  buf.mem = &msg;
+  fuse_session_process_buf(se, &buf);
+}
+
+/* Asks the kernel to queue again what an earlier server read but did not answer; 0 or an errno. */
+static int resend_unanswered(int fd) {
+  struct fuse_out_header h = {.len = sizeof(h), .error = CLIP_FUSE_NOTIFY_RESEND, .unique = 0};
+  ssize_t r;
+  while ((r = write(fd, &h, sizeof(h))) < 0 && errno == EINTR) {
+  }
+  return r == (ssize_t)sizeof(h) ? 0 : errno;
+}
+
+static int start_thread(napi_env env, server_t *s) {
+  /* children of the daemon (mount helpers, shims) must not inherit the FUSE connection */
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  if (pthread_create(&s->thread, NULL, session_thread, s) != 0) return -1;
   s->thread_started = 1;
+  if (s->read_timeout_ns && pthread_create(&s->watchdog, NULL, watchdog_thread, s) == 0) s->watchdog_started = 1;
   /* a mounted layer keeps the process alive, as any open server does, until it is unmounted */
   napi_ref_threadsafe_function(env, s->on_exit);
+  return 0;
+}
+
+static napi_value server_attach(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (s->se || s->destroyed) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "already mounted once");
+    return NULL;
+  }
+  int32_t fd = -1;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[0], &fd));
+  char *dir = string_arg(env, argv[1]);
+  if (!dir) {
+    napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
+    return NULL;
+  }
+  /* the session serves (and at the end closes) its own copy; the caller keeps fd */
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (own < 0) {
+    free(dir);
+    char msg[128];
+    snprintf(msg, sizeof(msg), "fd %d: %s", (int)fd, strerror(errno));
+    napi_throw_error(env, "CLIP_FUSE_MOUNT", msg);
+    return NULL;
+  }
+  char fd_path[32];
+  snprintf(fd_path, sizeof(fd_path), "/dev/fd/%d", own);
+  char *args_v[] = {"clip", NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(1, args_v);
+  last_log[0] = '\0';
+  s->se = fuse_session_new(&args, &OPS, sizeof(OPS), s);
+  fuse_opt_free_args(&args);
+  if (!s->se || fuse_session_mount(s->se, fd_path) != 0) {
+    if (s->se) fuse_session_destroy(s->se);
+    close(own);
+    s->se = NULL;
+    free(dir);
+    throw_mount_error(env, "cannot take over the FUSE connection");
+    return NULL;
+  }
+  s->mountpoint = dir;
+  replay_init(s->se);
+  int resend = resend_unanswered(own);
+  if (start_thread(env, s) != 0) {
+    fuse_session_destroy(s->se); /* closes own */
+    s->se = NULL;
+    napi_throw_error(env, "CLIP_FUSE_MOUNT", "cannot start the session thread");
+    return NULL;
+  }
+  napi_value out;
+  NAPI_CALL(env, napi_get_boolean(env, resend == 0, &out));
+  return out;
+}
+
+/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
+static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  double ms = 0;
+  NAPI_CALL(env, napi_get_value_double(env, argv[0], &ms));
+  if (s->thread_started) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "set the read timeout before mounting");
+    return NULL;
+  }
+  s->read_timeout_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
   return NULL;
+}
+
+static napi_value server_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  napi_value out;
+  NAPI_CALL(env, napi_create_int32(env, s->se ? fuse_session_fd(s->se) : -1, &out));
+  return out;
 }
 
 static napi_value server_reply(napi_env env, napi_callback_info info) {
@@ -889,7 +1093,9 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   s->closing = 1;
   pending_t *p = s->pending;
   s->pending = NULL;
+  pthread_cond_broadcast(&s->wake);
   pthread_mutex_unlock(&s->lock);
+  if (s->watchdog_started) pthread_join(s->watchdog, NULL);
   while (p) {
     pending_t *next = p->next;
     fuse_reply_err(p->req, EIO);
@@ -910,6 +1116,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
+      {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
+      {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"setReadTimeout", NULL, server_set_read_timeout, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, server_unmount, NULL, NULL, NULL, napi_default, NULL},

@@ -1,0 +1,43 @@
+/**
+ * The one door to the clip_handoff native addon (native/handoff.c, built by `npm run build:native`): fd
+ * passing to clip-fd-holder, sd_notify and flock, which Node has no API for. Loads it on first use.
+ */
+import path from 'node:path';
+import { InternalError } from '../errors';
+
+export interface HeldFd {
+  name: string;
+  fd: number;
+}
+
+interface HandoffAddon {
+  holderPut(socket: string, name: string, fd: number): void;
+  holderDrop(socket: string, name: string): void;
+  holderList(socket: string): HeldFd[];
+  notify(socket: string, state: string, fd?: number): void;
+  lockExclusive(file: string): number;
+  closeOnExec(fd: number): void;
+}
+
+const NATIVE_DIR = path.join(__dirname, 'native');
+let addon: HandoffAddon | undefined;
+
+export function handoffAddon(): HandoffAddon {
+  if (addon === undefined) {
+    const file = path.join(NATIVE_DIR, 'clip_handoff.node');
+    try {
+      addon = require(file) as HandoffAddon;
+    } catch (err) {
+      throw new InternalError(`hand-off addon ${file}: cannot load it (was npm run build run?)`, { cause: err });
+    }
+  }
+  return addon;
+}
+
+/** The clip-fd-holder program built beside the addon. */
+export const FD_HOLDER_PROGRAM = path.join(NATIVE_DIR, 'clip-fd-holder');
+
+/** The errno name a failed native call carries as its code (ENOENT, ECONNREFUSED, EWOULDBLOCK, ...). */
+export function nativeCode(err: unknown): string | undefined {
+  return (err as { code?: string } | undefined)?.code;
+}
