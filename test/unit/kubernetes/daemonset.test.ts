@@ -31,7 +31,8 @@ const runtimeClass = only('RuntimeClass');
 const pod = daemonSet.spec.template.spec as Obj;
 const clip = (pod.containers as Obj[]).find((c) => c.name === 'clip')!;
 const clipConfig = resolveConfig(parseConfigText(configMap.data['clip.toml'], 'clip.toml'));
-const containerdDropIn = parseToml(configMap.data['containerd-clip.toml']) as Obj;
+// smol-toml returns null-prototype objects; plain ones compare with deepEqual.
+const containerdDropIn = JSON.parse(JSON.stringify(parseToml(configMap.data['containerd-clip.toml']))) as Obj;
 
 /** The host path behind the clip container's mount at mountPath, and the mount itself. */
 function hostMount(mountPath: string): { hostPath: Obj; mount: Obj } {
