@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Throw-away OCI registry (Debian's docker-registry, distribution 2.8) for tests.
 #
-#   scripts/registry.sh start STATE_DIR   # prints the address 127.0.0.1:PORT
+#   scripts/registry.sh start STATE_DIR [--htpasswd FILE] [--storage DIR]   # prints 127.0.0.1:PORT
 #   scripts/registry.sh stop  STATE_DIR   # no-op when not running
+#
+#   --htpasswd FILE   require HTTP Basic authentication with the users of FILE (bcrypt, `htpasswd -B`)
+#   --storage DIR     serve the blobs and manifests stored in DIR (default: STATE_DIR/registry-data), e.g.
+#                     another registry's, to put authentication in front of images pushed there
 #
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
 # registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
@@ -28,6 +32,17 @@ cmd=${1:-}; state=${2:-}
 mkdir -p "$state"
 state=$(realpath "$state")
 cfg=$state/registry.yml pidf=$state/registry.pid addrf=$state/registry.addr log=$state/registry.log
+htpasswd='' storage=$state/registry-data
+if [ "$cmd" = start ]; then
+  shift 2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --htpasswd) htpasswd=$(realpath "${2:?--htpasswd FILE}"); shift 2 ;;
+      --storage) storage=$(realpath "${2:?--storage DIR}"); shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+fi
 
 running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
 
@@ -47,7 +62,16 @@ EOF
 start() {
   if running; then cat "$addrf"; return 0; fi
   command -v docker-registry >/dev/null || die "docker-registry not installed (scripts/install-deps.sh)"
-  mkdir -p "$state/registry-data"
+  mkdir -p "$storage"
+  # GET /v2/ answers 401 when authentication is on: that still means the registry is up.
+  local ready=200 auth=''
+  if [ -n "$htpasswd" ]; then
+    ready=401
+    auth="auth:
+  htpasswd:
+    realm: clip-test
+    path: $htpasswd"
+  fi
   local attempt port pid i
   # The port is free when picked but could be taken before the registry binds it: retry.
   for attempt in 1 2 3; do
@@ -63,7 +87,7 @@ log:
     service: registry
 storage:
   filesystem:
-    rootdirectory: $state/registry-data
+    rootdirectory: $storage
   delete:
     enabled: true
   maintenance:
@@ -74,6 +98,7 @@ http:
   secret: clip-throwaway-registry
   headers:
     X-Content-Type-Options: [nosniff]
+$auth
 EOF
     : >"$log"
     # setsid + all fds redirected: the server must not hold the caller's pipes open.
@@ -82,7 +107,7 @@ EOF
     echo "$pid" >"$pidf"
     echo "127.0.0.1:$port" >"$addrf"
     for ((i = 0; i < 200; i++)); do            # 20 s
-      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]; then
+      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = "$ready" ]; then
         echo "127.0.0.1:$port"; return 0
       fi
       alive "$pid" || break

@@ -53,6 +53,14 @@ export interface DaemonConfig {
     /** Retries of a failed registry request (with back-off). */
     retries: number;
   };
+  criKeychain: {
+    /** Serve a CRI image service that forwards to containerd's and keeps each pull's credentials in memory. */
+    enabled: boolean;
+    /** Unix socket of that image service (kubelet's --image-service-endpoint). */
+    imageServicePath: string;
+    /** containerd's socket, which serves the CRI image service the calls are forwarded to. */
+    containerdImageService: string;
+  };
 }
 
 const MIB = 1024 * 1024;
@@ -79,6 +87,11 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     plainHttp: false,
     requestTimeoutMs: 30_000,
     retries: 3,
+  },
+  criKeychain: {
+    enabled: false,
+    imageServicePath: '/run/clip/cri.sock',
+    containerdImageService: '/run/containerd/containerd.sock',
   },
 };
 
@@ -111,6 +124,9 @@ const SETTINGS: Setting[] = [
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },
   { toml: 'registry.request_timeout_seconds', field: 'registry.requestTimeoutMs', kind: 'seconds' },
   { toml: 'registry.retries', field: 'registry.retries', kind: 'count' },
+  { toml: 'cri_keychain.enable', field: 'criKeychain.enabled', kind: 'boolean' },
+  { toml: 'cri_keychain.image_service_path', field: 'criKeychain.imageServicePath', kind: 'path' },
+  { toml: 'cri_keychain.containerd_image_service', field: 'criKeychain.containerdImageService', kind: 'path' },
 ];
 
 /** Partial settings by dotted field name, from a file or the command line; later layers win. */

@@ -3,15 +3,23 @@
  *
  * The first request to a host goes out anonymously. On a 401 the registry layer hands the
  * `WWW-Authenticate` challenges here: a Bearer challenge gets a token from its realm (token-fetcher.ts),
- * a Basic challenge is answered with the host's username and password. The challenge is remembered
- * per host, so later requests are authorized up front; bearer tokens are cached per (host, scope)
- * until they expire, and concurrent requests for the same token share one fetch.
+ * a Basic challenge is answered with the username and password for the host and repository. The
+ * challenge is remembered per host, so later requests are authorized up front; bearer tokens are cached
+ * per (host, scope) until they expire, Basic headers per (host, repository), and concurrent requests for
+ * the same token share one fetch. Credentials are asked for again after a refusal, so credentials
+ * replaced at their source (a newer CRI pull, an edited config) are used without a restart.
  */
-import { CredentialProvider, RegistryCredentials } from './credentials';
+import { CredentialProvider, CredentialScope, RegistryCredentials } from './credentials';
 import { RegistryAuthError } from './registry-errors';
 import { abortReason } from './retry-policy';
 import { BearerToken, TokenFetcher, basicAuthorization } from './token-fetcher';
 import { AuthChallenge } from './www-authenticate';
+
+/** The repository a token scope (`repository:NAME:ACTIONS`) names, for the credential provider. */
+function scopeOf(scope: string): CredentialScope {
+  const m = /^repository:(.+):[a-z,*]+$/.exec(scope);
+  return m ? { repository: m[1] } : {};
+}
 
 /** `promise`, or the signal's reason as soon as it aborts. */
 function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -60,33 +68,39 @@ export class Authorizer {
       const schemes = challenges.map((c) => c.scheme).join(', ') || 'none';
       throw new RegistryAuthError(`${host}: HTTP 401 with no usable WWW-Authenticate challenge (schemes: ${schemes})`, { status: 401 });
     }
-    if (refused !== undefined && challenge.scheme === 'basic') {
+    this.tokens.delete(this.tokenKey(host, scope));
+    this.basic.delete(this.basicKey(host, scope));
+    this.challenges.set(host, challenge);
+    const header = await this.authorize(host, challenge, scope, signal);
+    if (refused !== undefined && challenge.scheme === 'basic' && header === refused) {
       throw new RegistryAuthError(`${host}: the registry refused the configured username and password`, { status: 401 });
     }
-    this.tokens.delete(this.tokenKey(host, scope));
-    this.basic.delete(host);
-    this.challenges.set(host, challenge);
-    return this.authorize(host, challenge, scope, signal);
+    return header;
   }
 
   private tokenKey(host: string, scope: string): string {
     return `${host} ${scope}`;
   }
 
-  private async credentials(host: string, signal?: AbortSignal): Promise<RegistryCredentials | undefined> {
-    return this.options.credentials?.get(host, signal);
+  private basicKey(host: string, scope: string): string {
+    return `${host} ${scopeOf(scope).repository ?? ''}`;
+  }
+
+  private async credentials(host: string, scope: string, signal?: AbortSignal): Promise<RegistryCredentials | undefined> {
+    return this.options.credentials?.get(host, signal, scopeOf(scope));
   }
 
   private async authorize(host: string, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
     if (challenge.scheme === 'basic') {
-      const known = this.basic.get(host);
+      const key = this.basicKey(host, scope);
+      const known = this.basic.get(key);
       if (known !== undefined) return known;
-      const creds = await this.credentials(host, signal);
+      const creds = await this.credentials(host, scope, signal);
       if (!creds?.username || !creds.password) {
         throw new RegistryAuthError(`${host} requires basic authentication and no username and password are configured for it`, { status: 401 });
       }
       const header = basicAuthorization(creds.username, creds.password);
-      this.basic.set(host, header);
+      this.basic.set(key, header);
       return header;
     }
     const key = this.tokenKey(host, scope);
@@ -105,7 +119,7 @@ export class Authorizer {
   }
 
   private async fetchToken(host: string, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
-    const creds = await this.credentials(host);
+    const creds = await this.credentials(host, scope);
     if (creds?.registryToken) return { token: creds.registryToken, expiresAt: Number.POSITIVE_INFINITY };
     let realm: URL;
     try {
