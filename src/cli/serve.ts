@@ -27,17 +27,19 @@ export function serveCommand(): Command {
       };
       const config = resolveConfig(fromFile, fromFlags);
       const logger = createLogger(config.logLevel);
-      const daemon = await Daemon.start(config, logger);
-      await new Promise<void>((resolve) => {
+      // Listen for signals before starting: a SIGTERM that arrives while the daemon starts (its socket
+      // already accepts calls) stops it cleanly once started instead of killing the process midway.
+      const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
         const onSignal = (signal: NodeJS.Signals): void => {
-          logger.info(`received ${signal}, stopping`);
           process.off('SIGTERM', onSignal);
           process.off('SIGINT', onSignal);
-          resolve();
+          resolve(signal);
         };
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);
       });
+      const daemon = await Daemon.start(config, logger);
+      logger.info(`received ${await stopSignal}, stopping`);
       await daemon.stop();
     });
 }
