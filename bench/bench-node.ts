@@ -85,7 +85,7 @@ export class BenchNode {
     const cri = new CriClient(this.containerdAddress);
     const t0 = performance.now();
     try {
-      await cri.pullImage(ref, timeoutMs);
+      await cri.pullImage(ref, { timeoutMs });
     } catch (err) {
       throw new Error(`CRI PullImage ${ref}: ${(err as Error).message}\n${await this.logTails()}`);
     } finally {

@@ -17,6 +17,7 @@ packages=(
   busybox-static             # tiny static userland for test images
   g++ make python3 zlib1g-dev libzstd-dev  # native addons (better-sqlite3, clip_fuse, clip_indexer: zlib, zstd)
   zstd                       # tests build zstd layers
+  apache2-utils              # htpasswd: the CRI keychain test runs a registry with basic authentication
   attr                       # getfattr, used by tests to compare extended attributes
   iproute2 kmod util-linux ca-certificates
 )

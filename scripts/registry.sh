@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Throw-away OCI registry (Debian's docker-registry, distribution 2.8) for tests.
 #
-#   scripts/registry.sh start STATE_DIR [PORT]   # prints the address 127.0.0.1:PORT; with PORT (a
-#                                                # restart on the address it had), the log is kept
+#   scripts/registry.sh start STATE_DIR [PORT] [--htpasswd FILE] [--storage DIR]   # prints 127.0.0.1:PORT;
+#                                         # with PORT (a restart on the address it had), the log is kept
 #   scripts/registry.sh stop  STATE_DIR   # no-op when not running
+#
+#   --htpasswd FILE   require HTTP Basic authentication with the users of FILE (bcrypt, `htpasswd -B`)
+#   --storage DIR     serve the blobs and manifests stored in DIR (default: STATE_DIR/registry-data), e.g.
+#                     another registry's, to put authentication in front of images pushed there
 #
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
 # registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
@@ -24,11 +28,23 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
-cmd=${1:-}; state=${2:-}; fixed_port=${3:-}
+cmd=${1:-}; state=${2:-}; fixed_port=''
 [ -n "$cmd" ] && [ -n "$state" ] || die "usage: $0 start|stop|bytes STATE_DIR"
 mkdir -p "$state"
 state=$(realpath "$state")
 cfg=$state/registry.yml pidf=$state/registry.pid addrf=$state/registry.addr log=$state/registry.log
+htpasswd='' storage=$state/registry-data
+if [ "$cmd" = start ]; then
+  shift 2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --htpasswd) htpasswd=$(realpath "${2:?--htpasswd FILE}"); shift 2 ;;
+      --storage) storage=$(realpath "${2:?--storage DIR}"); shift 2 ;;
+      [0-9]*) fixed_port=$1; shift ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+fi
 
 running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
 
@@ -48,7 +64,16 @@ EOF
 start() {
   if running; then cat "$addrf"; return 0; fi
   command -v docker-registry >/dev/null || die "docker-registry not installed (scripts/install-deps.sh)"
-  mkdir -p "$state/registry-data"
+  mkdir -p "$storage"
+  # GET /v2/ answers 401 when authentication is on: that still means the registry is up.
+  local ready=200 auth=''
+  if [ -n "$htpasswd" ]; then
+    ready=401
+    auth="auth:
+  htpasswd:
+    realm: clip-test
+    path: $htpasswd"
+  fi
   local attempt port pid i
   # The port is free when picked but could be taken before the registry binds it: retry.
   for attempt in 1 2 3; do
@@ -64,7 +89,7 @@ log:
     service: registry
 storage:
   filesystem:
-    rootdirectory: $state/registry-data
+    rootdirectory: $storage
   delete:
     enabled: true
   maintenance:
@@ -75,6 +100,7 @@ http:
   secret: clip-throwaway-registry
   headers:
     X-Content-Type-Options: [nosniff]
+$auth
 EOF
     [ -n "$fixed_port" ] || : >"$log"
     # setsid + all fds redirected: the server must not hold the caller's pipes open.
@@ -83,7 +109,7 @@ EOF
     echo "$pid" >"$pidf"
     echo "127.0.0.1:$port" >"$addrf"
     for ((i = 0; i < 200; i++)); do            # 20 s
-      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]; then
+      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = "$ready" ]; then
         echo "127.0.0.1:$port"; return 0
       fi
       alive "$pid" || break

@@ -34,6 +34,17 @@ export function serveCommand(): Command {
       const config = resolveConfig(fromFile, fromFlags);
       const logger = createLogger(config.logLevel, { format: config.logFormat });
       logger.info(`clip ${versionLine()} starting (config ${file ?? 'built-in defaults'}, pid ${process.pid})`);
+      // Listen for signals before starting: a SIGTERM that arrives while the daemon starts (its socket
+      // already accepts calls) stops it cleanly once started instead of killing the process midway.
+      const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
+        const onSignal = (signal: NodeJS.Signals): void => {
+          process.off('SIGTERM', onSignal);
+          process.off('SIGINT', onSignal);
+          resolve(signal);
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
       let daemon: Daemon;
       try {
         daemon = await Daemon.start(config, logger, serviceEnvironment(process.env, process.pid));
@@ -41,16 +52,7 @@ export function serveCommand(): Command {
         logger.close();
         throw err;
       }
-      await new Promise<void>((resolve) => {
-        const onSignal = (signal: NodeJS.Signals): void => {
-          logger.info(`received ${signal}, stopping`);
-          process.off('SIGTERM', onSignal);
-          process.off('SIGINT', onSignal);
-          resolve();
-        };
-        process.on('SIGTERM', onSignal);
-        process.on('SIGINT', onSignal);
-      });
+      logger.info(`received ${await stopSignal}, stopping`);
       await daemon.stop();
       logger.close();
       // Layer mounts handed to the next process keep their FUSE threads (and so this process) alive.

@@ -95,6 +95,14 @@ export interface DaemonConfig {
     maxZstdRatio: number;
     zstdRatioGraceBytes: number;
   };
+  criKeychain: {
+    /** Serve a CRI image service that forwards to containerd's and keeps each pull's credentials in memory. */
+    enabled: boolean;
+    /** Unix socket of that image service (kubelet's --image-service-endpoint). */
+    imageServicePath: string;
+    /** containerd's socket, which serves the CRI image service the calls are forwarded to. */
+    containerdImageService: string;
+  };
 }
 
 const MIB = 1024 * 1024;
@@ -165,6 +173,11 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     maxZstdRatio: DEFAULT_INDEX_LIMITS.maxZstdRatio,
     zstdRatioGraceBytes: DEFAULT_INDEX_LIMITS.zstdRatioGraceBytes,
   },
+  criKeychain: {
+    enabled: false,
+    imageServicePath: '/run/clip/cri.sock',
+    containerdImageService: '/run/containerd/containerd.sock',
+  },
 };
 
 type Kind =
@@ -228,6 +241,9 @@ const SETTINGS: Setting[] = [
   { toml: 'limits.max_layer_size', field: 'limits.maxLayerBytes', kind: 'bytes' },
   { toml: 'limits.max_zstd_ratio', field: 'limits.maxZstdRatio', kind: 'limit' },
   { toml: 'limits.zstd_ratio_grace_size', field: 'limits.zstdRatioGraceBytes', kind: 'bytes' },
+  { toml: 'cri_keychain.enable', field: 'criKeychain.enabled', kind: 'boolean' },
+  { toml: 'cri_keychain.image_service_path', field: 'criKeychain.imageServicePath', kind: 'path' },
+  { toml: 'cri_keychain.containerd_image_service', field: 'criKeychain.containerdImageService', kind: 'path' },
 ];
 
 /** Partial settings by dotted field name, from a file or the command line; later layers win. */

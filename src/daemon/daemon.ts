@@ -2,13 +2,14 @@
  * The composition root: turns a DaemonConfig into a running snapshotter served over gRPC on a unix
  * socket, and stops it again.
  */
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
-import { DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
+import { CriKeychain, ImageServiceProxy, RAW_IMAGE_SERVICE } from '../cri';
+import { CredentialChain, DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
@@ -18,19 +19,28 @@ import { MountHandOff } from '../fusefs/mount-handoff';
 import { DaemonConfig, ServiceEnvironment } from './config';
 import { prepareRoot } from './root-dir';
 import { fdStoreFor, lockRoot, notifyReady, notifyStopping } from './service-manager';
-import { prepareSocketPath, withPrivateUmask } from './socket';
+import { bindPrivateSocket, prepareSocketPath } from './socket';
 
 /** containerd's client sends and accepts messages up to 16 MiB. */
 const MAX_MESSAGE_BYTES = 16 << 20;
 
-/** Lazy layers from the config: registry client, archive store and content cache under the root. */
-async function createLazyLayers(config: DaemonConfig, logger: Logger, handOff: MountHandOff | undefined): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
+/**
+ * Lazy layers from the config: registry client, archive store and content cache under the root. Registry
+ * credentials come from the CRI keychain first (when on), then from the docker config.
+ */
+async function createLazyLayers(
+  config: DaemonConfig,
+  logger: Logger,
+  handOff: MountHandOff | undefined,
+  keychain: CriKeychain | undefined,
+): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
   const { lazy, registry: reg } = config;
+  const docker = reg.dockerConfig
+    ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
+    : undefined;
   const registry = new RegistryClient({
     hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
-    credentials: reg.dockerConfig
-      ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
-      : undefined,
+    credentials: new CredentialChain(keychain, docker),
     logger,
     timeouts: {
       headersMs: reg.requestTimeoutMs,
@@ -73,6 +83,43 @@ async function createLazyLayers(config: DaemonConfig, logger: Logger, handOff: M
   return { layers, registry };
 }
 
+function grpcServer(): Server {
+  return new Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+}
+
+/** Lets running calls finish for up to graceMs, then cuts them off. */
+function shutdown(server: Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** The CRI image-service proxy ([cri_keychain]) on its own socket. */
+async function startCriProxy(config: DaemonConfig, keychain: CriKeychain, logger: Logger): Promise<{ server: Server; proxy: ImageServiceProxy }> {
+  const proxy = new ImageServiceProxy({ containerdSocket: config.criKeychain.containerdImageService, keychain, logger });
+  const server = grpcServer();
+  server.addService(RAW_IMAGE_SERVICE, proxy.implementation());
+  try {
+    await bindPrivateSocket(server, config.criKeychain.imageServicePath);
+  } catch (err) {
+    server.forceShutdown();
+    proxy.close();
+    throw err;
+  }
+  logger.info(`clip serving the CRI image service on ${config.criKeychain.imageServicePath}, forwarding to ${config.criKeychain.containerdImageService}`);
+  return { server, proxy };
+}
+
 export class Daemon {
   private constructor(
     private readonly server: Server,
@@ -81,6 +128,7 @@ export class Daemon {
     private readonly logger: Logger,
     private readonly lazy: { layers: LazyLayers; registry: RegistryClient } | undefined,
     private readonly service: ServiceEnvironment,
+    private readonly cri: { server: Server; proxy: ImageServiceProxy } | undefined,
   ) {}
 
   /**
@@ -98,7 +146,8 @@ export class Daemon {
       handOff = new MountHandOff(fdStoreFor(config.root, service, logger), logger);
       await handOff.load();
     }
-    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger, handOff) : undefined;
+    const keychain = config.criKeychain.enabled ? new CriKeychain() : undefined;
+    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger, handOff, keychain) : undefined;
     const hosts = new RegistryHosts({ configDir: config.registry.hostsDirs });
     const snapshotter = await Snapshotter.open({
       root: config.root,
@@ -106,21 +155,12 @@ export class Daemon {
       remote: lazy?.layers,
       fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
     });
-    const server = new Server({
-      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-    });
+    const server = grpcServer();
     server.addService(SnapshotsService, createSnapshotsServer(snapshotter, logger));
+    let cri: { server: Server; proxy: ImageServiceProxy } | undefined;
     try {
-      await withPrivateUmask(
-        () =>
-          new Promise<number>((resolve, reject) =>
-            server.bindAsync(`unix://${config.address}`, ServerCredentials.createInsecure(), (err, port) =>
-              err ? reject(err) : resolve(port),
-            ),
-          ),
-      );
-      await fsp.chmod(config.address, 0o600);
+      await bindPrivateSocket(server, config.address);
+      if (keychain) cri = await startCriProxy(config, keychain, logger);
     } catch (err) {
       server.forceShutdown();
       snapshotter.close();
@@ -129,28 +169,21 @@ export class Daemon {
     }
     logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'}${handOff ? `, live restart through ${handOff.description}` : ''})`);
     notifyReady(service, logger);
-    return new Daemon(server, snapshotter, config, logger, lazy, service);
+    return new Daemon(server, snapshotter, config, logger, lazy, service, cri);
   }
 
   /** Stops accepting calls, lets running ones finish (bounded), and closes the metadata store. */
   async stop(graceMs = 5000): Promise<void> {
     notifyStopping(this.service);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await Promise.all([shutdown(this.server, graceMs), this.cri && shutdown(this.cri.server, graceMs)]);
+    this.cri?.proxy.close();
     this.snapshotter.close();
     // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
     await fsp.unlink(this.config.address).catch(() => undefined);
+    if (this.cri) await fsp.unlink(this.config.criKeychain.imageServicePath).catch(() => undefined);
     this.logger.info('clip stopped');
   }
 }

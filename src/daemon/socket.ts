@@ -2,6 +2,7 @@
  * The unix socket containerd dials: created with mode 0600 (the umask is narrowed while binding, so there
  * is no moment when it is open to others), replacing a stale socket file but never a live daemon's.
  */
+import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -32,11 +33,23 @@ export async function prepareSocketPath(address: string): Promise<void> {
 }
 
 /** Runs bind with umask 0177 so the socket file is created 0600. */
-export async function withPrivateUmask<T>(bind: () => Promise<T>): Promise<T> {
+async function withPrivateUmask<T>(bind: () => Promise<T>): Promise<T> {
   const previous = process.umask(0o177);
   try {
     return await bind();
   } finally {
     process.umask(previous);
   }
+}
+
+/** Binds a gRPC server to a unix socket that only root can use (0600), replacing a stale socket file. */
+export async function bindPrivateSocket(server: Server, address: string): Promise<void> {
+  await prepareSocketPath(address);
+  await withPrivateUmask(
+    () =>
+      new Promise<number>((resolve, reject) =>
+        server.bindAsync(`unix://${address}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      ),
+  );
+  await fsp.chmod(address, 0o600);
 }

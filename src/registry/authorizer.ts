@@ -3,18 +3,26 @@
  *
  * The first request to a host goes out anonymously. On a 401 the registry layer hands the
  * `WWW-Authenticate` challenges here: a Bearer challenge gets a token from its realm (token-fetcher.ts),
- * a Basic challenge is answered with the host's username and password. The challenge is remembered
- * per registry origin (scheme, host and port), so later requests are authorized up front; bearer tokens
- * are cached per (origin, scope) until they expire, and concurrent requests for the same token share one
- * fetch. Credentials are looked up by host. A Bearer challenge's realm must pass tokenRealm (https for an
+ * a Basic challenge is answered with the username and password for the host and repository. The
+ * challenge is remembered per registry origin (scheme, host and port), so later requests are authorized up
+ * front; bearer tokens are cached per (origin, scope) until they expire, Basic headers per (origin,
+ * repository), and concurrent requests for the same token share one fetch. Credentials are looked up by
+ * host and repository, and asked for again after a refusal, so credentials replaced at their source (a
+ * newer CRI pull, an edited config) are used without a restart. A Bearer challenge's realm must pass tokenRealm (https for an
  * https registry) before anything is sent to it.
  */
-import { CredentialProvider, RegistryCredentials } from './credentials';
+import { CredentialProvider, CredentialScope, RegistryCredentials } from './credentials';
 import { RegistryEndpoint, otherOriginTls } from './endpoint';
 import { RegistryAuthError } from './registry-errors';
 import { abortReason } from './retry-policy';
 import { BearerToken, TokenFetcher, basicAuthorization, tokenRealm } from './token-fetcher';
 import { AuthChallenge } from './www-authenticate';
+
+/** The repository a token scope (`repository:NAME:ACTIONS`) names, for the credential provider. */
+function scopeOf(scope: string): CredentialScope {
+  const m = /^repository:(.+):[a-z,*]+$/.exec(scope);
+  return m ? { repository: m[1] } : {};
+}
 
 /** `promise`, or the signal's reason as soon as it aborts. */
 function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -65,35 +73,41 @@ export class Authorizer {
       const schemes = challenges.map((c) => c.scheme).join(', ') || 'none';
       throw new RegistryAuthError(`${host}: HTTP 401 with no usable WWW-Authenticate challenge (schemes: ${schemes})`, { status: 401 });
     }
-    if (refused !== undefined && challenge.scheme === 'basic') {
+    this.tokens.delete(this.tokenKey(registry, scope));
+    this.basic.delete(this.basicKey(registry, scope));
+    this.challenges.set(registry.origin, challenge);
+    const header = await this.authorize(endpoint, challenge, scope, signal);
+    if (refused !== undefined && challenge.scheme === 'basic' && header === refused) {
       throw new RegistryAuthError(`${host}: the registry refused the configured username and password`, { status: 401 });
     }
-    this.tokens.delete(this.tokenKey(registry, scope));
-    this.basic.delete(registry.origin);
-    this.challenges.set(registry.origin, challenge);
-    return this.authorize(endpoint, challenge, scope, signal);
+    return header;
   }
 
   private tokenKey(registry: URL, scope: string): string {
     return `${registry.origin} ${scope}`;
   }
 
-  private async credentials(host: string, signal?: AbortSignal): Promise<RegistryCredentials | undefined> {
-    return this.options.credentials?.get(host, signal);
+  private basicKey(registry: URL, scope: string): string {
+    return `${registry.origin} ${scopeOf(scope).repository ?? ''}`;
+  }
+
+  private async credentials(host: string, scope: string, signal?: AbortSignal): Promise<RegistryCredentials | undefined> {
+    return this.options.credentials?.get(host, signal, scopeOf(scope));
   }
 
   private async authorize(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string, signal?: AbortSignal): Promise<string> {
     const registry = endpoint.apiRoot;
     const host = registry.host;
     if (challenge.scheme === 'basic') {
-      const known = this.basic.get(registry.origin);
+      const key = this.basicKey(registry, scope);
+      const known = this.basic.get(key);
       if (known !== undefined) return known;
-      const creds = await this.credentials(host, signal);
+      const creds = await this.credentials(host, scope, signal);
       if (!creds?.username || !creds.password) {
         throw new RegistryAuthError(`${host} requires basic authentication and no username and password are configured for it`, { status: 401 });
       }
       const header = basicAuthorization(creds.username, creds.password);
-      this.basic.set(registry.origin, header);
+      this.basic.set(key, header);
       return header;
     }
     const key = this.tokenKey(registry, scope);
@@ -118,7 +132,7 @@ export class Authorizer {
   private async fetchToken(endpoint: RegistryEndpoint, challenge: AuthChallenge, scope: string): Promise<BearerToken> {
     const registry = endpoint.apiRoot;
     const realm = tokenRealm(challenge.params['realm'], registry);
-    const creds = await this.credentials(registry.host);
+    const creds = await this.credentials(registry.host, scope);
     if (creds?.registryToken) return { token: creds.registryToken, expiresAt: Number.POSITIVE_INFINITY };
     const scopes = new Set([scope, ...(challenge.params['scope'] ?? '').split(' ').filter((s) => s !== '')]);
     const own = realm.origin === registry.origin;

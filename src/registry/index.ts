@@ -30,7 +30,8 @@ export type { EndpointTls, HostCapability, RegistryEndpoint, TlsFiles } from './
 
 export { DockerCredentials, registryKey } from './docker-config';
 export type { DockerCredentialsOptions } from './docker-config';
-export type { CredentialProvider, RegistryCredentials } from './credentials';
+export { CredentialChain, hasCredentials } from './credentials';
+export type { CredentialProvider, CredentialScope, RegistryCredentials } from './credentials';
 export { parseWwwAuthenticate } from './www-authenticate';
 export type { AuthChallenge } from './www-authenticate';
 

@@ -1,53 +1,59 @@
 /**
- * A minimal CRI client for tests: ImageService/PullImage of the Kubernetes CRI API (runtime.v1), over
- * containerd's gRPC socket. Only the fields a pull needs are encoded:
- *   PullImageRequest  { ImageSpec image = 1; AuthConfig auth = 2; PodSandboxConfig sandbox_config = 3; }
- *   ImageSpec         { string image = 1; map<string,string> annotations = 2; ... }
- *   PullImageResponse { string image_ref = 1; }
+ * A minimal CRI client for tests: ImageService/PullImage and RemoveImage of the Kubernetes CRI API
+ * (runtime.v1), over containerd's gRPC socket or clip's CRI image-service proxy. The messages are those of
+ * proto/cri/runtime/v1/image-service.proto (the fields these calls need, with the CRI's field numbers).
  */
-import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
 import { Client, credentials, Metadata } from '@grpc/grpc-js';
+import { AuthConfig, PullImageRequest, PullImageResponse, RemoveImageRequest } from '../../src/generated/cri/runtime/v1/image-service';
 
-const PULL_IMAGE = '/runtime.v1.ImageService/PullImage';
+const SERVICE = '/runtime.v1.ImageService';
 
-function encodePullImageRequest(image: string): Buffer {
-  const spec = new BinaryWriter().uint32(10).string(image).finish();
-  return Buffer.from(new BinaryWriter().uint32(10).bytes(spec).finish());
+export interface PullOptions {
+  /** Registry credentials sent with the pull, as kubelet sends an image pull secret. */
+  auth?: Partial<AuthConfig>;
+  timeoutMs?: number;
 }
 
-function decodePullImageResponse(buf: Buffer): string {
-  const reader = new BinaryReader(buf);
-  let imageRef = '';
-  while (reader.pos < reader.len) {
-    const tag = reader.uint32();
-    if (tag >>> 3 === 1) imageRef = reader.string();
-    else reader.skip(tag & 7);
-  }
-  return imageRef;
-}
+const spec = (image: string): { image: string; annotations: Record<string, string>; userSpecifiedImage: string; runtimeHandler: string } => ({
+  image,
+  annotations: {},
+  userSpecifiedImage: '',
+  runtimeHandler: '',
+});
 
 export class CriClient {
   private readonly client: Client;
 
-  constructor(containerdSocket: string) {
-    this.client = new Client(`unix://${containerdSocket}`, credentials.createInsecure(), {
+  constructor(socket: string) {
+    this.client = new Client(`unix://${socket}`, credentials.createInsecure(), {
       'grpc.use_local_subchannel_pool': 1,
     });
   }
 
-  /** Pulls an image through CRI (namespace k8s.io); resolves with the image id containerd reports. */
-  pullImage(image: string, timeoutMs = 300_000): Promise<string> {
+  private call(method: string, request: Buffer, timeoutMs: number): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      this.client.makeUnaryRequest<string, string>(
-        PULL_IMAGE,
-        (ref) => encodePullImageRequest(ref),
-        (buf) => decodePullImageResponse(buf),
-        image,
+      this.client.makeUnaryRequest<Buffer, Buffer>(
+        `${SERVICE}/${method}`,
+        (b) => b,
+        (b) => b,
+        request,
         new Metadata(),
         { deadline: Date.now() + timeoutMs },
         (err, res) => (err ? reject(err) : resolve(res!)),
       );
     });
+  }
+
+  /** Pulls an image through CRI (namespace k8s.io); resolves with the image id containerd reports. */
+  async pullImage(image: string, opts: PullOptions = {}): Promise<string> {
+    const auth = opts.auth ? AuthConfig.fromPartial(opts.auth) : undefined;
+    const request = Buffer.from(PullImageRequest.encode({ image: spec(image), auth }).finish());
+    return PullImageResponse.decode(await this.call('PullImage', request, opts.timeoutMs ?? 300_000)).imageRef;
+  }
+
+  /** Removes an image by reference or image id. */
+  async removeImage(image: string, timeoutMs = 60_000): Promise<void> {
+    await this.call('RemoveImage', Buffer.from(RemoveImageRequest.encode({ image: spec(image) }).finish()), timeoutMs);
   }
 
   close(): void {

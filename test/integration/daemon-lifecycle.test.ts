@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { startClip } from '../helpers/clip-daemon';
-import { REPO_ROOT, run, runOk, tempDir } from '../helpers/processes';
+import { REPO_ROOT, exists, run, runOk, startProcess, stopProcess, tempDir } from '../helpers/processes';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
 
 const clipBin = path.join(REPO_ROOT, 'bin', 'clip');
@@ -70,6 +70,22 @@ describe('daemon lifecycle and crash consistency', () => {
     }
     await assert.rejects(fsp.access(address), 'socket removed on stop');
     assert.match(clip.process.output(), /received SIGTERM/);
+  });
+
+  it('stops cleanly on a SIGTERM that arrives while it starts, once its socket exists', async () => {
+    const address = path.join(dir, 'early-stop.sock');
+    const p = startProcess(clipBin, ['serve', '--root', path.join(dir, 'early-stop'), '--address', address, '--log-level', 'debug']);
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!(await exists(address))) {
+        assert.equal(p.child.exitCode, null, `clip exited early:\n${p.output()}`);
+        assert.ok(Date.now() < deadline, 'socket within 20 s');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    } finally {
+      assert.equal(await stopProcess(p, 'SIGTERM'), 0, `exit status 0, not killed by the signal:\n${p.output()}`);
+    }
+    await assert.rejects(fsp.access(address), 'socket removed on stop');
   });
 
   it('keeps committed work across kill -9 and restart', async () => {

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { DockerCredentials, RegistryAuthError, RegistryClient, RegistryClientOptions } from '../../../src/registry';
+import { CriKeychain } from '../../../src/cri';
+import { CredentialChain, DockerCredentials, RegistryAuthError, RegistryClient, RegistryClientOptions } from '../../../src/registry';
 import { FAST_RETRY, TestRepository, TestServer, recordingLogger, sendError, serveRegistry } from './test-servers';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -178,5 +179,26 @@ describe('registry auth', () => {
     assert.equal(registry.seen.length, 2, 'one anonymous request, one retry with credentials');
 
     await assert.rejects(client({}).resolve(ref()), /requires basic authentication/);
+  });
+
+  it('asks for credentials again after a refusal: a newer CRI pull replaces expired ones without a restart', async () => {
+    scheme = 'basic';
+    const keychain = new CriKeychain();
+    const docker = DockerCredentials.fromObject({ auths: { [registry.host]: { username: 'alice', password: 'stale' } } });
+    const c = client({ credentials: new CredentialChain(keychain, docker) });
+    keychain.remember(ref(), { username: 'alice', password: 'expired' });
+    await assert.rejects(c.resolve(ref()), RegistryAuthError);
+    keychain.remember(ref(), { username: 'alice', password: PASSWORD });
+    assert.equal((await c.resolve(ref())).digest, image.manifest.digest);
+    assert.equal(registry.seen.at(-1)!.headers.authorization, `Basic ${b64(`alice:${PASSWORD}`)}`);
+  });
+
+  it('uses keychain credentials only for the repository they were given for, then the docker config', async () => {
+    scheme = 'basic';
+    const keychain = new CriKeychain();
+    keychain.remember(`${registry.host}/other/repo:v1`, { username: 'alice', password: PASSWORD });
+    await assert.rejects(client({ credentials: new CredentialChain(keychain) }).resolve(ref()), /requires basic authentication/);
+    const docker = DockerCredentials.fromObject({ auths: { [registry.host]: { username: 'alice', password: PASSWORD } } });
+    assert.equal((await client({ credentials: new CredentialChain(keychain, docker) }).resolve(ref())).digest, image.manifest.digest);
   });
 });

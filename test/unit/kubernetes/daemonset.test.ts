@@ -31,7 +31,8 @@ const runtimeClass = only('RuntimeClass');
 const pod = daemonSet.spec.template.spec as Obj;
 const clip = (pod.containers as Obj[]).find((c) => c.name === 'clip')!;
 const clipConfig = resolveConfig(parseConfigText(configMap.data['clip.toml'], 'clip.toml'));
-const containerdDropIn = parseToml(configMap.data['containerd-clip.toml']) as Obj;
+// smol-toml returns null-prototype objects; plain ones compare with deepEqual.
+const containerdDropIn = JSON.parse(JSON.stringify(parseToml(configMap.data['containerd-clip.toml']))) as Obj;
 
 /** The host path behind the clip container's mount at mountPath, and the mount itself. */
 function hostMount(mountPath: string): { hostPath: Obj; mount: Obj } {
@@ -69,7 +70,7 @@ describe('Kubernetes DaemonSet manifest', () => {
     assert.equal(path.dirname(clipConfig.criKeychain.imageServicePath), path.dirname(clipConfig.address));
     const containerd = hostMount(clipConfig.criKeychain.containerdImageService);
     assert.deepEqual(containerd.hostPath, { path: clipConfig.criKeychain.containerdImageService, type: 'Socket' });
-    assert.equal(hostMount(clipConfig.registry.hostsDir).mount.readOnly, true);
+    for (const dir of clipConfig.registry.hostsDirs) assert.equal(hostMount(dir).mount.readOnly, true);
   });
 
   it("serves with the ConfigMap's clip.toml, and containerd's drop-in points at clip's socket", () => {
