@@ -33,7 +33,6 @@ export function serveCommand(): Command {
       };
       const config = resolveConfig(fromFile, fromFlags);
       const logger = createLogger(config.logLevel, { format: config.logFormat });
-      logger.info(`clip ${versionLine()} starting (config ${file ?? 'built-in defaults'}, pid ${process.pid})`);
       // Listen for signals before starting: a SIGTERM that arrives while the daemon starts (its socket
       // already accepts calls) stops it cleanly once started instead of killing the process midway.
       const stopSignal = new Promise<NodeJS.Signals>((resolve) => {
@@ -52,6 +51,8 @@ export function serveCommand(): Command {
         logger.close();
         throw err;
       }
+      // After the start, so that a start refused at once (another clip serve holds the root) says one line.
+      logger.info(`clip ${versionLine()} started (config ${file ?? 'built-in defaults'}, pid ${process.pid})`);
       logger.info(`received ${await stopSignal}, stopping`);
       await daemon.stop();
       logger.close();
