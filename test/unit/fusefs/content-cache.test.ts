@@ -62,6 +62,16 @@ describe('ContentCache span writers', () => {
     assert.deepEqual(await files(), [spanFileName(HELLO)]);
   });
 
+  it('never counts a temporary file left by a process killed mid-write as a span', async () => {
+    const writer = await cache.openSpanWriter(LAYER);
+    await writer.write(Buffer.from('hello, wor')); // the process dies here: no commit, no abort
+    const fresh = new ContentCache(dir); // the next process
+    assert.deepEqual([...(await fresh.cachedSpans(LAYER))], [HELLO], 'only the committed span');
+    assert.equal(fresh.isVerified(LAYER, HELLO), false, 'and even that is checked before it is served');
+    assert.equal(await fresh.readSlice(LAYER, HELLO, 0, 5), undefined);
+    await writer.abort();
+  });
+
   it('refuses span keys that are not sha256 digests (no path tricks)', async () => {
     await assert.rejects(cache.get(LAYER, '../../etc/passwd'), /invalid span digest/);
     await assert.rejects(cache.put(LAYER, 'sha256:../x', Buffer.from('x')), /invalid span digest/);
