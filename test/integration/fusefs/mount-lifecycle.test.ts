@@ -90,11 +90,11 @@ describe('LayerFilesystem mount lifecycle', () => {
     const dir = await directory('busy');
     const fs = filesystem({ readSpan: () => new Promise<Buffer>(() => undefined) }, 2_000);
     await fs.mount(dir);
-    const reading = probe([['read_all', `${dir}/file`]]);
+    let readDone = false;
+    const reading = probe([['read_all', `${dir}/file`]]).finally(() => (readDone = true));
     await new Promise((r) => setTimeout(r, 300));
-    const started = Date.now();
     await fs.unmount();
-    assert.ok(Date.now() - started < 2_000, `unmount took ${Date.now() - started} ms`);
+    assert.equal(readDone, false, 'the unmount did not wait for the read (still waiting for its span)');
     assert.equal(await mountAt(dir), undefined);
     assert.deepEqual(await reading, [{ errno: 'EIO' }]);
   });
@@ -132,14 +132,12 @@ describe('LayerFilesystem mount lifecycle', () => {
   it('frees a mount whose server hangs with forceUnmount({ abortConnection })', async () => {
     const dir = await directory('hung');
     const child = await serveInChild(dir, ['--hang']);
-    const started = Date.now();
     const reading = run('cat', [`${dir}/file`], { timeoutMs: 60_000 });
     await new Promise((r) => setTimeout(r, 500));
     await forceUnmount(dir, { abortConnection: true });
     const r = await reading;
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /Software caused connection abort|Transport endpoint is not connected/);
-    assert.ok(Date.now() - started < 10_000, `the reader was freed after ${Date.now() - started} ms`);
+    assert.match(r.stderr, /Software caused connection abort|Transport endpoint is not connected/, 'the reader was freed by the abort, not by its own timeout');
     assert.equal(await mountAt(dir), undefined);
     await stopProcess(child, 'SIGKILL');
   });
