@@ -76,6 +76,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         if (!done) res.end();
       });
       upRes.on('error', () => res.destroy());
+      res.on('close', () => upRes.destroy()); // the client went away: stop reading from the registry
     });
     up.on('timeout', () => up.destroy(new Error('registry did not answer within 30 s')));
     up.on('error', (err) => {
