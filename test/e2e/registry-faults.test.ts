@@ -46,8 +46,8 @@ const WARM_UP = 'dd if=/dev/null of=/dev/null 2>/dev/null; echo | sha256sum | cu
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 
 describe('registry faults while a container reads lazily served files', () => {
-  // With 5 retries, the back-off before the last attempt has waited at least 3.1 s in all (200 ms doubling,
-  // full jitter from half): a 2 s outage is covered. read_timeout_seconds is above the longest retry series
+  // With 5 retries, the back-offs of one request add up to at least 3.1 s (200 ms doubling, jittered
+  // between half and all of it): a 2 s outage is covered. read_timeout_seconds is above the longest retry series
   // (at most 6.2 s of back-off, or 5 × 1 s of Retry-After), so a failed read ends by running out of attempts.
   const stack = useStack({
     tags: ['lazy'],
