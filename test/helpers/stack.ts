@@ -55,6 +55,8 @@ export interface StackOptions {
   criSnapshotter?: string;
   /** Extra TOML for clip's config file; the stack already sets registry.plain_http and hosts_dir. */
   clipConfig?: string;
+  /** Extra lines for the [registry] table of clip's config file (e.g. "retries = 5"). */
+  clipRegistryConfig?: string;
   /**
    * containerd 2.1+: CRI pulls through the transfer service ('transfer', containerd's default) or on its
    * own ('local', disable_snapshot_annotations = false). containerd 1.x always pulls locally.
@@ -119,6 +121,7 @@ export class Stack {
   private readonly ctrTimeoutMs: number;
   private readonly criSnapshotter: string;
   private readonly clipConfig: string;
+  private readonly clipRegistryConfig: string;
   private readonly criPull: 'local' | 'transfer' | undefined;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
@@ -136,6 +139,7 @@ export class Stack {
     this.ctrTimeoutMs = opts.ctrTimeoutMs ?? 60_000;
     this.criSnapshotter = opts.criSnapshotter ?? 'overlayfs';
     this.clipConfig = opts.clipConfig ?? '';
+    this.clipRegistryConfig = opts.clipRegistryConfig ?? '';
     this.criPull = opts.criPull;
   }
 
@@ -178,7 +182,7 @@ export class Stack {
     }
     await fsp.writeFile(
       this.clipConfigFile,
-      `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n`,
+      `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
     );
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
     const criPull = this.criPull ? ['--cri-pull', this.criPull] : [];
