@@ -1,5 +1,5 @@
 /**
- * Credentials from docker's `config.json` format (reference §8.4). The caller passes the file path
+ * Credentials from docker's `config.json` format (docker/cli `cli/config/configfile`). The caller passes the file path
  * or the parsed object; nothing here looks at the environment or the home directory.
  *
  * * `auths` is keyed by `host[:port]` or a URL (`https://index.docker.io/v1/` for Docker Hub); keys

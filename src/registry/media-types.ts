@@ -1,4 +1,4 @@
-/** Media types of manifests and configs (reference §8.5) and the Accept header sent for manifests (§8.1). */
+/** Media types of manifests and configs (OCI image-spec media-types.md, Docker's image manifest v2 schema 2) and the Accept header sent for manifests (OCI distribution-spec, "Pulling manifests"). */
 export const MediaTypes = {
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',

@@ -42,7 +42,7 @@ export class ImageReference {
     return this.digest ?? this.tag ?? DEFAULT_TAG;
   }
 
-  /** Token scope for this repository (reference §8.3). */
+  /** Token scope for this repository (distribution's token authentication spec, docs/spec/auth/scope.md). */
   scope(actions = 'pull'): string {
     return `repository:${this.path}:${actions}`;
   }

@@ -1,5 +1,5 @@
 /**
- * Getting a bearer token from a token realm (reference §8.3, the distribution token spec):
+ * Getting a bearer token from a token realm (distribution's token authentication spec, docs/spec/auth/token.md and oauth.md):
  *
  * * with an identity (refresh) token: `POST realm` with an `application/x-www-form-urlencoded` body
  *   `grant_type=refresh_token&refresh_token=…&service=…&scope=…&client_id=…`; if the server answers

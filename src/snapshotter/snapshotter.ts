@@ -30,6 +30,7 @@ import { Layout } from './layout';
 import { MetaStore, SnapshotRecord } from './metastore';
 import { computeMounts, MountOptions } from './mounts';
 import { FallbackContext, describeFallback } from './fallback-reason';
+import { infoField } from './info-fields';
 import { RemoteLayers } from './remote-layers';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
@@ -110,7 +111,8 @@ export class Snapshotter {
   /**
    * Prepare. With containerd's target label and a layer the remote source can serve, the layer is
    * mounted lazily and committed as the target, and ALREADY_EXISTS tells containerd to skip the download
-   * (reference §5.3). If that fails for any reason, this is a normal Prepare.
+   * (containerd's remote snapshotter handshake, core/snapshots/snapshotter.go; README, "Lazy pulls with
+   * Kubernetes"). If that fails for any reason, this is a normal Prepare.
    */
   async prepare(key: string, parent: string, labels: Labels = {}, signal?: AbortSignal): Promise<Mount[]> {
     const target = labels[LABEL_TARGET_REF];
@@ -471,7 +473,7 @@ export class Snapshotter {
 
 /**
  * The name of the committed remote snapshot for a target chainID on a given backend parent. containerd
- * finds it again by label and parent (reference §5.3); naming it per (target, parent) keeps two
+ * finds it again by label and parent (see prepare()); naming it per (target, parent) keeps two
  * namespaces that reached the same chainID over differently named parents from colliding.
  */
 export function remoteSnapshotName(target: string, parent: string): string {
@@ -481,21 +483,4 @@ export function remoteSnapshotName(target: string, parent: string): string {
 
 function requireName(value: string, what: string): void {
   if (value === '') throw new InvalidArgumentError(`snapshot ${what} must not be empty`);
-}
-
-/** Field lookup for List filters: name, parent, kind and labels.<key>, as containerd's adaptor. */
-function infoField(info: Info, fieldpath: string[]): string | undefined {
-  const [first, ...rest] = fieldpath;
-  switch (first) {
-    case 'name':
-      return info.name;
-    case 'parent':
-      return info.parent;
-    case 'kind':
-      return Kind[info.kind].toLowerCase();
-    case 'labels':
-      return rest.length === 0 ? undefined : info.labels[rest.join('.')];
-    default:
-      return undefined;
-  }
 }

@@ -1,6 +1,6 @@
 /**
  * Drives the real `clip serve` over its gRPC unix socket: every RPC, the status codes containerd reacts
- * to (reference §4, §6), and the socket's permissions.
+ * to (containerd's errgrpc mapping and snapshots/proxy client), and the socket's permissions.
  */
 import { status } from '@grpc/grpc-js';
 import assert from 'node:assert/strict';

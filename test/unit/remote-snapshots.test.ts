@@ -1,5 +1,5 @@
 /**
- * The remote-snapshot handshake of the snapshot model (reference §4.3, §5.3), with a simple in-process
+ * The remote-snapshot handshake of the snapshot model (containerd's remote snapshotter handshake), with a simple in-process
  * RemoteLayers: "mounting" writes the layer's files into the directory, "unmounting" empties it.
  */
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * Token and basic auth against real local servers: a registry that demands a bearer token from a
- * token server on another port (reference §8.3), with credentials from docker config.json data.
+ * token server on another port (distribution's token authentication spec), with credentials from docker config.json data.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
