@@ -17,6 +17,7 @@ import { ClipArchive, contentDifference, sameSpans } from '../archive';
 import { errorMessage } from '../errors';
 import type { ContentCache } from '../fusefs/content-cache';
 import type { ForegroundActivity } from '../fusefs/layer-span-reader';
+import { computeDigest } from '../registry';
 import { describeProvenance, LOCAL } from '../trust';
 import type { ArchiveStore, StoredArchive } from './archive-store';
 import type { LayerIndexer, LayerLocation } from './layer-indexer';
@@ -136,7 +137,7 @@ export class ArchiveVerifier {
   private async realSpan(real: ClipArchive, i: number): Promise<Buffer> {
     const digest = real.spanDigests[i]!;
     const data = await this.opts.cache.get(real.layerDigest, digest);
-    if (!data || `sha256:${createHash('sha256').update(data).digest('hex')}` !== digest) {
+    if (!data || computeDigest(data) !== digest) {
       throw new Error(`span ${i} of the re-indexed layer is not in the cache (is the disk full?)`);
     }
     return data;
