@@ -112,7 +112,11 @@ export class LayerSpanReader implements SpanReader {
     const layer = this.archive.layerDigest;
     // A digest may name several spans of the layer (two identical spans of zeros, say).
     const indexes = new Map<string, number[]>();
-    this.archive.spanDigests.forEach((digest, i) => indexes.set(digest, [...(indexes.get(digest) ?? []), i]));
+    this.archive.spanDigests.forEach((digest, i) => {
+      const list = indexes.get(digest);
+      if (list) list.push(i);
+      else indexes.set(digest, [i]);
+    });
     return {
       dir: this.cache.spanDir(layer),
       watch: (onVerified) =>
