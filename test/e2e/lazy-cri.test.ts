@@ -171,7 +171,8 @@ describe(`lazy pulls through CRI (containerd ${CONTAINERD.version})`, () => {
     await stack.ctrOk([...K8S, 'images', 'rm', '--sync', stack.imageRef('large')]);
     const again = await stack.registryBlobBytes();
     const againOwn = await stack.registryBlobBytes(ownLayers);
-    await stack.restartClip();
+    // With clip stopped: a running clip remounts layers and fills the cache in the background meanwhile.
+    await stack.stopClip();
     await fsp.rm(path.join(stack.clipRoot, 'cache'), { recursive: true, force: true });
     await stack.restartClip();
 
