@@ -9,11 +9,10 @@
  * A zstd layer has no random access: its first missing span makes the reader stream the whole blob once,
  * decompress it and cache every span, each checked against the archive's digest.
  */
-import { createHash } from 'node:crypto';
 import type { Logger } from 'winston';
 import { ClipArchive } from '../archive/types';
 import { UnavailableError, errorMessage } from '../errors';
-import { decodeSpan, DigestMismatchError, indexLayer, spanRange, type SpanWriter } from '../indexer';
+import { decodeSpan, DigestMismatchError, indexLayer, sha256Digest, spanRange, type SpanWriter } from '../indexer';
 import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
 
@@ -205,7 +204,7 @@ export class LayerSpanReader implements SpanReader {
     const spanDigest = this.spanDigest(index);
     // A cache that cannot be read (a disk fault) is a miss: the span is fetched and checked again.
     const cached = await this.cache.get(layer, spanDigest).catch(() => undefined);
-    if (cached && (this.cache.isVerified(layer, spanDigest) || this.matches(index, cached))) {
+    if (cached && (this.cache.isVerified(layer, spanDigest) || (await this.matches(index, cached)))) {
       this.cache.markVerified(layer, spanDigest);
       return cached;
     }
@@ -233,8 +232,8 @@ export class LayerSpanReader implements SpanReader {
   }
 
   /** Whether bytes from the cache are span i (a damaged or foreign file is fetched again). */
-  private matches(index: number, data: Buffer): boolean {
-    return `sha256:${createHash('sha256').update(data).digest('hex')}` === this.archive.spanDigests[index];
+  private async matches(index: number, data: Buffer): Promise<boolean> {
+    return (await sha256Digest(data)) === this.archive.spanDigests[index];
   }
 
   private async fetch(index: number, signal?: AbortSignal): Promise<Buffer> {

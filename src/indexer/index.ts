@@ -7,4 +7,5 @@ export type { SpanStore, SpanWriter } from './span-recorder';
 export { spanRange, decodeSpan, type SpanRange, type SpanSource } from './span-decoder';
 export { detectCompression, layerCompression, MAGIC_LENGTH, type DetectedCompression } from './compression';
 export { DigestMismatchError, IndexLimitError, UnsupportedCompressionError } from './errors';
+export { sha256Digest } from './sha256-stream';
 export { DEFAULT_INDEX_LIMITS, indexLimits, type IndexLimits } from './index-limits';

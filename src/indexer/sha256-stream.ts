@@ -89,3 +89,14 @@ export class Sha256Stream {
     this.running = null;
   }
 }
+
+/**
+ * "sha256:<hex>" of one buffer, hashed on the thread pool: a span (megabytes) checked on the read path
+ * no longer holds up the JavaScript thread that answers containerd and FUSE, and several spans are
+ * hashed side by side. `data` must stay untouched until the promise settles.
+ */
+export async function sha256Digest(data: Buffer): Promise<string> {
+  const stream = new Sha256Stream();
+  void stream.update(data);
+  return stream.digest();
+}

@@ -2,10 +2,10 @@
  * Reading one span of a layer back, the other half of the zran technique: which bytes of the blob to
  * fetch for span i, and how to turn them into the span's verified uncompressed bytes.
  */
-import { createHash } from 'node:crypto';
 import type { ClipArchive } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
 import { DigestMismatchError } from './errors';
+import { sha256Digest } from './sha256-stream';
 import { extractSpan } from './zran';
 
 export type SpanSource = Pick<ClipArchive, 'layerDigest' | 'compression' | 'compressedSize' | 'uncompressedSize' | 'checkpoints' | 'spanDigests'>;
@@ -50,7 +50,7 @@ export async function decodeSpan(archive: SpanSource, index: number, compressed:
   if (data.length !== length) {
     throw new InvalidArgumentError(`layer ${archive.layerDigest}: span ${index} is ${data.length} bytes, expected ${length}`);
   }
-  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const digest = await sha256Digest(data);
   if (digest !== archive.spanDigests[index]) {
     throw new DigestMismatchError(`layer ${archive.layerDigest} span ${index}`, archive.spanDigests[index], digest);
   }
