@@ -144,7 +144,7 @@ export class ArchiveStore {
    */
   async getOrBuild(
     layerDigest: string,
-    build: (signal: AbortSignal) => Promise<{ archive: ClipArchive; provenance: ArchiveProvenance }>,
+    build: (signal: AbortSignal) => Promise<{ archive: ClipArchive; provenance: ArchiveProvenance; bytes?: Buffer }>,
     signal?: AbortSignal,
   ): Promise<StoredArchive> {
     const stored = await this.get(layerDigest);
@@ -152,23 +152,29 @@ export class ArchiveStore {
     return this.building.run(
       layerDigest,
       async (buildSignal) => {
-        const { archive, provenance } = await build(buildSignal);
+        const { archive, provenance, bytes } = await build(buildSignal);
         if (archive.layerDigest !== layerDigest) {
           throw new InvalidArgumentError(`built archive describes ${archive.layerDigest}, not ${layerDigest}`);
         }
-        return this.put(archive, provenance);
+        return this.put(archive, provenance, bytes);
       },
       signal,
     );
   }
 
-  /** Stores `archive` with its provenance, replacing what the store had for the layer. */
-  async put(archive: ClipArchive, provenance: ArchiveProvenance): Promise<StoredArchive> {
+  /**
+   * Stores `archive` with its provenance, replacing what the store had for the layer. `encoded`, when the
+   * caller has it, is the archive file `archive` was decoded from (a published archive, checked against its
+   * digest): it is stored as it is instead of encoding the archive again.
+   */
+  async put(archive: ClipArchive, provenance: ArchiveProvenance, encoded?: Buffer): Promise<StoredArchive> {
     const file = this.fileOf(archive.layerDigest);
     await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     // The archive first, then the record naming its bytes: a crash in between leaves a record that does not
     // match, and the pair is discarded.
-    const bytes = await writeArchiveFile(file, archive);
+    let bytes: Buffer;
+    if (encoded) await writeFileAtomic(file, (bytes = encoded));
+    else bytes = await writeArchiveFile(file, archive);
     const digest = computeDigest(bytes);
     await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })));
     await this.evict();

@@ -251,11 +251,12 @@ export class PublishedArchives {
   constructor(private readonly opts: PublishedArchivesOptions) {}
 
   /**
-   * The published archive of the layer, trusted and checked, with its provenance; undefined when the image
+   * The published archive of the layer, trusted and checked, with its provenance and its file's bytes
+   * (exactly those the archive was decoded from); undefined when the image
    * has none that passes (or no manifest digest is known, or the policy trusts nothing published). Never
    * rejects: every failure is logged here.
    */
-  async find(where: LayerLocation): Promise<{ archive: ClipArchive; provenance: ArchiveProvenance } | undefined> {
+  async find(where: LayerLocation): Promise<{ archive: ClipArchive; provenance: ArchiveProvenance; bytes: Buffer } | undefined> {
     const { registry, logger, policy } = this.opts;
     if (!where.manifestDigest || !policy.trustsPublished) return undefined;
     const manifestDigest = where.manifestDigest;
@@ -289,7 +290,7 @@ export class PublishedArchives {
         logger.info(
           `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}`,
         );
-        return { archive, provenance };
+        return { archive, provenance, bytes };
       } catch (err) {
         logger.warn(`layer ${where.layerDigest}: rejected the published archive ${descriptor.digest} (artifact ${artifact}): ${errorMessage(err)}`);
       }
@@ -319,9 +320,13 @@ export class PublishedArchives {
     const listing: ImageListing = { layers: new Map(image.layers.map((l) => [l.digest, l])), candidates: new Map() };
     const { referrers, via } = await listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
     logger.debug(`${ref.name}@${manifestDigest}: ${referrers.length} published archive artifact(s) (referrers ${via === 'api' ? 'API' : 'tag schema'})`);
-    for (const referrer of referrers.slice(-MAX_ARTIFACTS).reverse()) {
+    const newest = referrers.slice(-MAX_ARTIFACTS).reverse();
+    // Fetched side by side (at most MAX_ARTIFACTS), each a round trip on the pull's critical path.
+    const fetches = newest.map((referrer) => registry.fetchManifest(ref.withDigest(referrer.digest)));
+    for (const fetch of fetches) fetch.catch(() => undefined);
+    for (const [i, referrer] of newest.entries()) {
       try {
-        const fetched = await registry.fetchManifest(ref.withDigest(referrer.digest));
+        const fetched = await fetches[i]!;
         if (fetched.parsed.kind !== 'manifest') throw new InvalidArgumentError('not a manifest');
         const manifest = fetched.parsed.manifest as ArtifactManifest;
         if ((manifest.artifactType ?? manifest.config.mediaType) !== ARCHIVE_ARTIFACT_TYPE) throw new InvalidArgumentError(`artifact type ${manifest.artifactType}`);

@@ -144,7 +144,9 @@ for (const referrersApi of [true, false]) {
       const logger = recordingLogger();
       const finder = new PublishedArchives({ registry: client, logger, policy: repoTrust });
       for (const layer of layers) {
-        assert.deepEqual(await finder.find(where(layer)), { archive: layer.archive, provenance: { source: 'repository', repository: `${registry.host}/clip/*` } });
+        const found = await finder.find(where(layer));
+        assert.deepEqual({ archive: found?.archive, provenance: found?.provenance }, { archive: layer.archive, provenance: { source: 'repository', repository: `${registry.host}/clip/*` } });
+        assert.deepEqual(found?.bytes, encodeArchive(layer.archive), 'the file the archive was decoded from, to be stored as it is');
       }
       assert.equal(logger.lines.filter((l) => /using the archive/.test(l)).length, 2, logger.lines.join('\n'));
     });
@@ -209,7 +211,8 @@ for (const referrersApi of [true, false]) {
       const logger = recordingLogger();
       const signedFinder = new PublishedArchives({ registry: client, logger, policy: trusted.policy });
       for (const layer of layers) {
-        assert.deepEqual(await signedFinder.find(where(layer)), { archive: layer.archive, provenance: { source: 'signed', keyId: trusted.key.keyId } });
+        const found = await signedFinder.find(where(layer));
+        assert.deepEqual({ archive: found?.archive, provenance: found?.provenance }, { archive: layer.archive, provenance: { source: 'signed', keyId: trusted.key.keyId } });
       }
       // The same artifact, for a node that trusts another key.
       const other = new PublishedArchives({ registry: client, logger, policy: stranger.policy });

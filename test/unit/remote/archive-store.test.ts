@@ -34,6 +34,15 @@ describe('ArchiveStore provenance', () => {
     assert.deepEqual((await store.get(large.digest))?.provenance, { source: 'local' });
   });
 
+  it('stores a published archive as the very file it was decoded from', async () => {
+    const store = new ArchiveStore(path.join(dir, 'f'), 1 << 30, recordingLogger(), policy);
+    const [small] = layers as [TestLayer];
+    const file = encodeArchive(small.archive);
+    const put = await store.put(small.archive, { source: 'signed', keyId: key.keyId }, file);
+    assert.deepEqual(await fsp.readFile(store.fileOf(small.digest)), file);
+    assert.deepEqual(await store.get(small.digest), put);
+  });
+
   it('discards an archive without a provenance record, or whose record names other bytes', async () => {
     const logger = recordingLogger();
     const store = new ArchiveStore(path.join(dir, 'b'), 1 << 30, logger, policy);
