@@ -193,5 +193,19 @@ export function endpointsFor(domain: string, file: HostsFile | undefined, option
   const plainHttp = options.plainHttp ?? false;
   if (!file) return [defaultEndpoint(domain, plainHttp)];
   const server = file.server ?? { url: defaultEndpoint(domain, plainHttp).apiRoot, ...file.serverDefaults, overridePath: false };
-  return [...file.mirrors.map((m) => toEndpoint(m, true)), toEndpoint(server, false)];
+  const endpoints = [...file.mirrors.map((m) => toEndpoint(m, true)), toEndpoint(server, false)];
+  // A file that lists its server as a host too (`server = "http://r"` and `[host."http://r"]`, a common way
+  // to say "plain http") would have every miss asked twice of the same registry.
+  return endpoints.filter((e, i) => !endpoints.slice(0, i).some((earlier) => covers(earlier, e)));
+}
+
+/** Whether `earlier` is the same endpoint as `later`, with the same settings and at least its capabilities. */
+function covers(earlier: RegistryEndpoint, later: RegistryEndpoint): boolean {
+  return (
+    earlier.apiRoot.href === later.apiRoot.href &&
+    (earlier.skipVerify === later.skipVerify || earlier.apiRoot.protocol === 'http:') &&
+    JSON.stringify(earlier.headers) === JSON.stringify(later.headers) &&
+    JSON.stringify(earlier.tlsFiles) === JSON.stringify(later.tlsFiles) &&
+    later.capabilities.every((c) => earlier.capabilities.includes(c))
+  );
 }

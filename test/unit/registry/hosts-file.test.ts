@@ -27,6 +27,19 @@ describe('hosts.toml', () => {
     assert.equal(summary('127.0.0.1:5000', '# only comments\n', true)[0]!.root, 'http://127.0.0.1:5000/v2');
   });
 
+  it('asks a server listed as a host too only once, unless the entries differ', () => {
+    const both = 'server = "http://r:5000"\n[host."http://r:5000"]\n  capabilities = ["pull", "resolve", "push"]\n  skip_verify = true\n';
+    assert.deepEqual(summary('r:5000', both).map((e) => e.root), ['http://r:5000/v2']);
+    // The host entry may only pull: the server stays for resolve and push.
+    const pullOnly = 'server = "http://r:5000"\n[host."http://r:5000"]\n  capabilities = ["pull"]\n';
+    assert.deepEqual(summary('r:5000', pullOnly).map((e) => [e.root, e.caps]), [
+      ['http://r:5000/v2', ['pull']],
+      ['http://r:5000/v2', ['pull', 'resolve', 'push']],
+    ]);
+    const otherHeaders = 'server = "http://r:5000"\n[host."http://r:5000"]\n  [host."http://r:5000".header]\n    x-a = "1"\n';
+    assert.equal(summary('r:5000', otherHeaders).length, 2);
+  });
+
   it('lists mirrors in file order, then the server', () => {
     const text = `
 server = "https://registry.example.com"
@@ -56,7 +69,8 @@ skip_verify = true
 
   it('keeps an explicit http:// server and a /v2 path as given', () => {
     const eps = summary('127.0.0.1:5000', 'server = "http://127.0.0.1:5000/v2/"\n[host."http://127.0.0.1:5000"]\ncapabilities = ["pull", "resolve", "push"]\n');
-    assert.deepEqual(eps.map((e) => e.root), ['http://127.0.0.1:5000/v2', 'http://127.0.0.1:5000/v2']);
+    // Both name the same API root (so the server, listed twice, is asked once).
+    assert.deepEqual(eps.map((e) => e.root), ['http://127.0.0.1:5000/v2']);
   });
 
   it('builds request URLs, adding ns= for mirrors', () => {
