@@ -93,9 +93,11 @@ export class HolderFdStore implements FdStore {
     try {
       return handoffAddon().holderList(this.socket);
     } catch (err) {
-      if (NO_HOLDER.has(nativeCode(err) ?? '')) return [];
-      throw new UnavailableError(errorMessage(err), { cause: err });
+      if (!NO_HOLDER.has(nativeCode(err) ?? '')) throw new UnavailableError(errorMessage(err), { cause: err });
     }
+    // No holder yet: start one now, so that the first mount does not wait for it (keep() reports a failure).
+    this.startHolder().catch(() => undefined);
+    return [];
   }
 
   async keep(name: string, fd: number): Promise<void> {
@@ -140,7 +142,7 @@ export class HolderFdStore implements FdStore {
       } catch (err) {
         if (Date.now() > deadline) throw new UnavailableError(`clip-fd-holder did not answer on ${this.socket}: ${errorMessage(err)}`, { cause: err });
       }
-      await Promise.race([new Promise((r) => setTimeout(r, 50)), failed]);
+      await Promise.race([new Promise((r) => setTimeout(r, 10)), failed]);
     }
   }
 }
