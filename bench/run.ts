@@ -7,6 +7,8 @@
  *   BENCH_RUNS=3            runs per case (each from a cold state: fresh containerd + clip, page cache dropped)
  *   BENCH_SECTIONS=cold,index,fuse,rss   which sections to run
  *   BENCH_IMAGES=python,large,node       cold-start images;  BENCH_PROFILES=loopback,limited
+ *   BENCH_ROWS=indexing,published,overlayfs   cold-start rows (a subset is for profiling runs: the report's
+ *                                         ratios need the overlayfs row)
  *   BENCH_CACHE=/var/cache/clip-bench    built images, the Debian rootfs, the last run's logs and results
  *   BENCH_DOCS=docs                       where the report goes (point elsewhere for partial or profiling runs)
  *   BENCH_CLIP_CONFIG='[lazy]\nbackground_fetch = false'   clip settings for the cold-start rows (default: none)
@@ -35,6 +37,7 @@ const list = (name: string, def: string): string[] => (process.env[name] ?? def)
 const SECTIONS = list('BENCH_SECTIONS', 'cold,index,fuse,rss');
 const IMAGES = list('BENCH_IMAGES', 'python,large,node');
 const PROFILES = list('BENCH_PROFILES', 'loopback,limited');
+const ROWS = list('BENCH_ROWS', 'indexing,published,overlayfs');
 const REPO = 'bench/images';
 /** The same images in a second repository, with clip archives published next to them (`clip index push`). */
 const PUBLISHED_REPO = 'bench/published';
@@ -207,9 +210,12 @@ async function coldStart(suite: Suite, published: Availability): Promise<ColdSta
         profile, image, row: 'clip, published archives', samples: [], ...(published.available ? {} : { unavailable: published.note }),
       };
       const overlay: ColdStartCase = { profile, image, row: 'overlayfs', samples: [] };
-      cases.push(clipCase, pubCase, overlay);
-      const rows: Array<[ColdStartCase, string, string]> = [[clipCase, 'clip', REPO], [overlay, 'overlayfs', REPO]];
-      if (published.available) rows.splice(1, 0, [pubCase, 'clip', PUBLISHED_REPO]);
+      const rows: Array<[ColdStartCase, string, string]> = [];
+      if (ROWS.includes('indexing')) rows.push([clipCase, 'clip', REPO]);
+      if (ROWS.includes('published') && published.available) rows.push([pubCase, 'clip', PUBLISHED_REPO]);
+      if (ROWS.includes('overlayfs')) rows.push([overlay, 'overlayfs', REPO]);
+      cases.push(...rows.map(([c]) => c));
+      if (ROWS.includes('published') && !published.available) cases.push(pubCase);
       for (let r = 0; r < RUNS; r++) {
         for (const [c, snapshotter, repo] of rows) {
           if (c.error) continue;
