@@ -2,7 +2,10 @@
  * Fills the content cache with the rest of every mounted layer at low priority, so that a node stops
  * depending on the registry for layers it runs. One span at a time, layer after layer; it pauses while
  * containers are waiting on the registry and until they have left it alone for a second, and a failed
- * span is retried on a later pass.
+ * span is retried on a later pass. A layer just mounted is left alone for a while (startupGraceMs): a
+ * container is usually started right after its image is pulled, and its first reads must not share the
+ * link with spans it may never read (the bench measured 0.5 s of a python start-up lost to that on a
+ * 20 MB/s link, docs/benchmarks.md).
  */
 import type { Logger } from 'winston';
 import { errorMessage } from '../errors';
@@ -12,21 +15,34 @@ const IDLE_POLL_MS = 200;
 /** How long readers must have left the registry alone before the fetcher takes a span. */
 const QUIET_MS = 1_000;
 const RETRY_PAUSE_MS = 5_000;
+/** How long a layer is left alone after it is added (mounted). */
+const STARTUP_GRACE_MS = 10_000;
+
+export interface BackgroundFetcherOptions {
+  /** How long after add() a layer's spans start being fetched (default 10 s). */
+  startupGraceMs?: number;
+}
 
 export class BackgroundFetcher {
-  private readonly readers = new Set<LayerSpanReader>();
+  /** Readers to fill, with the time from which they may be. */
+  private readonly readers = new Map<LayerSpanReader, number>();
   private readonly done = new WeakSet<LayerSpanReader>();
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
 
+  private readonly startupGraceMs: number;
+
   constructor(
     private readonly activity: ForegroundActivity,
     private readonly logger: Logger,
-  ) {}
+    options: BackgroundFetcherOptions = {},
+  ) {
+    this.startupGraceMs = options.startupGraceMs ?? STARTUP_GRACE_MS;
+  }
 
   add(reader: LayerSpanReader): void {
-    this.readers.add(reader);
+    if (!this.readers.has(reader)) this.readers.set(reader, Date.now() + this.startupGraceMs);
     this.wake?.();
     this.running ??= this.loop().catch((err: unknown) => {
       this.logger.error(`background fetcher stopped: ${errorMessage(err)}`);
@@ -59,9 +75,12 @@ export class BackgroundFetcher {
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
     while (!signal.aborted) {
-      const reader = [...this.readers].find((r) => !this.done.has(r));
+      const now = Date.now();
+      const waiting = [...this.readers].filter(([r]) => !this.done.has(r));
+      const reader = waiting.find(([, from]) => from <= now)?.[0];
       if (!reader) {
-        await this.sleep(IDLE_POLL_MS * 10);
+        const next = Math.min(...waiting.map(([, from]) => from));
+        await this.sleep(Math.max(IDLE_POLL_MS, Math.min(next - now, IDLE_POLL_MS * 10)));
         continue;
       }
       let complete = true;

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import winston from 'winston';
 import { ClipArchive } from '../../../src/archive/types';
@@ -181,7 +182,7 @@ describe('LayerSpanReader and the content cache', () => {
     const activity = new ForegroundActivity();
     const reader = new LayerSpanReader({ archive, source, cache, activity });
     await reader.readSpan(0);
-    const fetcher = new BackgroundFetcher(activity, winston.createLogger({ silent: true }));
+    const fetcher = new BackgroundFetcher(activity, winston.createLogger({ silent: true }), { startupGraceMs: 0 });
     fetcher.add(reader);
     const deadline = Date.now() + 10_000;
     while ((await cache.cachedSpans(archive.layerDigest)).size < archive.checkpoints.length && Date.now() < deadline) {
@@ -190,6 +191,32 @@ describe('LayerSpanReader and the content cache', () => {
     await fetcher.stop();
     assert.equal((await cache.cachedSpans(archive.layerDigest)).size, archive.checkpoints.length);
     assert.equal(source.requests, archive.checkpoints.length, 'each span fetched exactly once');
+  });
+});
+
+describe('BackgroundFetcher', () => {
+  it('leaves a layer alone for its start-up grace, then fills it', async () => {
+    const dir = await tempDir('background-grace');
+    try {
+      const { tar } = pythonTars({ tar: "tf = tarfile.open(fileobj=buf, mode='w')\nadd(tf, 'data', data=bytes(range(256)) * 2000)\ntf.close()" });
+      const blob = zlib.gzipSync(tar);
+      const archive = await indexLayer([blob], { layerDigest: sha(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', compression: 'gzip', spanSize: SPAN });
+      const source = new BufferSource(blob);
+      const cache = new ContentCache(path.join(dir, 'c'));
+      const reader = new LayerSpanReader({ archive, source, cache });
+      const fetcher = new BackgroundFetcher(new ForegroundActivity(), winston.createLogger({ silent: true }), { startupGraceMs: 1_500 });
+      const added = Date.now();
+      fetcher.add(reader);
+      try {
+        while (source.requests === 0 && Date.now() - added < 10_000) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(source.requests > 0, 'fetching starts after the grace');
+        assert.ok(Date.now() - added >= 1_500, `the first span was fetched ${Date.now() - added} ms after the layer was added`);
+      } finally {
+        await fetcher.stop();
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
