@@ -17,6 +17,7 @@ import {
   EntryType as EntryTypeBody,
 } from '../generated/clip/archive/v1/archive';
 import { ITEMS_PER_STEP, type Steps } from './slices';
+import { encodeStartupRanges } from './startup-ranges';
 import type { ClipArchive, Compression, EntryType } from './types';
 
 export const SHA256_PREFIX = 'sha256:';
@@ -86,6 +87,7 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       checkpoints: [],
       spanSha256: [],
       startupSpans: [],
+      startupRanges: [],
     },
     writer,
   );
@@ -139,6 +141,7 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       checkpoints: [],
       spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
       startupSpans: a.startupSpans ?? [],
+      startupRanges: encodeStartupRanges(a.startupRanges ?? []),
     },
     writer,
   );

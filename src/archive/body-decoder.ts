@@ -19,16 +19,18 @@ import { COMPRESSION_FROM_BODY, ENTRY_TYPE_FROM_BODY, SHA256_BYTES, SHA256_PREFI
 import { ArchiveFormatError } from './format-error';
 import { ArchiveLimitError, pathLengthProblem, type ArchiveLimits } from './limits';
 import { ITEMS_PER_STEP, type Steps } from './slices';
-import type { ArchiveEntry, Checkpoint, ClipArchive } from './types';
+import { decodeStartupRanges } from './startup-ranges';
+import { MAX_STARTUP_RANGES, type ArchiveEntry, type Checkpoint, type ClipArchive } from './types';
 import { WINDOW_SIZE } from './validate';
 
 const ENTRIES_FIELD = 7;
 const CHECKPOINTS_FIELD = 8;
 /**
  * The fields other than entries and checkpoints take at most this much plus PER_CHECKPOINT_BYTES per
- * allowed checkpoint (a span digest is 34 bytes on the wire, a start-up span at most 5).
+ * allowed checkpoint (a span digest is 34 bytes on the wire, a start-up span at most 5); start-up ranges
+ * take at most two 10-byte varints each.
  */
-const OTHER_FIELDS_BYTES = 64 << 10;
+const OTHER_FIELDS_BYTES = (64 << 10) + MAX_STARTUP_RANGES * 2 * 10;
 const PER_CHECKPOINT_BYTES = 40;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -92,6 +94,7 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchi
       return SHA256_PREFIX + d.toString('hex');
     }),
     ...(rest.startupSpans.length > 0 ? { startupSpans: [...rest.startupSpans] } : {}),
+    ...(rest.startupRanges.length > 0 ? { startupRanges: decodeStartupRanges(rest.startupRanges, rest.uncompressedSize) } : {}),
   };
 }
 

@@ -3,6 +3,8 @@
  * its file format (docs/format.md) and reading and writing it.
  */
 export type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
+export { MAX_STARTUP_RANGES, STARTUP_RANGE_BLOCK } from './types';
+export { startupRangesFromBlockMap, type StartupRange } from './startup-ranges';
 export { ArchiveFormatError } from './format-error';
 export { FORMAT_VERSION, HEADER_SIZE, checkArchiveHeader, type ArchiveHeader } from './header';
 export {

@@ -71,4 +71,15 @@ export interface ClipArchive {
    * layer, in order of first read. A node mounting the layer loads them ahead (src/remote/startup-profile).
    */
   startupSpans?: number[];
+  /**
+   * Recorded with startupSpans: the byte ranges [start, end) of the uncompressed stream containers read as
+   * they started, in order, never touching; each start a multiple of STARTUP_RANGE_BLOCK, each end one too
+   * or uncompressedSize. At most MAX_STARTUP_RANGES.
+   */
+  startupRanges?: Array<[number, number]>;
 }
+
+/** The granularity of start-up read ranges (docs/format.md). */
+export const STARTUP_RANGE_BLOCK = 4096;
+/** At most this many start-up read ranges are kept in an archive. */
+export const MAX_STARTUP_RANGES = 8192;

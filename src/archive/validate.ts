@@ -7,6 +7,7 @@
  */
 import { ArchiveFormatError } from './format-error';
 import { ITEMS_PER_STEP, runToEnd, type Steps } from './slices';
+import { startupRangesProblem } from './startup-ranges';
 import type { ArchiveEntry, Checkpoint, ClipArchive, EntryType } from './types';
 
 /** Size of the deflate window, the most a checkpoint needs to resume decompression. */
@@ -50,6 +51,10 @@ export function* validationSteps(a: ClipArchive): Steps<void> {
       if (seen.has(i)) fail(`start-up span ${i} is listed twice`);
       seen.add(i);
     }
+  }
+  if (a.startupRanges !== undefined) {
+    const problem = startupRangesProblem(a.startupRanges, a.uncompressedSize);
+    if (problem !== undefined) fail(problem);
   }
 }
 

@@ -112,6 +112,11 @@ export class LayerFilesystem {
     return this.lastServer?.touchedSpans() ?? [];
   }
 
+  /** Which 4096-byte blocks of the layer stream were read through the mount so far (NativeLayerServer.readMap). */
+  readMap(): Buffer {
+    return this.lastServer?.readMap() ?? Buffer.alloc(0);
+  }
+
   /** Where the layer is mounted, if it is. */
   get mountpoint(): string | undefined {
     return this.session?.dir;

@@ -10,6 +10,8 @@ export interface NativeLayerServer {
   markReady(index: number, fileName: string): void;
   /** The spans read so far, in the order of their first read. */
   touchedSpans(): number[];
+  /** Which 4096-byte blocks of the layer stream were read so far: bit b of byte b >> 3 for block b. */
+  readMap(): Buffer;
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
   mount(dir: string, options: string): void;
   /**

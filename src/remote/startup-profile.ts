@@ -11,7 +11,7 @@
  * still preparing the container; its reads then find the spans cached or already on their way.
  */
 import type { Logger } from 'winston';
-import type { ClipArchive } from '../archive';
+import { startupRangesFromBlockMap, type ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import type { LayerSpanReader } from '../fusefs/layer-span-reader';
 import type { ArchiveStore, StoredArchive } from './archive-store';
@@ -26,6 +26,8 @@ const REPLAY_CONCURRENCY = 3;
 
 export interface ProfileSource {
   touchedSpans(): number[];
+  /** Which 4096-byte blocks of the layer stream were read (bit b of byte b >> 3). */
+  readMap(): Uint8Array;
 }
 
 /** Watches one mounted layer and stores its profile once; stop() stores what was seen so far. */
@@ -79,13 +81,17 @@ export class ProfileRecorder {
     if (this.done) return;
     this.finish();
     const startupSpans = spans.slice(0, MAX_PROFILE_SPANS);
+    const startupRanges = startupRangesFromBlockMap(this.source.readMap(), this.archive.uncompressedSize);
     try {
       // Only into the archive it was recorded on: the store may have replaced it since (a published archive
       // that failed verification, say), and must not get it back.
       const current = await this.store.get(this.archive.layerDigest);
       if (current?.digest !== this.stored.digest) return;
-      await this.store.put({ ...this.archive, startupSpans }, this.stored.provenance);
-      this.logger.info(`layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans`);
+      await this.store.put({ ...this.archive, startupSpans, ...(startupRanges.length > 0 ? { startupRanges } : {}) }, this.stored.provenance);
+      const readBytes = startupRanges.reduce((n, [start, end]) => n + end - start, 0);
+      this.logger.info(
+        `layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans (${readBytes} bytes read in ${startupRanges.length} ranges)`,
+      );
     } catch (err) {
       this.logger.warn(`layer ${this.archive.layerDigest}: storing its start-up profile: ${errorMessage(err)}`);
     }

@@ -15,6 +15,8 @@
  *   .markReady(i, name)  span i's cache file `<cacheDir>/<name>` (its sha256 in hex: the cache is
  *                    content-addressed) is verified: serve reads of it from that file from now on.
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
+ *   .readMap()       which 4096-byte blocks of the layer stream were read so far: a Buffer, bit b of byte
+ *                    b >> 3 (least significant first) for block b (the start-up profile's read ranges).
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
  *   .attach(fd, dir)  serves an existing FUSE connection instead (the /dev/fuse fd of a mount on dir that an
  *                    earlier clip process made; see "Taking over a connection" below) through its own copy
@@ -252,6 +254,9 @@ typedef struct pending {
   struct pending *next;
 } pending_t;
 
+/* The granularity of readMap() (docs/format.md, startup_ranges). */
+#define READ_BLOCK 4096u
+
 /* A span's cache file name: the 64 hex digits of its sha256. */
 #define SPAN_NAME_MAX 64
 
@@ -263,6 +268,8 @@ typedef struct {
   char (*names)[SPAN_NAME_MAX + 1]; /* per span: its cache file's name, set before ready */
   atomic_uint *touched; /* per span: when it was first read (1, 2, ...), 0 if never */
   atomic_uint touch_seq;
+  atomic_uchar *read_map; /* per READ_BLOCK of the stream, one bit: read */
+  size_t read_map_len;
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -524,6 +531,15 @@ static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   }
 }
 
+/* Marks the blocks of [at, at + len) (len > 0) as read. */
+static void note_read(server_t *s, uint64_t at, size_t len) {
+  for (uint64_t b = at / READ_BLOCK, last = (at + len - 1) / READ_BLOCK; b <= last && (b >> 3) < s->read_map_len; b++) {
+    atomic_uchar *byte = &s->read_map[b >> 3];
+    unsigned char bit = (unsigned char)(1u << (b & 7));
+    if (!(atomic_load(byte) & bit)) atomic_fetch_or(byte, bit);
+  }
+}
+
 /* ---- Read deadlines ----------------------------------------------------------------------------------
  * A read passed up to JavaScript must be answered within the read timeout even when the JS thread is busy
  * (a long synchronous task, a stalled event loop), so the deadline is kept here: a watchdog thread answers
@@ -587,6 +603,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   /* a non-empty file lies inside the stream, so the layer has spans (checked when the table was parsed) */
   uint32_t first = span_at(&s->table, at);
   note_touched(s, first, at, len);
+  note_read(s, at, len);
   char *buf = malloc(len);
   if (!buf) return (void)fuse_reply_err(req, ENOMEM);
   if (read_cached(s, first, at, len, buf) == 0) {
@@ -704,6 +721,7 @@ static void server_release(server_t *s) {
   free(s->ready);
   free(s->names);
   free(s->touched);
+  free(s->read_map);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   free(s);
@@ -761,7 +779,11 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   s->ready = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uchar));
   s->names = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(*s->names));
   s->touched = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uint));
-  if (!s->cache_dir || !s->ready || !s->names || !s->touched) {
+  /* the stream ends where the last span does; one bit per block */
+  uint64_t stream = s->table.span_count ? s->table.bounds[s->table.span_count] : 0;
+  s->read_map_len = (size_t)((stream + READ_BLOCK * 8 - 1) / (READ_BLOCK * 8));
+  s->read_map = calloc(s->read_map_len ? s->read_map_len : 1, 1);
+  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->read_map) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -799,6 +821,18 @@ static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
   memcpy(s->names[i], name, len + 1);
   atomic_store(&s->ready[i], 1);
   return NULL;
+}
+
+/* A copy of the read map (see readMap above). */
+static napi_value server_read_map(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  void *data = NULL;
+  napi_value out;
+  NAPI_CALL(env, napi_create_buffer(env, s->read_map_len, &data, &out));
+  for (size_t i = 0; i < s->read_map_len; i++) ((unsigned char *)data)[i] = atomic_load(&s->read_map[i]);
+  return out;
 }
 
 typedef struct {
@@ -1115,6 +1149,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
+      {"readMap", NULL, server_read_map, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
       {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { STARTUP_RANGE_BLOCK, startupRangesFromBlockMap } from '../../../src/archive';
 import { LayerFilesystem, OpaqueXattr, SpanReader, forceUnmount, listFuseMounts } from '../../../src/fusefs';
 import { tempDir, waitFor } from '../../helpers/processes';
 import { DEFAULT_MTIME_MS, FixtureEntry, FixtureLayer, MemorySpanReader, buildLayer, memoryLogger, patternBytes } from './layer-fixture';
@@ -386,4 +387,35 @@ describe('LayerFilesystem opaque xattr names', () => {
       assert.deepEqual(user, { ok: 'y' });
     });
   }
+});
+
+describe('LayerFilesystem read map (start-up read ranges)', () => {
+  const mounts = new Mounts();
+  let layer: FixtureLayer;
+  let fs: LayerFilesystem;
+  let mnt: string;
+
+  before(async () => {
+    mounts.dir = await tempDir('fusefs-readmap');
+    layer = buildLayer(entries, SPAN);
+    fs = new LayerFilesystem(layer.archive, new MemorySpanReader(layer), { logger: memoryLogger().logger });
+    mnt = await mounts.mount('layer', fs);
+  });
+
+  after(() => mounts.cleanup());
+
+  it('records the 4096-byte blocks of the stream that reads asked for, and nothing else', async () => {
+    assert.deepEqual(startupRangesFromBlockMap(fs.readMap(), layer.archive.uncompressedSize), [], 'nothing read yet');
+    const passwd = layer.archive.entries.find((e) => e.path === 'etc/passwd')!;
+    const bigFile = layer.archive.entries.find((e) => e.path === 'data/big.bin')!;
+    await probeOk('sha256', `${mnt}/etc/passwd`);
+    await probe([['pread', `${mnt}/data/big.bin`, 3 * SPAN, 100]]);
+    const block = (offset: number): number => Math.floor(offset / STARTUP_RANGE_BLOCK) * STARTUP_RANGE_BLOCK;
+    const ranges = startupRangesFromBlockMap(fs.readMap(), layer.archive.uncompressedSize);
+    const covered = (offset: number): boolean => ranges.some(([start, end]) => start <= offset && offset < end);
+    assert.ok(covered(passwd.dataOffset) && covered(passwd.dataOffset + passwd.size - 1), `etc/passwd's data in ${JSON.stringify(ranges)}`);
+    assert.ok(covered(bigFile.dataOffset + 3 * SPAN), `the pread's block in ${JSON.stringify(ranges)}`);
+    assert.ok(!covered(bigFile.dataOffset + 10 * SPAN), 'a part of big.bin never read is not recorded');
+    assert.equal(ranges[0]![0], block(passwd.dataOffset));
+  });
 });

@@ -111,6 +111,16 @@ describe('clip archive format: round trip', () => {
     assert.equal('startupSpans' in decodeArchive(encodeArchive(small())), false);
   });
 
+  it('round-trips start-up read ranges, the last one ending at the end of the stream', () => {
+    const a = small();
+    const end = a.uncompressedSize;
+    const lastBlock = Math.floor((end - 1) / 4096) * 4096;
+    const startupRanges: Array<[number, number]> = [[0, 8192], [4096 * 5, 4096 * 6], [lastBlock, end]];
+    const decoded = decodeArchive(encodeArchive({ ...a, startupSpans: [0], startupRanges }));
+    assert.deepEqual(decoded.startupRanges, startupRanges);
+    assert.equal('startupRanges' in decodeArchive(encodeArchive(a)), false);
+  });
+
   it('starts with the documented header', () => {
     const file = encodeArchive(small());
     assert.equal(file.subarray(0, 8).toString('latin1'), '\x89CLIP\r\n\x1a');
@@ -310,6 +320,11 @@ describe('clip archive format: rules checked when decoding', () => {
     ['uncompressed layer with different sizes', (b) => { b.compression = 2; }, /uncompressed layer has compressed size 3000000 != uncompressed size 10000000/],
     ['start-up span beyond the spans', (b) => { b.startupSpans = [0, 3]; }, /start-up span 3 is not one of the 3 spans/],
     ['start-up span listed twice', (b) => { b.startupSpans = [2, 0, 2]; }, /start-up span 2 is listed twice/],
+    ['start-up ranges not in pairs', (b) => { b.startupRanges = [0, 1, 2]; }, /start-up ranges: 3 numbers, not pairs/],
+    ['an empty start-up range', (b) => { b.startupRanges = [0, 0]; }, /start-up range 0 is empty/],
+    ['touching start-up ranges', (b) => { b.startupRanges = [0, 1, 0, 1]; }, /start-up range 1 touches the range before it/],
+    ['a start-up range past the stream', (b) => { b.startupRanges = [0, 1, 10_000, 1]; }, /start-up range 1 lies outside the stream \(10000000 bytes\)/],
+    ['too many start-up ranges', (b) => { b.startupRanges = Array.from({ length: 8193 }, () => [1, 1]).flat(); }, /8193 start-up ranges, at most 8192/],
   ];
 
   it('accepts the unchanged archive', () => {

@@ -11,7 +11,7 @@ import type { ArchiveStore, StoredArchive } from '../../../src/remote/archive-st
 import { MAX_PROFILE_SPANS, ProfileRecorder } from '../../../src/remote/startup-profile';
 
 const logger = winston.createLogger({ silent: true });
-const archive = { layerDigest: `sha256:${'a'.repeat(64)}`, checkpoints: new Array(2000).fill({}) } as unknown as ClipArchive;
+const archive = { layerDigest: `sha256:${'a'.repeat(64)}`, checkpoints: new Array(2000).fill({}), uncompressedSize: 20_000 } as unknown as ClipArchive;
 const recorded: StoredArchive = { archive, provenance: { source: 'local' }, digest: `sha256:${'c'.repeat(64)}` };
 /** Lets the recorder's store calls (a get, then a put) run. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -23,26 +23,29 @@ function setup(current: string = recorded.digest) {
     put: async (a: ClipArchive) => void stored.push(a),
   } as unknown as ArchiveStore;
   let touched: number[] = [];
-  const source = { touchedSpans: () => touched };
-  return { stored, store, source, touch: (spans: number[]) => (touched = spans) };
+  let readMap: Uint8Array = new Uint8Array(1);
+  const source = { touchedSpans: () => touched, readMap: () => readMap };
+  return { stored, store, source, touch: (spans: number[]) => (touched = spans), read: (map: Uint8Array) => (readMap = map) };
 }
 
 describe('start-up profile recording', () => {
   it('stores the spans once reads have settled for 10 s, in their order, and only once', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval', 'Date'] });
-    const { stored, store, source, touch } = setup();
+    const { stored, store, source, touch, read } = setup();
     const recorder = new ProfileRecorder(recorded, source, store, logger);
     t.mock.timers.tick(20_000);
     assert.equal(stored.length, 0, 'nothing read, nothing stored');
     touch([5, 1]);
     t.mock.timers.tick(2_000); // a poll sees the first reads
     touch([5, 1, 9]);
+    read(Uint8Array.of(0b0001_0011)); // blocks 0, 1 and 4 of the 20 000-byte stream (block 4 is its end)
     t.mock.timers.tick(2_000); // the next poll sees a new span
     t.mock.timers.tick(8_000);
     assert.equal(stored.length, 0, 'a new span 8 s ago');
     t.mock.timers.tick(2_000);
     await settle();
     assert.deepEqual(stored.map((a) => a.startupSpans), [[5, 1, 9]]);
+    assert.deepEqual(stored[0]!.startupRanges, [[0, 8192], [16384, 20_000]]);
     touch([5, 1, 9, 3]);
     t.mock.timers.tick(60_000);
     await recorder.stop();
