@@ -47,13 +47,13 @@ function coldStartTable(results: Results, profile: string): string {
     return o && o.samples.length ? median(o.samples.map((s) => s.totalMs)) : undefined;
   };
   const lines = [
-    '| image | snapshotter | pull s | run → first output s | total s | × overlayfs (total) | registry MB | % of image | lazy layers |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| image | snapshotter | pull s | run → first output s | total s | × overlayfs (total) | registry MB | % of image | × read (gzip) | lazy layers |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const c of rows) {
     const img = results.images[c.image]!;
     if (c.unavailable) {
-      lines.push(`| ${c.image} | ${c.row} | ${c.unavailable} | | | | | | |`);
+      lines.push(`| ${c.image} | ${c.row} | ${c.unavailable} | | | | | | | |`);
       continue;
     }
     const pick = (f: (s: ColdStartSample) => number): number[] => c.samples.map(f);
@@ -64,7 +64,8 @@ function coldStartTable(results: Results, profile: string): string {
     lines.push(
       `| ${c.image} | ${c.row}${err} | ${spread(pick((s) => s.pullMs), secs)} | ${spread(pick((s) => s.firstOutputMs), secs)} | ` +
         `${spread(pick((s) => s.totalMs), secs)} | ${c.row === 'overlayfs' ? '1' : ratio} | ${spread(bytes, mb)} | ` +
-        `${bytes.length ? ((100 * median(bytes)) / img.layerBytes).toFixed(1) : '–'} | ${lazy(c)} |`,
+        `${bytes.length ? ((100 * median(bytes)) / img.layerBytes).toFixed(1) : '–'} | ` +
+        `${bytes.length && img.startupRead ? (median(bytes) / img.startupRead.gzipBytes).toFixed(2) : '–'} | ${lazy(c)} |`,
     );
   }
   return lines.join('\n');
@@ -161,12 +162,19 @@ export function renderMarkdown(r: Results): string {
     p(`\`clip index push\` took ${Object.entries(r.publishSeconds).map(([t, x]) => `${x.toFixed(1)} s for ${t}`).join(', ')} (loopback).`);
   }
   p();
-  p('| image | what | layers | compressed MB | uncompressed MB |');
-  p('| --- | --- | --- | --- | --- |');
+  p('| image | what | layers | compressed MB | uncompressed MB | read at start-up MB | the same, gzip MB |');
+  p('| --- | --- | --- | --- | --- | --- | --- |');
   for (const [tag, img] of Object.entries(r.images)) {
     if (!IMAGE_LABEL[tag]) continue;
-    p(`| ${tag} | ${IMAGE_LABEL[tag]} | ${img.layers} | ${mb(img.layerBytes)} | ${mb(img.uncompressedBytes)} |`);
+    const read = img.startupRead;
+    p(`| ${tag} | ${IMAGE_LABEL[tag]} | ${img.layers} | ${mb(img.layerBytes)} | ${mb(img.uncompressedBytes)} | ${read ? mb(read.bytes) : '–'} | ${read ? mb(read.gzipBytes) : '–'} |`);
   }
+  p();
+  p('*read at start-up* is what the container read as it started, from the start-up profiles clip recorded in the');
+  p('published-archives setup run (`startup_ranges`, docs/format.md: the 4 KiB blocks of each layer the FUSE server');
+  p('was asked for, the kernel\'s read-ahead included), and those bytes compressed as one gzip -6 stream: about the');
+  p('least any lazy loader must move to start the container. *× read (gzip)* in the tables below is the registry');
+  p('bytes of a row (archives included) divided by that.');
   p();
   for (const profile of Object.keys(r.profiles)) {
     if (!r.coldStart.some((c) => c.profile === profile)) continue;

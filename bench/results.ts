@@ -16,6 +16,12 @@ export interface ImageInfo {
   layerBytes: number;
   uncompressedBytes: number;
   layers: number;
+  /**
+   * What the container read as it started, from the start-up profiles clip recorded (Archive.startup_ranges,
+   * 4 KiB blocks, the kernel's read-ahead included): uncompressed bytes, and those bytes gzip -6 compressed
+   * as one stream (the least a lazy loader must move to start it).
+   */
+  startupRead?: { bytes: number; gzipBytes: number };
 }
 
 export interface ColdStartSample {

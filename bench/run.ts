@@ -20,9 +20,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
+import { readArchiveFile } from '../src/archive';
 import { chainIds } from '../test/helpers/images';
 import { REPO_ROOT, Started, run, runOk, startProcess, stopProcess, tempDir, waitFor } from '../test/helpers/processes';
 import { BenchNode, dropCaches, stopAllNodesSync, withNode } from './bench-node';
@@ -70,6 +72,8 @@ class Suite {
 
   /** Seconds `clip index push` took per image (published once, before the cold starts; not part of them). */
   publishSeconds: Record<string, number> = {};
+  /** Per image, what its container read as it started (from the recorded start-up profiles). */
+  startupRead: Record<string, { bytes: number; gzipBytes: number }> = {};
 
   /** The publisher's ed25519 key pair: archives are pushed signed, and clip nodes trust the public key. */
   get signKey(): string {
@@ -144,6 +148,9 @@ class Suite {
       );
       const recorded = node.clipLog().match(/recorded a start-up profile of \d+ of \d+ spans/g) ?? [];
       log(`  ${recorded.join('; ')}`);
+      this.startupRead[tag] = await startupRead(this.summary[tag]!.layers, path.join(node.clipRoot, 'archives', 'sha256'));
+      const read = this.startupRead[tag]!;
+      log(`  the container read ${(read.bytes / 1e6).toFixed(1)} MB of file data as it started, ${(read.gzipBytes / 1e6).toFixed(1)} MB gzip-compressed`);
     });
   }
 
@@ -175,6 +182,7 @@ class Suite {
       layerBytes: layers.reduce((s, l) => s + l.size, 0),
       uncompressedBytes: layers.reduce((s, l) => s + l.uncompressed_size, 0),
       layers: layers.length,
+      ...(this.startupRead[tag] ? { startupRead: this.startupRead[tag] } : {}),
     };
   }
 
@@ -198,6 +206,41 @@ class Suite {
     }
     // the proxy is a tracked child process: test/helpers/processes kills it at exit.
   }
+}
+
+/**
+ * The bytes a container read as it started, from the start-up ranges clip recorded in each layer's
+ * archive (in `archives`): those parts of each layer's uncompressed stream (the blob from the OCI layout,
+ * gunzipped), and their size once concatenated and gzip -6 compressed.
+ */
+async function startupRead(layers: LayerSummary[], archives: string): Promise<{ bytes: number; gzipBytes: number }> {
+  const gzip = zlib.createGzip({ level: 6 });
+  let gzipBytes = 0;
+  gzip.on('data', (chunk: Buffer) => (gzipBytes += chunk.length));
+  const ended = new Promise((resolve, reject) => gzip.once('end', resolve).once('error', reject));
+  let bytes = 0;
+  for (const layer of layers) {
+    const hex = layer.digest.slice('sha256:'.length);
+    const ranges = (await readArchiveFile(path.join(archives, `${hex}.clip`)).catch(() => undefined))?.startupRanges ?? [];
+    if (ranges.length === 0) continue;
+    let offset = 0;
+    let next = 0;
+    for await (const chunk of fs.createReadStream(path.join(CACHE, 'layout', 'blobs', 'sha256', hex)).pipe(zlib.createGunzip()) as AsyncIterable<Buffer>) {
+      for (; next < ranges.length; next++) {
+        const [start, end] = ranges[next]!;
+        if (start >= offset + chunk.length) break;
+        const piece = chunk.subarray(Math.max(0, start - offset), Math.min(chunk.length, end - offset));
+        bytes += piece.length;
+        if (!gzip.write(piece)) await new Promise((r) => gzip.once('drain', r));
+        if (end > offset + chunk.length) break; // the range goes on in the next chunk
+      }
+      offset += chunk.length;
+      if (next === ranges.length) break;
+    }
+  }
+  gzip.end();
+  await ended;
+  return { bytes, gzipBytes };
 }
 
 async function coldStart(suite: Suite, published: Availability): Promise<ColdStartCase[]> {
