@@ -316,9 +316,13 @@ export class PublishedArchives {
 
   private async list(ref: ImageReference, manifestDigest: string): Promise<ImageListing> {
     const { registry, logger } = this.opts;
-    const image = await registry.resolve(ref.withDigest(manifestDigest));
+    // The image manifest (for its layer descriptors) and the referrers list are asked for side by side.
+    const imageP = registry.resolve(ref.withDigest(manifestDigest));
+    const referrersP = listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
+    referrersP.catch(() => undefined);
+    const image = await imageP;
     const listing: ImageListing = { layers: new Map(image.layers.map((l) => [l.digest, l])), candidates: new Map() };
-    const { referrers, via } = await listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
+    const { referrers, via } = await referrersP;
     logger.debug(`${ref.name}@${manifestDigest}: ${referrers.length} published archive artifact(s) (referrers ${via === 'api' ? 'API' : 'tag schema'})`);
     const newest = referrers.slice(-MAX_ARTIFACTS).reverse();
     // Fetched side by side (at most MAX_ARTIFACTS), each a round trip on the pull's critical path.
