@@ -21,7 +21,7 @@ export interface ImageInfo {
    * 4 KiB blocks, the kernel's read-ahead included): uncompressed bytes, and those bytes gzip -6 compressed
    * as one stream (the least a lazy loader must move to start it).
    */
-  startupRead?: { bytes: number; gzipBytes: number };
+  startupRead?: { bytes: number; gzipBytes: number; ranges: number };
 }
 
 export interface ColdStartSample {

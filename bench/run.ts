@@ -73,7 +73,7 @@ class Suite {
   /** Seconds `clip index push` took per image (published once, before the cold starts; not part of them). */
   publishSeconds: Record<string, number> = {};
   /** Per image, what its container read as it started (from the recorded start-up profiles). */
-  startupRead: Record<string, { bytes: number; gzipBytes: number }> = {};
+  startupRead: Record<string, { bytes: number; gzipBytes: number; ranges: number }> = {};
 
   /** The publisher's ed25519 key pair: archives are pushed signed, and clip nodes trust the public key. */
   get signKey(): string {
@@ -148,10 +148,14 @@ class Suite {
       );
       const recorded = node.clipLog().match(/recorded a start-up profile of \d+ of \d+ spans/g) ?? [];
       log(`  ${recorded.join('; ')}`);
-      this.startupRead[tag] = await startupRead(this.summary[tag]!.layers, path.join(node.clipRoot, 'archives', 'sha256'));
+      // Kept with the run's logs, for looking at the profiles afterwards (clip inspect).
+      const kept = path.join(LOGS, `profile-${tag}-archives`);
+      await fsp.rm(kept, { recursive: true, force: true });
+      await fsp.cp(path.join(node.clipRoot, 'archives', 'sha256'), kept, { recursive: true });
+      this.startupRead[tag] = await startupRead(this.summary[tag]!.layers, kept);
       const read = this.startupRead[tag]!;
-      log(`  the container read ${(read.bytes / 1e6).toFixed(1)} MB of file data as it started, ${(read.gzipBytes / 1e6).toFixed(1)} MB gzip-compressed`);
-    });
+      log(`  the container read ${(read.bytes / 1e6).toFixed(1)} MB of file data as it started (${read.ranges} ranges), ${(read.gzipBytes / 1e6).toFixed(1)} MB gzip-compressed`);
+    }, path.join(LOGS, `profile-${tag}.clip.log`));
   }
 
   get registryState(): string {
@@ -213,16 +217,18 @@ class Suite {
  * archive (in `archives`): those parts of each layer's uncompressed stream (the blob from the OCI layout,
  * gunzipped), and their size once concatenated and gzip -6 compressed.
  */
-async function startupRead(layers: LayerSummary[], archives: string): Promise<{ bytes: number; gzipBytes: number }> {
+async function startupRead(layers: LayerSummary[], archives: string): Promise<{ bytes: number; gzipBytes: number; ranges: number }> {
   const gzip = zlib.createGzip({ level: 6 });
   let gzipBytes = 0;
   gzip.on('data', (chunk: Buffer) => (gzipBytes += chunk.length));
   const ended = new Promise((resolve, reject) => gzip.once('end', resolve).once('error', reject));
   let bytes = 0;
+  let count = 0;
   for (const layer of layers) {
     const hex = layer.digest.slice('sha256:'.length);
     const ranges = (await readArchiveFile(path.join(archives, `${hex}.clip`)).catch(() => undefined))?.startupRanges ?? [];
     if (ranges.length === 0) continue;
+    count += ranges.length;
     let offset = 0;
     let next = 0;
     for await (const chunk of fs.createReadStream(path.join(CACHE, 'layout', 'blobs', 'sha256', hex)).pipe(zlib.createGunzip()) as AsyncIterable<Buffer>) {
@@ -240,7 +246,7 @@ async function startupRead(layers: LayerSummary[], archives: string): Promise<{ 
   }
   gzip.end();
   await ended;
-  return { bytes, gzipBytes };
+  return { bytes, gzipBytes, ranges: count };
 }
 
 async function coldStart(suite: Suite, published: Availability): Promise<ColdStartCase[]> {
