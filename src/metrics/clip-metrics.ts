@@ -105,22 +105,17 @@ export class ClipMetrics {
     this.indexBytes = new Counter({ name: 'clip_index_bytes_total', help: 'Compressed layer bytes streamed to index layers.', registers });
     this.indexSeconds = new Counter({ name: 'clip_index_seconds_total', help: 'Time spent indexing layers.', registers });
     this.indexedLayers = new Counter({ name: 'clip_indexed_layers_total', help: 'Layers indexed on this node.', registers });
-    new Gauge({
-      name: 'clip_archive_store_bytes',
-      help: 'Bytes of clip archives in the archive store.',
-      registers,
-      collect: async function (this: Gauge) {
-        this.set((await self.diskUsage())?.archives ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'clip_content_cache_bytes',
-      help: 'Bytes of spans in the content cache.',
-      registers,
-      collect: async function (this: Gauge) {
-        this.set((await self.diskUsage())?.cache ?? 0);
-      },
-    });
+    const diskGauge = (name: string, help: string, part: 'archives' | 'cache'): Gauge =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect: async function (this: Gauge) {
+          this.set((await self.diskUsage())?.[part] ?? 0);
+        },
+      });
+    diskGauge('clip_archive_store_bytes', 'Bytes of clip archives in the archive store.', 'archives');
+    diskGauge('clip_content_cache_bytes', 'Bytes of spans in the content cache.', 'cache');
     new Gauge({
       name: 'clip_mounted_layers',
       help: 'Layers mounted and served lazily through FUSE by this process.',

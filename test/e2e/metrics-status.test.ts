@@ -12,34 +12,13 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { DaemonStatus } from '../../src/daemon/daemon-status';
 import { FALLBACK_REASONS } from '../../src/snapshotter/fallback-reason';
-import { CriClient } from '../helpers/cri-client';
+import { criPull } from '../helpers/cri-pull';
 import { assertPulledLazily } from '../helpers/images';
 import { REPO_ROOT } from '../helpers/processes';
 import { CONTAINERD } from '../helpers/containerd-release';
 import { Stack, runClosedStdin, useStack } from '../helpers/stack';
 
 const TEST_TIMEOUT = 300_000;
-
-async function criPull(stack: Stack, tag: string): Promise<void> {
-  const cri = new CriClient(stack.containerdAddress);
-  try {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await cri.pullImage(stack.imageRef(tag));
-        return;
-      } catch (err) {
-        // Right after a clip restart containerd's connection to it is in back-off for a moment.
-        if (attempt < 10 && /UNAVAILABLE/.test((err as Error).message)) {
-          await new Promise((r) => setTimeout(r, 1000));
-          continue;
-        }
-        throw new Error(`CRI PullImage ${tag}: ${(err as Error).message}\n${await stack.diagnostics()}`);
-      }
-    }
-  } finally {
-    cri.close();
-  }
-}
 
 async function clipStatus(stack: Stack): Promise<DaemonStatus> {
   const r = await runClosedStdin(path.join(REPO_ROOT, 'bin', 'clip'), ['status', '--json', '--address', stack.clipAddress], 30_000);

@@ -1042,31 +1042,39 @@ static napi_value server_attach(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
-static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+/* The server of a method called with one argument, a number of milliseconds (<= 0: 0), as nanoseconds. */
+static server_t *unwrap_ms(napi_env env, napi_callback_info info, uint64_t *ns) {
   size_t argc = 1;
   napi_value argv[1];
   server_t *s = unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
   double ms = 0;
-  NAPI_CALL(env, napi_get_value_double(env, argv[0], &ms));
+  if (!s || napi_get_value_double(env, argv[0], &ms) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  *ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  return s;
+}
+
+/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
+static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+  uint64_t ns = 0;
+  server_t *s = unwrap_ms(env, info, &ns);
+  if (!s) return NULL;
   if (s->thread_started) {
     napi_throw_error(env, "CLIP_FUSE_STATE", "set the read timeout before mounting");
     return NULL;
   }
-  s->read_timeout_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  s->read_timeout_ns = ns;
   return NULL;
 }
 
 /* How many reads passed to JS have waited longer than `ms` milliseconds for their answer (hung IO). */
 static napi_value server_waiting_reads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  server_t *s = unwrap(env, info, &argc, argv);
+  uint64_t limit = 0;
+  server_t *s = unwrap_ms(env, info, &limit);
   if (!s) return NULL;
-  double ms = 0;
-  NAPI_CALL(env, napi_get_value_double(env, argv[0], &ms));
-  uint64_t now = monotonic_ns(), limit = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  uint64_t now = monotonic_ns();
   uint32_t n = 0;
   pthread_mutex_lock(&s->lock);
   for (pending_t *p = s->pending; p; p = p->next) {
