@@ -9,6 +9,8 @@
  * Wall-clock times on a shared machine: read the ratio, not the absolute numbers.
  *
  *   npm run build && node dist/bench/metrics-overhead.js     (METRICS_BENCH_RUNS=5, METRICS_BENCH_FILES=4000)
+ *
+ * `npm run bench` runs it as its "metrics" section (bench/run.ts) and reports it (bench/report.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -19,12 +21,19 @@ import { LayerFilesystem } from '../src/fusefs/layer-filesystem';
 import { LayerSpanReader } from '../src/fusefs/layer-span-reader';
 import { forceUnmount, listFuseMounts } from '../src/fusefs/mounts';
 import { ClipMetrics } from '../src/metrics/clip-metrics';
+import { median } from './report';
 import { buildLayer, patternBytes, type FixtureEntry } from '../test/integration/fusefs/layer-fixture';
 import { tempDir } from '../test/helpers/processes';
 
-const RUNS = Number(process.env.METRICS_BENCH_RUNS ?? 5);
-const FILES = Number(process.env.METRICS_BENCH_FILES ?? 4000);
 const DIRS = 40;
+
+/** Mean microseconds per request of each sample, metrics off and on. */
+export interface MetricsOverhead {
+  files: number;
+  runs: number;
+  stat: { off: number[]; on: number[] };
+  read: { off: number[]; on: number[] };
+}
 
 /** Walks the mount in another process: mean microseconds per stat and per open+read+close. */
 const WALKER = `
@@ -43,9 +52,7 @@ read = (time.perf_counter() - t) / files * 1e6
 print("%f %f" % (stat, read))
 `;
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function main(): Promise<void> {
+export async function measureMetricsOverhead(RUNS: number, FILES: number, log: (line: string) => void = console.log): Promise<MetricsOverhead> {
   const dir = await tempDir('metrics-bench');
   const logger = winston.createLogger({ silent: true });
   const entries: FixtureEntry[] = [];
@@ -63,7 +70,7 @@ async function main(): Promise<void> {
     cache,
     source: { readRange: async () => Promise.reject(new Error('every span is cached: the registry is never asked')) },
   });
-  const samples: Record<'off' | 'on', { stat: number[]; read: number[] }> = { off: { stat: [], read: [] }, on: { stat: [], read: [] } };
+  const result: MetricsOverhead = { files: FILES, runs: RUNS, stat: { off: [], on: [] }, read: { off: [], on: [] } };
   let metrics: ClipMetrics | undefined;
   try {
     for (let run = 0; run < RUNS; run++) {
@@ -78,9 +85,9 @@ async function main(): Promise<void> {
           // The walker is another process: this one serves the mount and must never touch it synchronously.
           const out = execFileSync('python3', ['-c', WALKER, mnt, String(DIRS), String(FILES)], { encoding: 'utf8', timeout: 300_000 });
           const [stat, read] = out.trim().split(' ').map(Number) as [number, number];
-          samples[mode].stat.push(stat);
-          samples[mode].read.push(read);
-          console.log(`run ${run + 1} metrics ${mode}: stat ${stat.toFixed(1)} us, open+read ${read.toFixed(1)} us`);
+          result.stat[mode].push(stat);
+          result.read[mode].push(read);
+          log(`run ${run + 1} metrics ${mode}: stat ${stat.toFixed(1)} us, open+read ${read.toFixed(1)} us`);
         } finally {
           await fs.unmount();
         }
@@ -89,24 +96,33 @@ async function main(): Promise<void> {
     if (metrics) {
       const text = (await metrics.exposition()).body;
       const count = /clip_fuse_operation_duration_seconds_count\{operation="lookup"\} (\d+)/.exec(text)?.[1];
-      console.log(`(the native server counted ${count} lookups over the runs with metrics on)`);
+      log(`(the native server counted ${count} lookups over the runs with metrics on)`);
     }
   } finally {
     metrics?.close();
     for (const m of await listFuseMounts(dir)) await forceUnmount(m.mountPoint).catch(() => undefined);
     await fsp.rm(dir, { recursive: true, force: true });
   }
-  const line = (what: 'stat' | 'read', label: string): string => {
-    const off = median(samples.off[what]);
-    const on = median(samples.on[what]);
-    return `${label}: metrics off ${off.toFixed(1)} us, on ${on.toFixed(1)} us per request (median of ${RUNS}), on/off ${(on / off).toFixed(3)}`;
-  };
-  console.log(`${FILES} files of 2 KiB, cached, fresh mount per sample`);
-  console.log(line('stat', 'stat'));
-  console.log(line('read', 'open+read+close'));
+  return result;
 }
 
-main().catch((err: unknown) => {
-  console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  const runs = Number(process.env.METRICS_BENCH_RUNS ?? 5);
+  const files = Number(process.env.METRICS_BENCH_FILES ?? 4000);
+  measureMetricsOverhead(runs, files).then(
+    (r) => {
+      const line = (what: 'stat' | 'read', label: string): string => {
+        const off = median(r[what].off);
+        const on = median(r[what].on);
+        return `${label}: metrics off ${off.toFixed(1)} us, on ${on.toFixed(1)} us per request (median of ${runs}), on/off ${(on / off).toFixed(3)}`;
+      };
+      console.log(`${files} files of 2 KiB, cached, fresh mount per sample`);
+      console.log(line('stat', 'stat'));
+      console.log(line('read', 'open+read+close'));
+    },
+    (err: unknown) => {
+      console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+      process.exitCode = 1;
+    },
+  );
+}
