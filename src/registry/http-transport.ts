@@ -191,8 +191,8 @@ export class HttpTransport {
       } catch (err) {
         deadline.end();
         if (req.signal?.aborted) throw abortReason(req.signal);
+        if (isClipError(err)) throw err; // a redirect clip refuses to follow: not a network failure
         this.observer?.registryRequest(deadline.signal.aborted || isTimeoutError(err) ? 'timeout' : 'network', (performance.now() - started) / 1000);
-        if (isClipError(err)) throw err;
         if (!isTransientError(err) || attempt >= this.retry.maxAttempts) {
           const tries = attempt > 1 ? ` (gave up after ${attempt} attempts)` : '';
           throw new UnavailableError(`${what}: ${describeError(err)}${tries}`, { cause: err });
