@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { ColdStartCase, ColdStartSample, Results } from './results';
 
-const median = (xs: number[]): number => {
+export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
@@ -242,6 +242,26 @@ export function renderMarkdown(r: Results): string {
     p(`| ${n} | ${spread(s.map((x) => x.idleBytes), mib)} | ${spread(s.map((x) => x.bytes), mib)} | ${s.map((x) => x.mounts).join(', ')} |`);
   }
   p();
+  const overhead = r.metricsOverhead;
+  if (overhead || r.metricsOverheadError) {
+    p('## 5. Metrics overhead on the FUSE path');
+    p();
+    p(`Per request, ${overhead?.files ?? ''} cached files of 2 KiB on a fresh mount per sample, answered by the native server`);
+    p('alone, with `[metrics] address` unset (off) and set (on); medians of the samples, and their ratio');
+    p('(`node dist/bench/metrics-overhead.js` measures it on its own).');
+    p();
+    if (r.metricsOverheadError) p(`Failed: ${r.metricsOverheadError}`);
+    if (overhead) {
+      p('| request | metrics off | metrics on | on / off |');
+      p('| --- | --- | --- | --- |');
+      for (const [what, label] of [['stat', '`stat`'], ['read', '`open` + `read` + `close`']] as const) {
+        const off = median(overhead[what].off);
+        const on = median(overhead[what].on);
+        p(`| ${label} | ${off.toFixed(1)} µs | ${on.toFixed(1)} µs | ${(on / off).toFixed(2)} |`);
+      }
+      p();
+    }
+  }
   return out.join('\n');
 }
 

@@ -1,4 +1,5 @@
 /** The shape of one benchmark run's results (bench/run.ts writes it, bench/report.ts renders it). */
+import type { MetricsOverhead } from './metrics-overhead';
 
 export interface Machine {
   cpus: number;
@@ -108,5 +109,8 @@ export interface Results {
   fuse?: FuseResults;
   rss: Record<string, RssSample[]>;
   rssError?: string;
+  /** FUSE request latency with metrics off and on (bench/metrics-overhead.ts). */
+  metricsOverhead?: MetricsOverhead;
+  metricsOverheadError?: string;
   durationS: number;
 }

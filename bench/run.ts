@@ -5,7 +5,7 @@
  *
  * Environment:
  *   BENCH_RUNS=3            runs per case (each from a cold state: fresh containerd + clip, page cache dropped)
- *   BENCH_SECTIONS=cold,index,fuse,rss   which sections to run
+ *   BENCH_SECTIONS=cold,index,fuse,rss,metrics   which sections to run
  *   BENCH_IMAGES=python,large,node       cold-start images;  BENCH_PROFILES=loopback,limited
  *   BENCH_ROWS=indexing,published,overlayfs   cold-start rows (a subset is for profiling runs: the report's
  *                                         ratios need the overlayfs row)
@@ -28,6 +28,7 @@ import { readArchiveFile } from '../src/archive';
 import { chainIds } from '../test/helpers/images';
 import { REPO_ROOT, Started, run, runOk, startProcess, stopProcess, tempDir, waitFor } from '../test/helpers/processes';
 import { BenchNode, dropCaches, stopAllNodesSync, withNode } from './bench-node';
+import { measureMetricsOverhead } from './metrics-overhead';
 import { writeReport } from './report';
 import { ColdStartCase, FuseResults, ImageInfo, IndexingResult, Machine, Results, RssSample, SmallFilesSample } from './results';
 
@@ -36,7 +37,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const CACHE = process.env.BENCH_CACHE ?? '/var/cache/clip-bench';
 const LOGS = path.join(CACHE, 'last-run');
 const list = (name: string, def: string): string[] => (process.env[name] ?? def).split(',').filter((s) => s !== '');
-const SECTIONS = list('BENCH_SECTIONS', 'cold,index,fuse,rss');
+const SECTIONS = list('BENCH_SECTIONS', 'cold,index,fuse,rss,metrics');
 const IMAGES = list('BENCH_IMAGES', 'python,large,node');
 const PROFILES = list('BENCH_PROFILES', 'loopback,limited');
 const ROWS = list('BENCH_ROWS', 'indexing,published,overlayfs');
@@ -568,6 +569,14 @@ async function main(): Promise<void> {
       } catch (err) {
         results.rssError = (err as Error).message.split('\n')[0];
         log(`RSS section failed: ${(err as Error).message}`);
+      }
+    }
+    if (SECTIONS.includes('metrics')) {
+      try {
+        results.metricsOverhead = await measureMetricsOverhead(Math.max(RUNS, 5), 4000, log);
+      } catch (err) {
+        results.metricsOverheadError = (err as Error).message.split('\n')[0];
+        log(`metrics section failed: ${(err as Error).message}`);
       }
     }
   } finally {

@@ -11,6 +11,7 @@ import { inspectCommand } from './inspect';
 import { mountCommand, umountCommand } from './mount';
 import { pullCommand } from './pull';
 import { serveCommand } from './serve';
+import { statusCommand } from './status';
 
 export function buildProgram(): Command {
   const program = new Command('clip')
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   program.addCommand(inspectCommand());
   program.addCommand(mountCommand());
   program.addCommand(umountCommand());
+  program.addCommand(statusCommand());
   for (const cmd of program.commands) cmd.exitOverride();
   program.addHelpText('after', EXIT_CODES_HELP);
   return program;

@@ -46,7 +46,7 @@ export function serveCommand(): Command {
       });
       let daemon: Daemon;
       try {
-        daemon = await Daemon.start(config, logger, serviceEnvironment(process.env, process.pid));
+        daemon = await Daemon.start(config, logger, serviceEnvironment(process.env, process.pid), file);
       } catch (err) {
         logger.close();
         throw err;

@@ -11,6 +11,7 @@ import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_ARCHIVE_LIMITS, DEFAULT_PUBLISHED_ARCHIVE_BYTES } from '../archive/limits';
 import { ConfigError, InvalidArgumentError, errorMessage } from '../errors';
 import { DEFAULT_INDEX_LIMITS } from '../indexer/index-limits';
+import { parseListenAddress } from '../metrics/listen-address';
 import { locateKey, nearestName } from './config-keys';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
@@ -103,9 +104,24 @@ export interface DaemonConfig {
     /** containerd's socket, which serves the CRI image service the calls are forwarded to. */
     containerdImageService: string;
   };
+  metrics: {
+    /**
+     * Where /metrics is served: "" (off), "host:port", or an absolute unix socket path (created 0600).
+     * The FUSE servers keep their statistics only while it is on.
+     */
+    address: string;
+  };
 }
 
 const MIB = 1024 * 1024;
+
+/**
+ * The admin socket (GET /status, `clip status`) of a daemon serving containerd on `address`: beside it,
+ * "<address>.admin", mode 0600 like it.
+ */
+export function adminSocketPath(address: string): string {
+  return `${address}.admin`;
+}
 
 /** The config file `clip serve` reads when --config is not given, if it exists. */
 export const DEFAULT_CONFIG_FILE = '/etc/clip/clip.toml';
@@ -178,6 +194,9 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     imageServicePath: '/run/clip/cri.sock',
     containerdImageService: '/run/containerd/containerd.sock',
   },
+  metrics: {
+    address: '',
+  },
 };
 
 type Kind =
@@ -193,7 +212,8 @@ type Kind =
   | 'seconds'
   | 'log-level'
   | 'log-format'
-  | 'verify-mode';
+  | 'verify-mode'
+  | 'listen-address';
 
 interface Setting {
   /** Dotted TOML name, e.g. "lazy.span_size". */
@@ -244,6 +264,7 @@ const SETTINGS: Setting[] = [
   { toml: 'cri_keychain.enable', field: 'criKeychain.enabled', kind: 'boolean' },
   { toml: 'cri_keychain.image_service_path', field: 'criKeychain.imageServicePath', kind: 'path' },
   { toml: 'cri_keychain.containerd_image_service', field: 'criKeychain.containerdImageService', kind: 'path' },
+  { toml: 'metrics.address', field: 'metrics.address', kind: 'listen-address' },
 ];
 
 /** Partial settings by dotted field name, from a file or the command line; later layers win. */
@@ -307,6 +328,10 @@ function convert(setting: Setting, value: unknown): unknown {
       return typeof value === 'number' && value > 0 && Number.isFinite(value) ? Math.round(value * 1000) : bad('a number of seconds > 0');
     case 'log-level':
       return typeof value === 'string' ? parseLogLevel(value) : bad('a log level');
+    case 'listen-address':
+      if (typeof value !== 'string') return bad('"host:port", an absolute unix socket path, or ""');
+      parseListenAddress(value);
+      return value;
     case 'log-format':
       return (LOG_FORMATS as readonly unknown[]).includes(value) ? value : bad(`one of ${LOG_FORMATS.join(', ')}`);
   }

@@ -16,7 +16,14 @@ import { createSnapshotsServer } from '../snapshotter/grpc-service';
 import { TrustPolicy } from '../trust';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { MountHandOff } from '../fusefs/mount-handoff';
-import { DaemonConfig, ServiceEnvironment } from './config';
+import { buildInfo } from '../build-info';
+import { readsWaitingLongerThan } from '../fusefs/layer-filesystem';
+import { ClipMetrics } from '../metrics/clip-metrics';
+import { directoryBytes } from '../metrics/directory-bytes';
+import { parseListenAddress } from '../metrics/listen-address';
+import { DaemonConfig, ServiceEnvironment, adminSocketPath } from './config';
+import { daemonStatus } from './daemon-status';
+import { HttpEndpoint } from './http-endpoint';
 import { prepareRoot } from './root-dir';
 import { fdStoreFor, lockRoot, notifyReady, notifyStopping } from './service-manager';
 import { bindPrivateSocket, prepareSocketPath } from './socket';
@@ -28,12 +35,19 @@ const MAX_MESSAGE_BYTES = 16 << 20;
  * Lazy layers from the config: registry client, archive store and content cache under the root. Registry
  * credentials come from the CRI keychain first (when on), then from the docker config.
  */
+interface Lazy {
+  layers: LazyLayers;
+  registry: RegistryClient;
+  cache: ContentCache;
+}
+
 async function createLazyLayers(
   config: DaemonConfig,
   logger: Logger,
   handOff: MountHandOff | undefined,
   keychain: CriKeychain | undefined,
-): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
+  metrics: ClipMetrics | undefined,
+): Promise<Lazy> {
   const { lazy, registry: reg } = config;
   const docker = reg.dockerConfig
     ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
@@ -50,6 +64,7 @@ async function createLazyLayers(
       progressWindowMs: reg.transferWindowMs,
     },
     retry: { maxAttempts: reg.retries + 1 },
+    observer: metrics,
   });
   const policy = await TrustPolicy.load({ trustedKeys: lazy.trustedKeys, trustedRepositories: lazy.trustedRepositories });
   if (lazy.publishedArchives && !policy.trustsPublished) {
@@ -79,8 +94,9 @@ async function createLazyLayers(
     limits,
     archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
     handOff,
+    metrics,
   });
-  return { layers, registry };
+  return { layers, registry, cache };
 }
 
 function grpcServer(): Server {
@@ -120,15 +136,63 @@ async function startCriProxy(config: DaemonConfig, keychain: CriKeychain, logger
   return { server, proxy };
 }
 
+/**
+ * The operators' endpoints: /metrics on [metrics] address (when set), and /status on the admin socket
+ * beside the main one (adminSocketPath).
+ */
+async function startEndpoints(
+  config: DaemonConfig,
+  logger: Logger,
+  snapshotter: Snapshotter,
+  lazy: Lazy | undefined,
+  metrics: ClipMetrics | undefined,
+  configFile: string | undefined,
+): Promise<HttpEndpoint[]> {
+  const endpoints: HttpEndpoint[] = [];
+  const startedAt = Date.now();
+  try {
+    if (metrics) {
+      metrics.setSources({
+        archiveStoreBytes: () => directoryBytes(path.join(config.root, 'archives')),
+        contentCacheBytes: () => directoryBytes(path.join(config.root, 'cache')),
+        mountedLayers: () => lazy?.layers.mountedCount ?? 0,
+        readsWaitingLongerThan,
+      });
+      const address = parseListenAddress(config.metrics.address);
+      if (address.kind !== 'off') {
+        const endpoint = await HttpEndpoint.start(address, { '/metrics': () => metrics.exposition() }, logger);
+        endpoints.push(endpoint);
+        logger.info(`clip serving metrics on ${endpoint.description}/metrics`);
+      }
+    }
+    const metricsAt = endpoints[0]?.description;
+    const status = async () => ({
+      contentType: 'application/json',
+      body: `${JSON.stringify(
+        await daemonStatus({ build: buildInfo(), startedAt, configFile, root: config.root, address: config.address, metrics: metricsAt, snapshotter, lazy }),
+        null,
+        2,
+      )}\n`,
+    });
+    endpoints.push(await HttpEndpoint.start({ kind: 'unix', path: adminSocketPath(config.address) }, { '/status': status }, logger));
+  } catch (err) {
+    await Promise.all(endpoints.map((e) => e.close()));
+    throw err;
+  }
+  return endpoints;
+}
+
 export class Daemon {
   private constructor(
     private readonly server: Server,
     private readonly snapshotter: Snapshotter,
     private readonly config: DaemonConfig,
     private readonly logger: Logger,
-    private readonly lazy: { layers: LazyLayers; registry: RegistryClient } | undefined,
+    private readonly lazy: Lazy | undefined,
     private readonly service: ServiceEnvironment,
     private readonly cri: { server: Server; proxy: ImageServiceProxy } | undefined,
+    private readonly endpoints: HttpEndpoint[],
+    private readonly metrics: ClipMetrics | undefined,
   ) {}
 
   /**
@@ -137,7 +201,7 @@ export class Daemon {
    * earlier process handed over, then the snapshotter (stale mounts, remounts in the background), then
    * the socket is bound and the service manager told.
    */
-  static async start(config: DaemonConfig, logger: Logger, service: ServiceEnvironment = { passedFds: [] }): Promise<Daemon> {
+  static async start(config: DaemonConfig, logger: Logger, service: ServiceEnvironment = { passedFds: [] }, configFile?: string): Promise<Daemon> {
     await prepareRoot(config.root);
     lockRoot(config.root);
     await prepareSocketPath(config.address);
@@ -147,35 +211,45 @@ export class Daemon {
       await handOff.load();
     }
     const keychain = config.criKeychain.enabled ? new CriKeychain() : undefined;
-    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger, handOff, keychain) : undefined;
+    const metrics = config.metrics.address !== '' ? new ClipMetrics(buildInfo()) : undefined;
+    const lazy = config.lazy.enabled ? await createLazyLayers(config, logger, handOff, keychain, metrics) : undefined;
     const hosts = new RegistryHosts({ configDir: config.registry.hostsDirs });
     const snapshotter = await Snapshotter.open({
       root: config.root,
       logger,
       remote: lazy?.layers,
       fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
+      metrics,
     });
     const server = grpcServer();
     server.addService(SnapshotsService, createSnapshotsServer(snapshotter, logger));
     let cri: { server: Server; proxy: ImageServiceProxy } | undefined;
+    let endpoints: HttpEndpoint[] = [];
     try {
       await bindPrivateSocket(server, config.address);
       if (keychain) cri = await startCriProxy(config, keychain, logger);
+      endpoints = await startEndpoints(config, logger, snapshotter, lazy, metrics, configFile);
     } catch (err) {
       server.forceShutdown();
+      if (cri) {
+        cri.server.forceShutdown();
+        cri.proxy.close();
+      }
       snapshotter.close();
+      metrics?.close();
       await lazy?.layers.close();
       throw err;
     }
     logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'}${handOff ? `, live restart through ${handOff.description}` : ''})`);
     notifyReady(service, logger);
-    return new Daemon(server, snapshotter, config, logger, lazy, service, cri);
+    return new Daemon(server, snapshotter, config, logger, lazy, service, cri, endpoints, metrics);
   }
 
   /** Stops accepting calls, lets running ones finish (bounded), and closes the metadata store. */
   async stop(graceMs = 5000): Promise<void> {
     notifyStopping(this.service);
-    await Promise.all([shutdown(this.server, graceMs), this.cri && shutdown(this.cri.server, graceMs)]);
+    await Promise.all([shutdown(this.server, graceMs), this.cri && shutdown(this.cri.server, graceMs), ...this.endpoints.map((e) => e.close())]);
+    this.metrics?.close();
     this.cri?.proxy.close();
     this.snapshotter.close();
     // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the

@@ -4,6 +4,7 @@
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
+import type http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { FailedPreconditionError } from '../errors';
@@ -50,6 +51,22 @@ export async function bindPrivateSocket(server: Server, address: string): Promis
       new Promise<number>((resolve, reject) =>
         server.bindAsync(`unix://${address}`, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
       ),
+  );
+  await fsp.chmod(address, 0o600);
+}
+
+/** Makes an HTTP server listen on a unix socket that only root can use (0600), replacing a stale socket file. */
+export async function listenPrivate(server: http.Server, address: string): Promise<void> {
+  await prepareSocketPath(address);
+  await withPrivateUmask(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(address, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
   );
   await fsp.chmod(address, 0o600);
 }

@@ -74,6 +74,13 @@ interface Session {
 /** Sessions until their server exits, so that nothing they use is collected meanwhile. */
 const live = new Set<Session>();
 
+/** Reads waiting longer than `ms` for their bytes, over every FUSE session of this process (hung IO). */
+export function readsWaitingLongerThan(ms: number): number {
+  let n = 0;
+  for (const session of live) n += session.server.waitingReads(ms);
+  return n;
+}
+
 export class LayerFilesystem {
   private readonly tree: LayerTree;
   private readonly stream: LayerStream;

@@ -24,6 +24,8 @@ export interface NativeLayerServer {
    * server itself, even while the JS thread is blocked; a later reply to it is dropped.
    */
   setReadTimeout(ms: number): void;
+  /** How many reads passed to JS have waited longer than `ms` for their answer (hung IO). */
+  waitingReads(ms: number): number;
   /** The session's /dev/fuse fd (-1 before mount/attach). */
   fd(): number;
   /** Answers read request `id` with these bytes. */
@@ -36,7 +38,28 @@ export interface NativeLayerServer {
   destroy(): void;
 }
 
+/**
+ * The native servers' process-wide operation statistics (native/fuse_stats.c): counters only grow. Per
+ * operation (same order as `operations`): request count, latency sum, latency bucket counts (not
+ * cumulative; bucketBoundsSeconds.length + 1 of them, the last one above every bound) and error replies
+ * per errno (same order as `errnos`).
+ */
+export interface FuseStats {
+  operations: string[];
+  errnos: string[];
+  bucketBoundsSeconds: number[];
+  count: number[];
+  sumSeconds: number[];
+  buckets: number[][];
+  errors: number[][];
+  /** Reads the native server answered from verified cache files itself. */
+  cacheHits: number;
+}
+
 interface Addon {
+  fuseStats(): FuseStats;
+  /** Statistics are kept only while on (default off): when off a request costs no clock read. */
+  setFuseStats(on: boolean): void;
   LayerServer: new (
     table: Buffer,
     cacheDir: string,
@@ -49,7 +72,7 @@ interface Addon {
 const ADDON_PATH = path.join(__dirname, 'native', 'clip_fuse.node');
 let addon: Addon | undefined;
 
-export function nativeLayerServer(...args: ConstructorParameters<Addon['LayerServer']>): NativeLayerServer {
+function loaded(): Addon {
   if (addon === undefined) {
     try {
       addon = require(ADDON_PATH) as Addon;
@@ -57,5 +80,17 @@ export function nativeLayerServer(...args: ConstructorParameters<Addon['LayerSer
       throw new InternalError(`FUSE addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
     }
   }
-  return new addon.LayerServer(...args);
+  return addon;
+}
+
+export function nativeLayerServer(...args: ConstructorParameters<Addon['LayerServer']>): NativeLayerServer {
+  return new (loaded().LayerServer)(...args);
+}
+
+export function fuseStats(): FuseStats {
+  return loaded().fuseStats();
+}
+
+export function setFuseStats(on: boolean): void {
+  loaded().setFuseStats(on);
 }

@@ -23,6 +23,21 @@ export interface RangeSource {
   stream?(signal?: AbortSignal): AsyncIterable<Buffer>;
 }
 
+/**
+ * Why a span is fetched: a reader waits for it (foreground), it is read ahead of a reader walking the
+ * layer in order (prefetch), it is in the layer's start-up profile (profile), or the background fetcher
+ * fills the cache (background).
+ */
+export type FetchKind = 'foreground' | 'prefetch' | 'profile' | 'background';
+
+/** What the read path counts (src/metrics); optional. */
+export interface ReadMetrics {
+  /** Compressed bytes came from the registry, completing `spans` spans (a zstd layer's chunks: 0, then all). */
+  fetched(kind: FetchKind, bytes: number, spans: number): void;
+  /** A span was looked up in the content cache. */
+  cacheLookup(hit: boolean): void;
+}
+
 /** The smallest span size indexLayer accepts. */
 const MIN_SPAN_SIZE = 4 << 10;
 
@@ -58,6 +73,7 @@ export interface LayerSpanReaderOptions {
   readAhead?: number;
   /** Where a failing cache (a full disk) is reported. */
   logger?: Pick<Logger, 'warn'>;
+  metrics?: ReadMetrics;
 }
 
 /** A failing cache is reported again after this long. */
@@ -76,6 +92,7 @@ export class LayerSpanReader implements SpanReader {
   private lastRead = -2;
   private readonly logger?: Pick<Logger, 'warn'>;
   private cacheWriteFailing = false;
+  private readonly metrics?: ReadMetrics;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
   fetchedBytes = 0;
 
@@ -86,6 +103,7 @@ export class LayerSpanReader implements SpanReader {
     this.activity = opts.activity ?? new ForegroundActivity();
     this.readAhead = opts.readAhead ?? 2;
     this.logger = opts.logger;
+    this.metrics = opts.metrics;
   }
 
   get layerDigest(): string {
@@ -98,7 +116,7 @@ export class LayerSpanReader implements SpanReader {
 
   readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
     this.noteRead(index);
-    return this.loadOnce(index, true, signal);
+    return this.loadOnce(index, 'foreground', signal);
   }
 
   /** A slice of a span this process has verified and cached, read from its cache file alone. */
@@ -148,7 +166,7 @@ export class LayerSpanReader implements SpanReader {
   private loadAhead(index: number): void {
     for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
       if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, this.spanDigest(next))) continue;
-      this.loadOnce(next, true).catch(() => undefined); // the reader's own request will report a failure
+      this.loadOnce(next, 'prefetch').catch(() => undefined); // the reader's own request will report a failure
     }
   }
 
@@ -165,7 +183,7 @@ export class LayerSpanReader implements SpanReader {
         const i = indexes[next++]!;
         if (i >= this.spanCount) continue;
         try {
-          if (await this.fetchIfMissing(i, true)) fetched++;
+          if (await this.fetchIfMissing(i, 'profile')) fetched++;
         } catch {
           // the span's readers see the failure
         }
@@ -180,40 +198,43 @@ export class LayerSpanReader implements SpanReader {
    * counted as foreground activity. Resolves true when it fetched something.
    */
   prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
-    return this.fetchIfMissing(index, false, signal);
+    return this.fetchIfMissing(index, 'background', signal);
   }
 
   /** Loads span i unless it is cached or already on its way; resolves true when it loaded it. */
-  private async fetchIfMissing(index: number, foreground: boolean, signal?: AbortSignal): Promise<boolean> {
+  private async fetchIfMissing(index: number, kind: FetchKind, signal?: AbortSignal): Promise<boolean> {
     if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, this.spanDigest(index)))) return false;
-    await this.loadOnce(index, foreground, signal);
+    await this.loadOnce(index, kind, signal);
     return true;
   }
 
-  private loadOnce(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
+  private loadOnce(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
     let p = this.pending.get(index);
     if (!p) {
-      p = this.load(index, foreground, signal).finally(() => this.pending.delete(index));
+      p = this.load(index, kind, signal).finally(() => this.pending.delete(index));
       this.pending.set(index, p);
     }
     return p;
   }
 
-  private async load(index: number, foreground: boolean, signal?: AbortSignal): Promise<Buffer> {
+  private async load(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
+    const foreground = kind !== 'background';
     const layer = this.archive.layerDigest;
     const spanDigest = this.spanDigest(index);
     // A cache that cannot be read (a disk fault) is a miss: the span is fetched and checked again.
     const cached = await this.cache.get(layer, spanDigest).catch(() => undefined);
     if (cached && (this.cache.isVerified(layer, spanDigest) || (await this.matches(index, cached)))) {
       this.cache.markVerified(layer, spanDigest);
+      this.metrics?.cacheLookup(true);
       return cached;
     }
+    this.metrics?.cacheLookup(false);
     // A zstd layer is decompressed whole, and every span cached and checked on the way.
-    if (this.archive.compression === 'zstd') return this.fetchWhole(index);
+    if (this.archive.compression === 'zstd') return this.fetchWhole(index, kind);
     if (foreground) this.activity.begin();
     let data: Buffer;
     try {
-      data = await this.fetch(index, signal);
+      data = await this.fetch(index, kind, signal);
     } finally {
       if (foreground) this.activity.end();
     }
@@ -236,11 +257,12 @@ export class LayerSpanReader implements SpanReader {
     return (await sha256Digest(data)) === this.archive.spanDigests[index];
   }
 
-  private async fetch(index: number, signal?: AbortSignal): Promise<Buffer> {
+  private async fetch(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
     const range = spanRange(this.archive, index);
     try {
       const compressed = await this.source.readRange(range.compressedStart, range.compressedEnd - range.compressedStart, signal);
       this.fetchedBytes += compressed.length;
+      this.metrics?.fetched(kind, compressed.length, 1);
       return await decodeSpan(this.archive, index, compressed);
     } catch (err) {
       throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: ${errorMessage(err)}`, { cause: err });
@@ -253,20 +275,20 @@ export class LayerSpanReader implements SpanReader {
    */
   async ensureWhole(): Promise<void> {
     const cached = await this.cache.cachedSpans(this.archive.layerDigest);
-    if (this.archive.spanDigests.some((digest) => !cached.has(digest))) return this.restoreWhole();
+    if (this.archive.spanDigests.some((digest) => !cached.has(digest))) return this.restoreWhole('foreground');
   }
 
   /** Span i of a zstd layer, from the cache once the whole blob went through it. */
-  private async fetchWhole(index: number): Promise<Buffer> {
-    await this.restoreWhole();
+  private async fetchWhole(index: number, kind: FetchKind): Promise<Buffer> {
+    await this.restoreWhole(kind);
     const data = await this.cache.get(this.archive.layerDigest, this.spanDigest(index));
     if (!data) throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: not in the cache after decompressing the layer`);
     return data;
   }
 
   /** Decompresses the whole blob into the cache, once for all callers at a time. */
-  private async restoreWhole(): Promise<void> {
-    this.restoring ??= this.decompressWhole().finally(() => {
+  private async restoreWhole(kind: FetchKind): Promise<void> {
+    this.restoring ??= this.decompressWhole(kind).finally(() => {
       this.restoring = undefined;
     });
     try {
@@ -276,13 +298,14 @@ export class LayerSpanReader implements SpanReader {
     }
   }
 
-  private async decompressWhole(): Promise<void> {
+  private async decompressWhole(kind: FetchKind): Promise<void> {
     const { archive, cache } = this;
     const source = this.source;
     if (!source.stream) throw new UnavailableError('a zstd layer needs the whole blob, and this source only reads ranges');
     const counted = async function* (reader: LayerSpanReader, chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
       for await (const chunk of chunks) {
         reader.fetchedBytes += chunk.length;
+        reader.metrics?.fetched(kind, chunk.length, 0);
         yield chunk;
       }
     };
@@ -301,6 +324,7 @@ export class LayerSpanReader implements SpanReader {
           open: async (i) => checkedWriter(await cache.openSpanWriter(archive.layerDigest), archive, i),
         },
       });
+      this.metrics?.fetched(kind, 0, archive.spanDigests.length);
     } catch (err) {
       await cache.removeSpans(archive.layerDigest, archive.spanDigests).catch(() => undefined);
       throw err;

@@ -26,6 +26,7 @@ import { RegistryLogger, redactUrl, silentLogger } from './logger';
 import { AttemptDeadline, TransferLimits } from './attempt-deadline';
 import { EndpointTls } from './endpoint';
 import { discard } from './read-body';
+import { isTimeoutError } from './timeout-error';
 import {
   DEFAULT_RETRY_POLICY,
   RetryPolicy,
@@ -98,7 +99,14 @@ export interface TransportResponse {
   url: URL;
 }
 
+/** What the transport reports about each attempt (src/metrics); optional. */
+export interface RequestObserver {
+  /** An attempt ended with a response (its status, after redirects) or without one, after `seconds`. */
+  registryRequest(outcome: number | 'network' | 'timeout', seconds: number): void;
+}
+
 export interface HttpTransportOptions {
+  observer?: RequestObserver;
   timeouts?: Partial<Timeouts>;
   retry?: Partial<RetryPolicy>;
   logger?: RegistryLogger;
@@ -122,6 +130,7 @@ export class HttpTransport {
   readonly logger: RegistryLogger;
   private readonly userAgent: string;
   private readonly agent: Agent;
+  private readonly observer?: RequestObserver;
   /** Agents for non-default TLS settings, by a digest of the setting, least recently used first. */
   private readonly tlsAgents = new Map<string, Agent>();
 
@@ -130,6 +139,7 @@ export class HttpTransport {
     this.retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.logger = options.logger ?? silentLogger;
     this.userAgent = options.userAgent ?? 'clip-snapshotter';
+    this.observer = options.observer;
     this.agent = this.newAgent({ verify: true, ca: [], clientCertificates: [] });
   }
 
@@ -174,12 +184,15 @@ export class HttpTransport {
     for (let attempt = 1; ; attempt++) {
       let res: TransportResponse;
       const deadline = new AttemptDeadline(this.timeouts, req.expectedBytes, req.signal);
+      const started = this.observer ? performance.now() : 0;
       try {
         res = await this.followRedirects(req, deadline);
+        this.observer?.registryRequest(res.statusCode, (performance.now() - started) / 1000);
       } catch (err) {
         deadline.end();
         if (req.signal?.aborted) throw abortReason(req.signal);
-        if (isClipError(err)) throw err;
+        if (isClipError(err)) throw err; // a redirect clip refuses to follow: not a network failure
+        this.observer?.registryRequest(deadline.signal.aborted || isTimeoutError(err) ? 'timeout' : 'network', (performance.now() - started) / 1000);
         if (!isTransientError(err) || attempt >= this.retry.maxAttempts) {
           const tries = attempt > 1 ? ` (gave up after ${attempt} attempts)` : '';
           throw new UnavailableError(`${what}: ${describeError(err)}${tries}`, { cause: err });

@@ -17,7 +17,7 @@ import { CredentialProvider } from './credentials';
 import { computeDigest, validateDigest, verifyDigest } from './digest';
 import { HostCapability, RegistryEndpoint, endpointUrl } from './endpoint';
 import { DigestMismatchError, RegistryProtocolError } from './registry-errors';
-import { HttpTransport, Timeouts } from './http-transport';
+import { HttpTransport, RequestObserver, Timeouts } from './http-transport';
 import { ImageConfig, parseImageConfig } from './image-config';
 import { RegistryLogger, silentLogger } from './logger';
 import { Descriptor, ImageManifest, ParsedManifest, parseManifest } from './manifest';
@@ -46,6 +46,8 @@ export interface RegistryClientOptions {
   /** Platform chosen from indexes; default: linux and this machine's architecture. */
   platform?: Platform;
   userAgent?: string;
+  /** Told about every request attempt (metrics). */
+  observer?: RequestObserver;
 }
 
 export interface ResolveOptions {
@@ -98,7 +100,13 @@ export class RegistryClient {
 
   constructor(options: RegistryClientOptions = {}) {
     this.logger = options.logger ?? silentLogger;
-    this.transport = new HttpTransport({ timeouts: options.timeouts, retry: options.retry, logger: this.logger, userAgent: options.userAgent });
+    this.transport = new HttpTransport({
+      timeouts: options.timeouts,
+      retry: options.retry,
+      logger: this.logger,
+      userAgent: options.userAgent,
+      observer: options.observer,
+    });
     const authorizer = new Authorizer(new TokenFetcher(this.transport), { credentials: options.credentials });
     this.http = new RegistryHttp(this.transport, authorizer);
     this.hosts = new RegistryHosts(options.hosts);

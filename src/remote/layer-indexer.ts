@@ -29,6 +29,13 @@ export interface LayerIndexerOptions {
   cacheWhileIndexing: boolean;
   /** Limits on each layer (default DEFAULT_INDEX_LIMITS); a layer over one fails with IndexLimitError. */
   limits?: Partial<IndexLimits>;
+  /** Told about every layer indexed (metrics). */
+  metrics?: IndexMetrics;
+}
+
+export interface IndexMetrics {
+  /** A layer of `bytes` compressed bytes was indexed in `seconds`. */
+  layerIndexed(bytes: number, seconds: number): void;
 }
 
 export interface IndexOptions {
@@ -93,6 +100,7 @@ export class LayerIndexer {
         limits: this.opts.limits,
       });
       const seconds = (Date.now() - started) / 1000;
+      this.opts.metrics?.layerIndexed(archive.compressedSize, seconds);
       logger.info(
         `indexed layer ${where.layerDigest}: ${archive.entries.length} entries, ${archive.checkpoints.length} spans, ` +
           `${(archive.uncompressedSize / 1e6 / Math.max(seconds, 0.001)).toFixed(0)} MB/s`,

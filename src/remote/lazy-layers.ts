@@ -16,7 +16,7 @@ import type { IndexLimits } from '../indexer';
 import { errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
-import { ForegroundActivity, LayerSpanReader } from '../fusefs/layer-span-reader';
+import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
 import { LayerFilesystem, forceUnmount, listFuseMounts } from '../fusefs';
 import type { MountHandOff } from '../fusefs/mount-handoff';
 import { RegistryClient } from '../registry';
@@ -31,7 +31,7 @@ import { Labels } from '../snapshotter/types';
 import { LOCAL, TrustPolicy, type ArchiveProvenance } from '../trust';
 import { ArchiveStore, type StoredArchive } from './archive-store';
 import { ArchiveVerifier } from './archive-verifier';
-import { LayerIndexer, LayerLocation } from './layer-indexer';
+import { type IndexMetrics, LayerIndexer, LayerLocation } from './layer-indexer';
 import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
 import { PublishedArchives } from './published-archives';
@@ -62,6 +62,18 @@ export interface LazyLayersOptions {
   startupProfiles?: boolean;
   /** Hand layer mounts to the next clip process and take over those of an earlier one (live restart). */
   handOff?: MountHandOff;
+  /** Counts fetches, cache lookups and indexing (metrics). */
+  metrics?: ReadMetrics & IndexMetrics;
+}
+
+/** What `clip status` shows of a mounted layer. */
+export interface MountedLayerState {
+  /** Uncompressed size of the layer (its tar stream). */
+  uncompressedBytes: number;
+  spans: number;
+  /** The layer's archive carries a start-up profile. */
+  startupProfile: boolean;
+  provenance: ArchiveProvenance;
 }
 
 interface MountedLayer {
@@ -69,6 +81,7 @@ interface MountedLayer {
   reader: LayerSpanReader;
   release: () => void;
   recorder?: ProfileRecorder;
+  provenance: ArchiveProvenance;
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -142,10 +155,28 @@ export class LazyLayers implements RemoteLayers {
       if (archive.startupSpans?.length) this.replay(where, archive);
       else recorder = new ProfileRecorder(stored, fs, this.opts.archives, this.opts.logger);
     }
-    this.mounted.set(dir, { fs, reader, release, recorder });
+    this.mounted.set(dir, { fs, reader, release, recorder, provenance: stored.provenance });
     if (this.verifier && stored.provenance.source !== 'local') this.verifier.add(where, stored);
     else if (this.opts.backgroundFetch) this.fetcher.add(reader);
     return { diffId: archive.diffId };
+  }
+
+  /** How many layer mounts this process serves. */
+  get mountedCount(): number {
+    return this.mounted.size;
+  }
+
+  /** The mounted layer on `dir`, for status, or undefined when nothing is mounted there. */
+  describe(dir: string): MountedLayerState | undefined {
+    const layer = this.mounted.get(dir);
+    if (!layer) return undefined;
+    const { archive } = layer.reader;
+    return {
+      uncompressedBytes: archive.uncompressedSize,
+      spans: archive.checkpoints.length,
+      startupProfile: (archive.startupSpans?.length ?? 0) > 0,
+      provenance: layer.provenance,
+    };
   }
 
   async unmount(dir: string): Promise<void> {
@@ -238,6 +269,7 @@ export class LazyLayers implements RemoteLayers {
         cache: this.opts.cache,
         activity: this.activity,
         logger: this.opts.logger,
+        metrics: this.opts.metrics,
       });
       this.readers.set(key, reader);
     }

@@ -85,9 +85,14 @@ export async function fallbackHint(reason: FallbackReason, host: string | undefi
 }
 
 /** The one log line of a fallback: what failed, the reason class and the fix. */
-export async function describeFallback(target: string, labels: Labels, err: unknown, ctx: FallbackContext): Promise<{ reason: FallbackReason; line: string }> {
+export async function describeFallback(
+  target: string,
+  labels: Labels,
+  err: unknown,
+  ctx: FallbackContext,
+): Promise<{ reason: FallbackReason; line: string; hint?: string }> {
   const reason = fallbackReason(err);
   const hint = await fallbackHint(reason, imageHost(labels), ctx);
   const line = `layer ${target} cannot be served lazily (${reason}), containerd unpacks it instead: ${errorMessage(err).replace(/\s*\n\s*/g, ' ')}${hint ? `. Fix: ${hint}` : ''}`;
-  return { reason, line };
+  return { reason, line, hint };
 }

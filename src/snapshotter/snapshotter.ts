@@ -24,7 +24,7 @@ import {
 } from '../errors';
 import { compileFilters } from './filters';
 import { chainIdOf } from './chain-id';
-import { LABEL_REMOTE, LABEL_TARGET_REF } from './labels';
+import { LABEL_CRI_IMAGE_REF, LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE, LABEL_TARGET_REF } from './labels';
 import { validateLabels } from './label-validation';
 import { Layout } from './layout';
 import { MetaStore, SnapshotRecord } from './metastore';
@@ -32,6 +32,7 @@ import { computeMounts, MountOptions } from './mounts';
 import { FallbackContext, describeFallback } from './fallback-reason';
 import { infoField } from './info-fields';
 import { RemoteLayers } from './remote-layers';
+import { PrepareRecord, type PrepareMetrics } from './prepare-record';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
 import { nowMicros } from './wall-clock';
@@ -43,6 +44,18 @@ export interface SnapshotterOptions {
   remote?: RemoteLayers;
   /** What the fallback log line may consult to say how to fix a layer that cannot be served lazily. */
   fallback?: FallbackContext;
+  /** Counts Prepare outcomes (metrics). */
+  metrics?: PrepareMetrics;
+}
+
+/** A committed remote snapshot, for `clip status`. */
+export interface RemoteSnapshot {
+  name: string;
+  layerDigest: string;
+  imageRef: string;
+  /** The directory its layer is mounted on. */
+  dir: string;
+  mounted: boolean;
 }
 
 const NO_FALLBACK_CONTEXT: FallbackContext = { hostsDirs: [], hostsFile: async () => undefined };
@@ -68,9 +81,12 @@ export class Snapshotter {
   /** One remote handshake at a time per remote snapshot name. */
   private readonly remoteLocks = new Map<string, Promise<unknown>>();
   private fallback: FallbackContext = NO_FALLBACK_CONTEXT;
+  /** Prepare outcomes: counted, and the latest fallback of each layer kept for status. */
+  readonly outcomes: PrepareRecord;
 
-  private constructor(layout: Layout, store: MetaStore, logger: Logger, remote: RemoteLayers | undefined) {
+  private constructor(layout: Layout, store: MetaStore, logger: Logger, remote: RemoteLayers | undefined, metrics?: PrepareMetrics) {
     this.layout = layout;
+    this.outcomes = new PrepareRecord(metrics);
     this.store = store;
     this.logger = logger;
     this.remote = remote;
@@ -84,7 +100,7 @@ export class Snapshotter {
   static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
     const layout = new Layout(opts.root);
     await fsp.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o700 });
-    const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote);
+    const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote, opts.metrics);
     if (opts.fallback) snapshotter.fallback = opts.fallback;
     if (opts.remote) {
       // Mounts handed over by the earlier process are kept: their remount serves them again.
@@ -119,11 +135,27 @@ export class Snapshotter {
     if (this.remote && target && this.remote.canServe(labels)) {
       const name = remoteSnapshotName(target, parent);
       if (this.store.getByKey(name)?.kind === Kind.COMMITTED && this.isUsable(name)) {
+        this.outcomes.remote(labels[LABEL_CRI_LAYER_DIGEST]);
         throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
       }
       return this.serialized(name, () => this.prepareRemote(key, parent, labels, target, name, signal));
     }
+    this.outcomes.local();
     return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
+  }
+
+  /** The committed remote snapshots and whether their layer is mounted now. */
+  remoteSnapshots(): RemoteSnapshot[] {
+    return this.store
+      .all()
+      .filter((r) => this.isRemote(r))
+      .map((r) => ({
+        name: r.key,
+        layerDigest: r.labels[LABEL_CRI_LAYER_DIGEST] ?? '',
+        imageRef: r.labels[LABEL_CRI_IMAGE_REF] ?? '',
+        dir: this.layout.fsDir(r.id),
+        mounted: this.mounted.has(r.id),
+      }));
   }
 
   view(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
@@ -289,11 +321,13 @@ export class Snapshotter {
     const remounting = existing && this.remounts.get(existing.id);
     if (remounting) await remounting;
     if (existing?.kind === Kind.COMMITTED && this.isUsable(name)) {
+      this.outcomes.remote(labels[LABEL_CRI_LAYER_DIGEST]);
       throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
     }
     if (existing) {
       // A remote snapshot whose layer cannot be mounted now: serve this Prepare normally.
       this.logger.warn(`layer ${target} is committed but not mounted; unpacking it normally`);
+      this.outcomes.local();
       return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
     }
     const record = await this.createRecord(Kind.ACTIVE, key, parent, labels);
@@ -305,7 +339,9 @@ export class Snapshotter {
       if (problem) throw new InvalidArgumentError(problem);
     } catch (err) {
       if (this.mounted.has(record.id)) await this.unmountLayer(record.id);
-      this.logger.warn((await describeFallback(target, labels, err, this.fallback)).line);
+      const { line, reason, hint } = await describeFallback(target, labels, err, this.fallback);
+      this.logger.warn(line);
+      this.outcomes.fallback({ layerDigest: labels[LABEL_CRI_LAYER_DIGEST] ?? target, imageRef: labels[LABEL_CRI_IMAGE_REF] ?? '', reason, hint, at: Date.now() });
       return this.mountsOf(record);
     }
     try {
@@ -315,6 +351,7 @@ export class Snapshotter {
       throw err;
     }
     this.logger.info(`layer ${target} is served lazily as ${name}`);
+    this.outcomes.remote(labels[LABEL_CRI_LAYER_DIGEST]);
     throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
   }
 

@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "clip_fuse",
-      "sources": ["clip_fuse.c"],
+      "sources": ["clip_fuse.c", "fuse_stats.c"],
       "include_dirs": ["../../native"],
       "cflags": ["-Wall", "-Wextra", "-std=gnu11", "<!@(pkg-config --cflags fuse3)"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]

@@ -71,6 +71,7 @@
 
 #define NAPI_INTERNAL_CODE "CLIP_FUSE_INTERNAL"
 #include "napi_call.h"
+#include "fuse_stats.h"
 
 /* libfuse's own messages (why a mount failed) are kept for the error thrown to JS, not printed. */
 static _Thread_local char last_log[512];
@@ -251,6 +252,8 @@ typedef struct pending {
   uint32_t id;
   fuse_req_t req;
   uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+  uint64_t queued_ns;   /* CLOCK_MONOTONIC when it was passed to JS */
+  uint64_t start_ns;    /* stats_start() of the request (0: statistics were off) */
   struct pending *next;
 } pending_t;
 
@@ -307,6 +310,29 @@ static void entry_of(server_t *s, fuse_ino_t ino, struct fuse_entry_param *e) {
   fill_stat(table_inode(&s->table, ino), ino, &e->attr);
 }
 
+/* The request the session thread is answering (each server has one session thread): its statistics
+   start, the errno it was answered with, and whether it was passed to JS (then recorded at its reply). */
+static _Thread_local struct {
+  uint64_t start;
+  int err;
+  int deferred;
+} current;
+
+static void reply_err(fuse_req_t req, int err) {
+  current.err = err;
+  fuse_reply_err(req, err);
+}
+
+/* timed_NAME: the operation NAME as libfuse calls it, with its statistics recorded. */
+#define TIMED(name, op, params, args)  \
+  static void timed_##name params {    \
+    current.start = stats_start();     \
+    current.err = 0;                   \
+    current.deferred = 0;              \
+    name args;                         \
+    if (!current.deferred) stats_record(op, current.start, current.err); \
+  }
+
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
   (void)userdata;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
@@ -318,8 +344,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   server_t *s = server_of(req);
   const inode_t *dir = table_inode(&s->table, parent);
-  if (!dir) return (void)fuse_reply_err(req, ENOENT);
-  if (!S_ISDIR(dir->mode)) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!dir) return (void)reply_err(req, ENOENT);
+  if (!S_ISDIR(dir->mode)) return (void)reply_err(req, ENOTDIR);
   const dirent_t *d = table_lookup(&s->table, (uint32_t)parent, name);
   struct fuse_entry_param e;
   if (!d) {
@@ -337,7 +363,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   (void)fi;
   server_t *s = server_of(req);
   const inode_t *n = table_inode(&s->table, ino);
-  if (!n) return (void)fuse_reply_err(req, ENOENT);
+  if (!n) return (void)reply_err(req, ENOENT);
   struct stat st;
   fill_stat(n, ino, &st);
   fuse_reply_attr(req, &st, s->ttl);
@@ -346,8 +372,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
   server_t *s = server_of(req);
   const inode_t *n = table_inode(&s->table, ino);
-  if (!n) return (void)fuse_reply_err(req, ENOENT);
-  if (!S_ISLNK(n->mode)) return (void)fuse_reply_err(req, EINVAL);
+  if (!n) return (void)reply_err(req, ENOENT);
+  if (!S_ISLNK(n->mode)) return (void)reply_err(req, EINVAL);
   fuse_reply_readlink(req, s->table.pool + n->link_off); /* NUL-terminated in the pool */
 }
 
@@ -355,23 +381,23 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   (void)fi;
-  fuse_reply_err(req, ENOSYS);
+  reply_err(req, ENOSYS);
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   (void)fi;
-  fuse_reply_err(req, ENOSYS);
+  reply_err(req, ENOSYS);
 }
 
 static void list_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus) {
   server_t *s = server_of(req);
   const table_t *t = &s->table;
   const inode_t *dir = table_inode(t, ino);
-  if (!dir) return (void)fuse_reply_err(req, ENOENT);
-  if (!S_ISDIR(dir->mode)) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!dir) return (void)reply_err(req, ENOENT);
+  if (!S_ISDIR(dir->mode)) return (void)reply_err(req, ENOTDIR);
   char *buf = malloc(size);
-  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  if (!buf) return (void)reply_err(req, ENOMEM);
   size_t used = 0;
   /* positions: 0 ".", 1 "..", 2 + k the k-th child; an entry's offset is the position after it */
   uint64_t total = 2 + (uint64_t)dir->dirent_count;
@@ -422,7 +448,7 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 /* The xattr protocol: size 0 asks for the length; a smaller buffer than the value is ERANGE. */
 static void reply_sized(fuse_req_t req, const char *value, size_t len, size_t size) {
   if (size == 0) fuse_reply_xattr(req, len);
-  else if (size < len) fuse_reply_err(req, ERANGE);
+  else if (size < len) reply_err(req, ERANGE);
   else fuse_reply_buf(req, value, len);
 }
 
@@ -431,9 +457,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
   const table_t *t = &s->table;
   /* overlayfs probes every lower file for trusted.overlay.*; a layer without any attribute says
      ENOSYS once and the kernel stops asking this mount */
-  if (!t->any_xattrs) return (void)fuse_reply_err(req, ENOSYS);
+  if (!t->any_xattrs) return (void)reply_err(req, ENOSYS);
   const inode_t *n = table_inode(t, ino);
-  if (!n) return (void)fuse_reply_err(req, ENOENT);
+  if (!n) return (void)reply_err(req, ENOENT);
   size_t len = strlen(name);
   for (uint32_t i = n->first_xattr; i < n->first_xattr + n->xattr_count; i++) {
     const xattr_t *x = &t->xattrs[i];
@@ -441,18 +467,18 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
       return reply_sized(req, t->pool + x->value_off, x->value_len, size);
     }
   }
-  fuse_reply_err(req, ENODATA);
+  reply_err(req, ENODATA);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   server_t *s = server_of(req);
   const table_t *t = &s->table;
   const inode_t *n = table_inode(t, ino);
-  if (!n) return (void)fuse_reply_err(req, ENOENT);
+  if (!n) return (void)reply_err(req, ENOENT);
   size_t total = 0;
   for (uint32_t i = n->first_xattr; i < n->first_xattr + n->xattr_count; i++) total += t->xattrs[i].name_len + 1;
   char *list = malloc(total ? total : 1);
-  if (!list) return (void)fuse_reply_err(req, ENOMEM);
+  if (!list) return (void)reply_err(req, ENOMEM);
   size_t at = 0;
   for (uint32_t i = n->first_xattr; i < n->first_xattr + n->xattr_count; i++) {
     memcpy(list + at, t->pool + t->xattrs[i].name_off, t->xattrs[i].name_len);
@@ -546,12 +572,6 @@ static void note_read(server_t *s, uint64_t at, size_t len) {
  * EIO to every pending read past its deadline and forgets it. A late reply or fail from JS then finds no
  * pending request with its id and is dropped, so no request is answered twice.
  */
-static uint64_t monotonic_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void *watchdog_thread(void *arg) {
   server_t *s = arg;
   pthread_mutex_lock(&s->lock);
@@ -574,6 +594,7 @@ static void *watchdog_thread(void *arg) {
       while (expired) {
         pending_t *p = expired;
         expired = p->next;
+        stats_record(OP_READ, p->start_ns, EIO);
         fuse_reply_err(p->req, EIO);
         free(p);
       }
@@ -595,8 +616,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   (void)fi;
   server_t *s = server_of(req);
   const inode_t *n = table_inode(&s->table, ino);
-  if (!n) return (void)fuse_reply_err(req, ENOENT);
-  if (!S_ISREG(n->mode)) return (void)fuse_reply_err(req, S_ISDIR(n->mode) ? EISDIR : EINVAL);
+  if (!n) return (void)reply_err(req, ENOENT);
+  if (!S_ISREG(n->mode)) return (void)reply_err(req, S_ISDIR(n->mode) ? EISDIR : EINVAL);
   if (off < 0 || (uint64_t)off >= n->size || size == 0) return (void)fuse_reply_buf(req, NULL, 0);
   size_t len = (uint64_t)off + size > n->size ? (size_t)(n->size - (uint64_t)off) : size;
   uint64_t at = n->data_offset + (uint64_t)off;
@@ -605,8 +626,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   note_touched(s, first, at, len);
   note_read(s, at, len);
   char *buf = malloc(len);
-  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  if (!buf) return (void)reply_err(req, ENOMEM);
   if (read_cached(s, first, at, len, buf) == 0) {
+    stats_cache_hit();
     fuse_reply_buf(req, buf, len);
     free(buf);
     return;
@@ -617,18 +639,21 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (!p || !call) {
     free(p);
     free(call);
-    return (void)fuse_reply_err(req, ENOMEM);
+    return (void)reply_err(req, ENOMEM);
   }
   pthread_mutex_lock(&s->lock);
   if (s->closing) {
     pthread_mutex_unlock(&s->lock);
     free(p);
     free(call);
-    return (void)fuse_reply_err(req, EIO);
+    return (void)reply_err(req, EIO);
   }
   p->id = ++s->next_id;
   p->req = req;
-  p->deadline_ns = s->read_timeout_ns ? monotonic_ns() + s->read_timeout_ns : 0;
+  p->queued_ns = monotonic_ns();
+  p->start_ns = current.start;
+  p->deadline_ns = s->read_timeout_ns ? p->queued_ns + s->read_timeout_ns : 0;
+  current.deferred = 1; /* recorded when it is answered */
   p->next = s->pending;
   s->pending = p;
   if (p->deadline_ns) pthread_cond_signal(&s->wake);
@@ -648,24 +673,37 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     pthread_mutex_unlock(&s->lock);
     if (ours) {
       free(p);
-      fuse_reply_err(req, EIO);
+      current.deferred = 0;
+      reply_err(req, EIO);
     }
   }
 }
 
+TIMED(op_lookup, OP_LOOKUP, (fuse_req_t req, fuse_ino_t parent, const char *name), (req, parent, name))
+TIMED(op_getattr, OP_GETATTR, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+TIMED(op_readlink, OP_READLINK, (fuse_req_t req, fuse_ino_t ino), (req, ino))
+TIMED(op_open, OP_OPEN, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+TIMED(op_read, OP_READ, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi))
+TIMED(op_opendir, OP_OPENDIR, (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi), (req, ino, fi))
+TIMED(op_readdir, OP_READDIR, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi))
+TIMED(op_readdirplus, OP_READDIRPLUS, (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi), (req, ino, size, off, fi))
+TIMED(op_getxattr, OP_GETXATTR, (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size), (req, ino, name, size))
+TIMED(op_listxattr, OP_LISTXATTR, (fuse_req_t req, fuse_ino_t ino, size_t size), (req, ino, size))
+TIMED(op_statfs, OP_STATFS, (fuse_req_t req, fuse_ino_t ino), (req, ino))
+
 static const struct fuse_lowlevel_ops OPS = {
     .init = op_init,
-    .lookup = op_lookup,
-    .getattr = op_getattr,
-    .readlink = op_readlink,
-    .open = op_open,
-    .read = op_read,
-    .opendir = op_opendir,
-    .readdir = op_readdir,
-    .readdirplus = op_readdirplus,
-    .getxattr = op_getxattr,
-    .listxattr = op_listxattr,
-    .statfs = op_statfs,
+    .lookup = timed_op_lookup,
+    .getattr = timed_op_getattr,
+    .readlink = timed_op_readlink,
+    .open = timed_op_open,
+    .read = timed_op_read,
+    .opendir = timed_op_opendir,
+    .readdir = timed_op_readdir,
+    .readdirplus = timed_op_readdirplus,
+    .getxattr = timed_op_getxattr,
+    .listxattr = timed_op_listxattr,
+    .statfs = timed_op_statfs,
 };
 
 /* Removes and returns the pending request with this id, or NULL. */
@@ -1038,20 +1076,48 @@ static napi_value server_attach(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
-static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+/* The server of a method called with one argument, a number of milliseconds (<= 0: 0), as nanoseconds. */
+static server_t *unwrap_ms(napi_env env, napi_callback_info info, uint64_t *ns) {
   size_t argc = 1;
   napi_value argv[1];
   server_t *s = unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
   double ms = 0;
-  NAPI_CALL(env, napi_get_value_double(env, argv[0], &ms));
+  if (!s || napi_get_value_double(env, argv[0], &ms) != napi_ok) {
+    throw_last_error(env);
+    return NULL;
+  }
+  *ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  return s;
+}
+
+/* Sets the read deadline (milliseconds, 0 = none) before mount or attach. */
+static napi_value server_set_read_timeout(napi_env env, napi_callback_info info) {
+  uint64_t ns = 0;
+  server_t *s = unwrap_ms(env, info, &ns);
+  if (!s) return NULL;
   if (s->thread_started) {
     napi_throw_error(env, "CLIP_FUSE_STATE", "set the read timeout before mounting");
     return NULL;
   }
-  s->read_timeout_ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
+  s->read_timeout_ns = ns;
   return NULL;
+}
+
+/* How many reads passed to JS have waited longer than `ms` milliseconds for their answer (hung IO). */
+static napi_value server_waiting_reads(napi_env env, napi_callback_info info) {
+  uint64_t limit = 0;
+  server_t *s = unwrap_ms(env, info, &limit);
+  if (!s) return NULL;
+  uint64_t now = monotonic_ns();
+  uint32_t n = 0;
+  pthread_mutex_lock(&s->lock);
+  for (pending_t *p = s->pending; p; p = p->next) {
+    if (now - p->queued_ns > limit) n++;
+  }
+  pthread_mutex_unlock(&s->lock);
+  napi_value out;
+  NAPI_CALL(env, napi_create_uint32(env, n, &out));
+  return out;
 }
 
 static napi_value server_fd(napi_env env, napi_callback_info info) {
@@ -1075,6 +1141,7 @@ static napi_value server_reply(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_buffer_info(env, argv[1], &bytes, &len));
   pending_t *p = take_pending(s, id);
   if (p) {
+    stats_record(OP_READ, p->start_ns, 0);
     fuse_reply_buf(p->req, bytes, len);
     free(p);
   }
@@ -1091,6 +1158,7 @@ static napi_value server_fail(napi_env env, napi_callback_info info) {
   NAPI_CALL(env, napi_get_value_uint32(env, argv[1], &err));
   pending_t *p = take_pending(s, id);
   if (p) {
+    stats_record(OP_READ, p->start_ns, (int)err);
     fuse_reply_err(p->req, (int)err);
     free(p);
   }
@@ -1132,6 +1200,7 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   if (s->watchdog_started) pthread_join(s->watchdog, NULL);
   while (p) {
     pending_t *next = p->next;
+    stats_record(OP_READ, p->start_ns, EIO);
     fuse_reply_err(p->req, EIO);
     free(p);
     p = next;
@@ -1153,6 +1222,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
       {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"waitingReads", NULL, server_waiting_reads, NULL, NULL, NULL, napi_default, NULL},
       {"setReadTimeout", NULL, server_set_read_timeout, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},
@@ -1162,6 +1232,11 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value cls;
   NAPI_CALL(env, napi_define_class(env, "LayerServer", NAPI_AUTO_LENGTH, server_new, NULL, sizeof(methods) / sizeof(methods[0]), methods, &cls));
   NAPI_CALL(env, napi_set_named_property(env, exports, "LayerServer", cls));
+  napi_value fn;
+  NAPI_CALL(env, napi_create_function(env, "fuseStats", NAPI_AUTO_LENGTH, fuse_stats_js, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "fuseStats", fn));
+  NAPI_CALL(env, napi_create_function(env, "setFuseStats", NAPI_AUTO_LENGTH, set_fuse_stats_js, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "setFuseStats", fn));
   return exports;
 }
 
