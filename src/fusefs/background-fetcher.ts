@@ -2,10 +2,11 @@
  * Fills the content cache with the rest of every mounted layer at low priority, so that a node stops
  * depending on the registry for layers it runs. One span at a time, layer after layer; it pauses while
  * containers are waiting on the registry and until they have left it alone for a second, and a failed
- * span is retried on a later pass.
+ * span is retried on a later pass. It pauses while the content cache has no room within its bounds
+ * (max_size without evicting mounted layers' spans, min_free) and tries again later.
  */
 import type { Logger } from 'winston';
-import { errorMessage } from '../errors';
+import { CacheFullError, errorMessage } from '../errors';
 import { ForegroundActivity, LayerSpanReader } from './layer-span-reader';
 
 const IDLE_POLL_MS = 200;
@@ -19,6 +20,8 @@ export class BackgroundFetcher {
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Whether the last pass stopped for want of room in the cache (logged once until there is room again). */
+  private full = false;
 
   constructor(
     private readonly activity: ForegroundActivity,
@@ -68,9 +71,14 @@ export class BackgroundFetcher {
       for (let i = 0; i < reader.spanCount && !signal.aborted && this.readers.has(reader); i++) {
         while (!this.activity.quietFor(QUIET_MS) && !signal.aborted) await this.sleep(IDLE_POLL_MS);
         try {
-          await reader.prefetch(i, signal);
+          if (await reader.prefetch(i, signal)) this.full = false;
         } catch (err) {
           complete = false;
+          if (err instanceof CacheFullError) {
+            if (!this.full) this.logger.info(`background fetching paused: ${errorMessage(err)}`);
+            this.full = true;
+            break;
+          }
           if (!signal.aborted) this.logger.debug(`background fetch of ${reader.layerDigest} span ${i}: ${errorMessage(err)}`);
         }
       }

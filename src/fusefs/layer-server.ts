@@ -10,6 +10,8 @@ export interface NativeLayerServer {
   markReady(index: number, fileName: string): void;
   /** The spans read so far, in the order of their first read. */
   touchedSpans(): number[];
+  /** Per span, when it was last read: milliseconds of CLOCK_MONOTONIC (process.hrtime's clock), 0 if never. */
+  spanReadTimes(): Float64Array;
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
   mount(dir: string, options: string): void;
   /**

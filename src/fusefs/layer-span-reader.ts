@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'winston';
 import { ClipArchive } from '../archive/types';
-import { UnavailableError, errorMessage } from '../errors';
+import { CacheFullError, UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, DigestMismatchError, indexLayer, spanRange, type SpanWriter } from '../indexer';
 import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
@@ -117,11 +117,17 @@ export class LayerSpanReader implements SpanReader {
       if (list) list.push(i);
       else indexes.set(digest, [i]);
     });
+    const digests = this.archive.spanDigests;
     return {
       dir: this.cache.spanDir(layer),
       watch: (onVerified) =>
         this.cache.watchVerified(layer, (digest) => {
           for (const i of indexes.get(digest) ?? []) onVerified(i, spanFileName(digest));
+        }),
+      trackReads: (readTimes) =>
+        this.cache.trackReads(layer, function* () {
+          const times = readTimes();
+          for (let i = 0; i < times.length && i < digests.length; i++) if (times[i]! > 0) yield [digests[i]!, times[i]!];
         }),
     };
   }
@@ -178,10 +184,21 @@ export class LayerSpanReader implements SpanReader {
 
   /**
    * Makes sure span i is in the disk cache, fetching it if needed; the background fetcher's entry, not
-   * counted as foreground activity. Resolves true when it fetched something.
+   * counted as foreground activity. Resolves true when it fetched something; throws CacheFullError
+   * (before fetching) when the cache has no room for it within its bounds.
    */
-  prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+  async prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, this.spanDigest(index)))) return false;
+    if (!(await this.cache.hasRoomFor(this.spanBytes(index)))) {
+      throw new CacheFullError(`layer ${this.archive.layerDigest} span ${index}: no room in the content cache for background fetching`);
+    }
     return this.fetchIfMissing(index, false, signal);
+  }
+
+  /** The uncompressed length of span i. */
+  private spanBytes(index: number): number {
+    const { checkpoints, uncompressedSize } = this.archive;
+    return (checkpoints[index + 1]?.uncompressedOffset ?? uncompressedSize) - (checkpoints[index]?.uncompressedOffset ?? 0);
   }
 
   /** Loads span i unless it is cached or already on its way; resolves true when it loaded it. */
@@ -219,8 +236,8 @@ export class LayerSpanReader implements SpanReader {
       if (foreground) this.activity.end();
     }
     // decodeSpan checked the bytes against the span's digest: they are served even if the cache cannot
-    // keep them (a full disk), from memory.
-    await this.cache.put(layer, spanDigest, data).catch((err: unknown) => this.onCacheWriteError(err));
+    // keep them (a full disk, a span larger than the cache's bound), from memory.
+    await this.cache.put(layer, spanDigest, data, { background: !foreground }).catch((err: unknown) => this.onCacheWriteError(err));
     return data;
   }
 

@@ -15,6 +15,10 @@
  *   .markReady(i, name)  span i's cache file `<cacheDir>/<name>` (its sha256 in hex: the cache is
  *                    content-addressed) is verified: serve reads of it from that file from now on.
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
+ *   .spanReadTimes() per span, when it was last read (milliseconds of CLOCK_MONOTONIC, the clock of
+ *                    Node's process.hrtime; 0 if never), for the content cache's least-recently-used order.
+ *                    Kept with a coarse clock (a few ms resolution, no system call) and stored only when it
+ *                    changed, so that a cached read costs two relaxed atomic operations more.
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
  *   .attach(fd, dir)  serves an existing FUSE connection instead (the /dev/fuse fd of a mount on dir that an
  *                    earlier clip process made; see "Taking over a connection" below) through its own copy
@@ -263,6 +267,7 @@ typedef struct {
   char (*names)[SPAN_NAME_MAX + 1]; /* per span: its cache file's name, set before ready */
   atomic_uint *touched; /* per span: when it was first read (1, 2, ...), 0 if never */
   atomic_uint touch_seq;
+  atomic_ullong *last_read; /* per span: CLOCK_MONOTONIC(_COARSE) ms of its last read, 0 if never */
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -515,10 +520,20 @@ static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, cha
   return 0;
 }
 
-/* Notes the spans [at, at + len) touches (from span `first`) that were never read before, in order of first read. */
+/* Milliseconds of CLOCK_MONOTONIC at the coarse clock's resolution (read from the vDSO, no system call). */
+static unsigned long long coarse_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+}
+
+/* Notes the spans [at, at + len) touches (from span `first`): when each was last read, and those never read
+   before in order of first read. */
 static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   const table_t *t = &s->table;
+  unsigned long long now = coarse_now_ms();
   for (uint32_t i = first; i < t->span_count && t->bounds[i] < at + len; i++) {
+    if (atomic_load_explicit(&s->last_read[i], memory_order_relaxed) != now) atomic_store_explicit(&s->last_read[i], now, memory_order_relaxed);
     unsigned int never = 0;
     if (atomic_load(&s->touched[i]) == 0) atomic_compare_exchange_strong(&s->touched[i], &never, atomic_fetch_add(&s->touch_seq, 1) + 1);
   }
@@ -704,6 +719,7 @@ static void server_release(server_t *s) {
   free(s->ready);
   free(s->names);
   free(s->touched);
+  free(s->last_read);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   free(s);
@@ -761,7 +777,8 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   s->ready = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uchar));
   s->names = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(*s->names));
   s->touched = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uint));
-  if (!s->cache_dir || !s->ready || !s->names || !s->touched) {
+  s->last_read = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_ullong));
+  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->last_read) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -799,6 +816,21 @@ static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
   memcpy(s->names[i], name, len + 1);
   atomic_store(&s->ready[i], 1);
   return NULL;
+}
+
+/* Per span, when it was last read (ms of CLOCK_MONOTONIC; 0 if never), as a Float64Array. */
+static napi_value server_span_read_times(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  uint32_t n = s->table.span_count;
+  void *data = NULL;
+  napi_value buffer, out;
+  NAPI_CALL(env, napi_create_arraybuffer(env, (size_t)n * sizeof(double), &data, &buffer));
+  double *times = data;
+  for (uint32_t i = 0; i < n; i++) times[i] = (double)atomic_load_explicit(&s->last_read[i], memory_order_relaxed);
+  NAPI_CALL(env, napi_create_typedarray(env, napi_float64_array, n, buffer, 0, &out));
+  return out;
 }
 
 typedef struct {
@@ -1115,6 +1147,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
+      {"spanReadTimes", NULL, server_span_read_times, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
       {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
