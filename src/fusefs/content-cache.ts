@@ -168,9 +168,17 @@ export class ContentCache {
    * and leaving minFreeBytes free): checked before fetching a span only to cache it.
    */
   async hasRoomFor(bytes: number): Promise<boolean> {
+    if (!this.fitsBesideMounted(bytes)) return false;
+    return this.bounds.minFreeBytes === 0 || (await this.freeSpace().catch(() => Infinity)) - diskBytes(bytes) >= this.bounds.minFreeBytes;
+  }
+
+  /**
+   * Whether `bytes` fit within maxBytes without evicting spans of mounted layers (free space aside): what
+   * a speculative load (read-ahead) may take without pushing out spans a container may read next.
+   */
+  fitsBesideMounted(bytes: number): boolean {
     const need = diskBytes(bytes);
     if (need > this.bounds.maxBytes) return false;
-    if (this.bounds.minFreeBytes > 0 && (await this.freeSpace().catch(() => Infinity)) - need < this.bounds.minFreeBytes) return false;
     const over = this.index.totalBytes + this.reserved + need - this.bounds.maxBytes;
     if (over <= 0) return true;
     let evictable = 0;

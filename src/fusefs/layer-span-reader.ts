@@ -150,11 +150,13 @@ export class LayerSpanReader implements SpanReader {
   /**
    * A reader walking through the layer in order (a large file read from start to end) gets the next
    * spans fetched into the cache while it consumes this one. Random access never triggers it, so a small
-   * read fetches only its own span.
+   * read fetches only its own span. A full cache gets no read-ahead that would evict spans of mounted
+   * layers: a span loaded ahead could be evicted again before it is read, and fetched twice.
    */
   private loadAhead(index: number): void {
     for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
       if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, this.spanDigest(next))) continue;
+      if (!this.cache.fitsBesideMounted(this.spanBytes(next))) return;
       this.loadOnce(next, true).catch(() => undefined); // the reader's own request will report a failure
     }
   }
