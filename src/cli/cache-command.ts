@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_CONFIG, diskShareBytes, type DaemonConfig } from '../daemon/config';
+import { FailedPreconditionError } from '../errors';
 import { CacheIndex } from '../fusefs/cache-index';
 import { filesystemSpace, layerDir, scanCache } from '../fusefs/cache-scan';
 import { Layout } from '../snapshotter/layout';
@@ -44,6 +45,7 @@ export interface CacheReport {
 }
 
 export async function cacheReport(config: DaemonConfig): Promise<CacheReport> {
+  if (!existsSync(config.root)) throw new FailedPreconditionError(`no clip root at ${config.root}: give --root, or --config with the daemon's root`);
   const dir = path.join(config.root, 'cache');
   const scan = await scanCache(dir);
   const index = new CacheIndex();
