@@ -16,7 +16,8 @@
  * holds more than `maxBytes`. Room is made by evicting spans, least recently read first, spans of layers no
  * mount is serving before those of mounted layers (which are fetched again when read). A foreground write
  * (a reader is waiting) may evict any span; a background write (background fetch, cache-while-indexing)
- * only spans of unmounted layers, and none at all once the filesystem has less than `minFreeBytes` free.
+ * only spans of unmounted layers, and none at all once the filesystem has less than `minFreeBytes` free
+ * (foreground writes then evict as much as they write).
  * A write that cannot get room fails with CacheFullError and its span is served without being cached.
  * Mounted layers report when the native FUSE server last read each span (trackReads), since reads of cached
  * spans never reach JavaScript.
@@ -210,9 +211,11 @@ export class ContentCache {
       let need = overMax;
       if (minFreeBytes > 0) {
         const short = minFreeBytes + bytes - (await this.freeSpace().catch(() => Infinity));
-        // Below the reserve: background writes stop; foreground ones evict to give it back where they can.
+        // Below the reserve: background writes stop; foreground ones evict as much as they write, so the
+        // cache does not grow while the filesystem is short of space (and is not emptied either when
+        // something else filled it).
         if (short > 0 && background) return false;
-        need = Math.max(need, short);
+        if (short > 0) need = Math.max(need, bytes);
       }
       if (need > 0) {
         this.refreshReadTimes();

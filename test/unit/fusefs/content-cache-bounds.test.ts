@@ -131,6 +131,14 @@ describe('ContentCache bounds', () => {
     await assert.rejects(cache.put(layerOf(30), sha(b), b, { background: true }), CacheFullError);
     await cache.put(layerOf(30), sha(b), b);
     assert.equal(cache.isVerified(layerOf(30), sha(b)), true);
+    assert.deepEqual([...(await cache.cachedSpans(layerOf(30)))], [sha(b)], 'below min_free a foreground write evicts as much as it writes');
+    const c = bytesOf('c');
+    await cache.put(layerOf(31), sha(c), c);
+    assert.equal(cache.usage().totalBytes, 8 * KIB, 'the cache does not grow below min_free, and is not emptied either');
+    assert.deepEqual([...(await cache.cachedSpans(layerOf(31)))], [sha(c)]);
+    free = 100 * KIB;
+    await cache.put(layerOf(30), sha(a), a);
+    assert.equal(cache.usage().totalBytes, 16 * KIB, 'it grows again once space returns');
   });
 
   it('learns the directory at start-up: sizes, leftovers removed, trimmed to a lowered max_size', async () => {
