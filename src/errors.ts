@@ -56,6 +56,9 @@ export class ConfigError extends InvalidArgumentError {}
 /** A daemon the command needs (containerd, clip) does not answer on its socket (the `clip` command exits 3). */
 export class DaemonUnreachableError extends UnavailableError {}
 
+/** The content cache has no room for a span within its bounds ([cache] max_size, min_free); the span is served uncached. */
+export class CacheFullError extends UnavailableError {}
+
 export function isClipError(err: unknown): err is ClipError {
   return err instanceof ClipError;
 }

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { versionLine } from '../build-info';
 import { errorMessage } from '../errors';
 import { EXIT_CODES_HELP, exitCodeFor } from './exit-codes';
+import { cacheCommand } from './cache-command';
 import { indexCommand } from './index-command';
 import { inspectCommand } from './inspect';
 import { mountCommand, umountCommand } from './mount';
@@ -27,7 +28,12 @@ export function buildProgram(): Command {
   program.addCommand(mountCommand());
   program.addCommand(umountCommand());
   program.addCommand(statusCommand());
-  for (const cmd of program.commands) cmd.exitOverride();
+  program.addCommand(cacheCommand());
+  const overrideExits = (cmd: Command): void => {
+    cmd.exitOverride();
+    cmd.commands.forEach(overrideExits);
+  };
+  program.commands.forEach(overrideExits);
   program.addHelpText('after', EXIT_CODES_HELP);
   return program;
 }

@@ -1,9 +1,9 @@
 import { Command, Option } from 'commander';
-import { promises as fsp } from 'node:fs';
 import { versionLine } from '../build-info';
-import { ConfigOverrides, DEFAULT_CONFIG, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, loadConfigFile, resolveConfig, serviceEnvironment } from '../daemon/config';
+import { DEFAULT_CONFIG, DEFAULT_CONFIG_FILE, LOG_FORMATS, LOG_LEVELS, serviceEnvironment } from '../daemon/config';
 import { Daemon } from '../daemon/daemon';
 import { createLogger } from '../daemon/logger';
+import { configFromFlags } from './config-flags';
 
 interface ServeFlags {
   root?: string;
@@ -23,15 +23,12 @@ export function serveCommand(): Command {
     .addOption(new Option('--log-level <level>', `log level (default: ${DEFAULT_CONFIG.logLevel})`).choices([...LOG_LEVELS]))
     .addOption(new Option('--log-format <format>', `log lines as text or JSON (default: ${DEFAULT_CONFIG.logFormat})`).choices([...LOG_FORMATS]))
     .action(async (flags: ServeFlags) => {
-      const file = flags.config ?? (await fsp.access(DEFAULT_CONFIG_FILE).then(() => DEFAULT_CONFIG_FILE, () => undefined));
-      const fromFile = file ? await loadConfigFile(file) : {};
-      const fromFlags: ConfigOverrides = {
+      const { config, file } = await configFromFlags(flags.config, {
         root: flags.root,
         address: flags.address,
         logLevel: flags.logLevel,
         logFormat: flags.logFormat,
-      };
-      const config = resolveConfig(fromFile, fromFlags);
+      });
       const logger = createLogger(config.logLevel, { format: config.logFormat });
       // Listen for signals before starting: a SIGTERM that arrives while the daemon starts (its socket
       // already accepts calls) stops it cleanly once started instead of killing the process midway.

@@ -96,6 +96,15 @@ export interface DaemonConfig {
     maxZstdRatio: number;
     zstdRatioGraceBytes: number;
   };
+  /** The content cache of verified spans (<root>/cache; docs/cache.md). */
+  cache: {
+    /** Upper bound of the content cache: bytes, or a share of the cache's filesystem. */
+    maxSize: DiskShare;
+    /** Free space kept on the cache's filesystem: below it, background fetching and cache-while-indexing stop. */
+    minFree: DiskShare;
+    /** Layers no snapshot references are removed from the cache after this long. */
+    gcGraceMs: number;
+  };
   criKeychain: {
     /** Serve a CRI image service that forwards to containerd's and keeps each pull's credentials in memory. */
     enabled: boolean;
@@ -122,6 +131,9 @@ const MIB = 1024 * 1024;
 export function adminSocketPath(address: string): string {
   return `${address}.admin`;
 }
+
+/** A size on a filesystem: a number of bytes, or a percentage of the filesystem's size ("20%"). */
+export type DiskShare = { bytes: number } | { percent: number };
 
 /** The config file `clip serve` reads when --config is not given, if it exists. */
 export const DEFAULT_CONFIG_FILE = '/etc/clip/clip.toml';
@@ -189,6 +201,11 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     maxZstdRatio: DEFAULT_INDEX_LIMITS.maxZstdRatio,
     zstdRatioGraceBytes: DEFAULT_INDEX_LIMITS.zstdRatioGraceBytes,
   },
+  cache: {
+    maxSize: { percent: 20 },
+    minFree: { percent: 20 },
+    gcGraceMs: 3_600_000,
+  },
   criKeychain: {
     enabled: false,
     imageServicePath: '/run/clip/cri.sock',
@@ -210,6 +227,8 @@ type Kind =
   | 'limit'
   | 'bytes'
   | 'seconds'
+  | 'duration'
+  | 'disk-share'
   | 'log-level'
   | 'log-format'
   | 'verify-mode'
@@ -261,6 +280,9 @@ const SETTINGS: Setting[] = [
   { toml: 'limits.max_layer_size', field: 'limits.maxLayerBytes', kind: 'bytes' },
   { toml: 'limits.max_zstd_ratio', field: 'limits.maxZstdRatio', kind: 'limit' },
   { toml: 'limits.zstd_ratio_grace_size', field: 'limits.zstdRatioGraceBytes', kind: 'bytes' },
+  { toml: 'cache.max_size', field: 'cache.maxSize', kind: 'disk-share' },
+  { toml: 'cache.min_free', field: 'cache.minFree', kind: 'disk-share' },
+  { toml: 'cache.gc_grace', field: 'cache.gcGraceMs', kind: 'duration' },
   { toml: 'cri_keychain.enable', field: 'criKeychain.enabled', kind: 'boolean' },
   { toml: 'cri_keychain.image_service_path', field: 'criKeychain.imageServicePath', kind: 'path' },
   { toml: 'cri_keychain.containerd_image_service', field: 'criKeychain.containerdImageService', kind: 'path' },
@@ -286,6 +308,37 @@ export function parseSize(value: unknown): number {
     throw new InvalidArgumentError(`invalid size ${JSON.stringify(value)}: use bytes or a number with KiB, MiB or GiB`);
   }
   return Number(m[1]) * unit;
+}
+
+/** "20%" → { percent: 20 }; a size ("10GiB", bytes; 0 allowed) → { bytes }. */
+export function parseDiskShare(value: unknown): DiskShare {
+  if (value === 0 || value === '0') return { bytes: 0 };
+  const m = typeof value === 'string' ? /^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$/.exec(value) : null;
+  if (m) {
+    const percent = Number(m[1]);
+    if (percent > 100) throw new InvalidArgumentError(`invalid share ${JSON.stringify(value)}: at most 100%`);
+    return { percent };
+  }
+  try {
+    return { bytes: parseSize(value) };
+  } catch {
+    throw new InvalidArgumentError(`invalid size ${JSON.stringify(value)}: use a size such as "10GiB" or a share of the filesystem such as "20%"`);
+  }
+}
+
+/** Bytes of a DiskShare on a filesystem of `fsBytes` bytes. */
+export function diskShareBytes(share: DiskShare, fsBytes: number): number {
+  return 'bytes' in share ? share.bytes : Math.floor((fsBytes * share.percent) / 100);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "1h", "30m", "10s", "250ms", "1d" or a number of seconds → milliseconds (0 allowed). */
+export function parseDuration(value: unknown): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return Math.round(value * 1000);
+  const m = typeof value === 'string' ? /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$/.exec(value) : null;
+  if (!m) throw new InvalidArgumentError(`invalid duration ${JSON.stringify(value)}: use a number of seconds or e.g. "90s", "30m", "1h"`);
+  return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!);
 }
 
 function convert(setting: Setting, value: unknown): unknown {
@@ -326,6 +379,18 @@ function convert(setting: Setting, value: unknown): unknown {
       }
     case 'seconds':
       return typeof value === 'number' && value > 0 && Number.isFinite(value) ? Math.round(value * 1000) : bad('a number of seconds > 0');
+    case 'duration':
+      try {
+        return parseDuration(value);
+      } catch {
+        return bad('a duration such as "1h", "30m", "90s" or a number of seconds');
+      }
+    case 'disk-share':
+      try {
+        return parseDiskShare(value);
+      } catch {
+        return bad('a size such as "10GiB" or a share of the filesystem such as "20%"');
+      }
     case 'log-level':
       return typeof value === 'string' ? parseLogLevel(value) : bad('a log level');
     case 'listen-address':

@@ -6,7 +6,9 @@ import { Server } from '@grpc/grpc-js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { ContentCache } from '../fusefs/content-cache';
+import { CacheCollector } from '../fusefs/cache-collector';
+import { filesystemSpace } from '../fusefs/cache-scan';
+import { ContentCache, type CacheUsage } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { CriKeychain, ImageServiceProxy, RAW_IMAGE_SERVICE } from '../cri';
 import { CredentialChain, DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
@@ -21,7 +23,7 @@ import { readsWaitingLongerThan } from '../fusefs/layer-filesystem';
 import { ClipMetrics } from '../metrics/clip-metrics';
 import { directoryBytes } from '../metrics/directory-bytes';
 import { parseListenAddress } from '../metrics/listen-address';
-import { DaemonConfig, ServiceEnvironment, adminSocketPath } from './config';
+import { DaemonConfig, ServiceEnvironment, adminSocketPath, diskShareBytes } from './config';
 import { daemonStatus } from './daemon-status';
 import { HttpEndpoint } from './http-endpoint';
 import { prepareRoot } from './root-dir';
@@ -70,7 +72,7 @@ async function createLazyLayers(
   if (lazy.publishedArchives && !policy.trustsPublished) {
     logger.info('published archives are not used: no [lazy] trusted_keys or trusted_repositories (layers are indexed on this node)');
   }
-  const cache = new ContentCache(path.join(config.root, 'cache'));
+  const cache = await openContentCache(config, logger);
   cache.removeIndexNamedSpans().then(
     (n) => n > 0 && logger.info(`removed ${n} span files of an older cache layout (named by index, not by digest)`),
     (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
@@ -97,6 +99,24 @@ async function createLazyLayers(
     metrics,
   });
   return { layers, registry, cache };
+}
+
+/** The content cache under the root, with its bounds resolved against its filesystem's size ([cache]). */
+async function openContentCache(config: DaemonConfig, logger: Logger): Promise<ContentCache> {
+  const dir = path.join(config.root, 'cache');
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  const { totalBytes } = await filesystemSpace(dir);
+  const maxBytes = diskShareBytes(config.cache.maxSize, totalBytes);
+  const minFreeBytes = diskShareBytes(config.cache.minFree, totalBytes);
+  const cache = new ContentCache(dir, { maxBytes, minFreeBytes });
+  await cache.load();
+  const { totalBytes: held, layers, evictedBytes } = cache.usage();
+  const mib = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+  logger.info(
+    `content cache ${dir}: ${mib(held)} in ${layers.length} layers, max_size ${mib(maxBytes)}, min_free ${mib(minFreeBytes)}` +
+      (evictedBytes > 0 ? ` (evicted ${mib(evictedBytes)} to fit max_size)` : ''),
+  );
+  return cache;
 }
 
 function grpcServer(): Server {
@@ -154,7 +174,7 @@ async function startEndpoints(
     if (metrics) {
       metrics.setSources({
         archiveStoreBytes: () => directoryBytes(path.join(config.root, 'archives')),
-        contentCacheBytes: () => directoryBytes(path.join(config.root, 'cache')),
+        contentCacheBytes: async () => lazy?.cache.usage().totalBytes ?? 0,
         mountedLayers: () => lazy?.layers.mountedCount ?? 0,
         readsWaitingLongerThan,
       });
@@ -193,7 +213,13 @@ export class Daemon {
     private readonly cri: { server: Server; proxy: ImageServiceProxy } | undefined,
     private readonly endpoints: HttpEndpoint[],
     private readonly metrics: ClipMetrics | undefined,
+    private readonly collector: CacheCollector | undefined,
   ) {}
+
+  /** The content cache's bytes per layer, bound and evictions (undefined when lazy layers are off). */
+  cacheUsage(): CacheUsage | undefined {
+    return this.lazy?.cache.usage();
+  }
 
   /**
    * Start-up order, so that a start can never hurt a node that is already serving: the root's lock, then
@@ -240,9 +266,14 @@ export class Daemon {
       await lazy?.layers.close();
       throw err;
     }
+    let collector: CacheCollector | undefined;
+    if (lazy) {
+      collector = new CacheCollector({ cache: lazy.cache, referenced: () => snapshotter.referencedLayers(), graceMs: config.cache.gcGraceMs, logger });
+      collector.start();
+    }
     logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'}${handOff ? `, live restart through ${handOff.description}` : ''})`);
     notifyReady(service, logger);
-    return new Daemon(server, snapshotter, config, logger, lazy, service, cri, endpoints, metrics);
+    return new Daemon(server, snapshotter, config, logger, lazy, service, cri, endpoints, metrics, collector);
   }
 
   /** Stops accepting calls, lets running ones finish (bounded), and closes the metadata store. */
@@ -251,6 +282,7 @@ export class Daemon {
     await Promise.all([shutdown(this.server, graceMs), this.cri && shutdown(this.cri.server, graceMs), ...this.endpoints.map((e) => e.close())]);
     this.metrics?.close();
     this.cri?.proxy.close();
+    await this.collector?.stop();
     this.snapshotter.close();
     // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.

@@ -5,10 +5,11 @@
  * span is retried on a later pass. A layer just mounted is left alone for a while (startupGraceMs): a
  * container is usually started right after its image is pulled, and its first reads must not share the
  * link with spans it may never read (the bench measured 0.5 s of a python start-up lost to that on a
- * 20 MB/s link, docs/benchmarks.md).
+ * 20 MB/s link, docs/benchmarks.md). It pauses while the content cache has no room within its bounds
+ * (max_size without evicting mounted layers' spans, min_free) and tries again later.
  */
 import type { Logger } from 'winston';
-import { errorMessage } from '../errors';
+import { CacheFullError, errorMessage } from '../errors';
 import { ForegroundActivity, LayerSpanReader } from './layer-span-reader';
 
 const IDLE_POLL_MS = 200;
@@ -30,6 +31,8 @@ export class BackgroundFetcher {
   private readonly abort = new AbortController();
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** Whether the last pass stopped for want of room in the cache (logged once until there is room again). */
+  private full = false;
 
   private readonly startupGraceMs: number;
 
@@ -87,9 +90,14 @@ export class BackgroundFetcher {
       for (let i = 0; i < reader.spanCount && !signal.aborted && this.readers.has(reader); i++) {
         while (!this.activity.quietFor(QUIET_MS) && !signal.aborted) await this.sleep(IDLE_POLL_MS);
         try {
-          await reader.prefetch(i, signal);
+          if (await reader.prefetch(i, signal)) this.full = false;
         } catch (err) {
           complete = false;
+          if (err instanceof CacheFullError) {
+            if (!this.full) this.logger.info(`background fetching paused: ${errorMessage(err)}`);
+            this.full = true;
+            break;
+          }
           if (!signal.aborted) this.logger.debug(`background fetch of ${reader.layerDigest} span ${i}: ${errorMessage(err)}`);
         }
       }

@@ -165,7 +165,14 @@ export class LayerFilesystem {
       }
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
-    if (files) stopWatching = files.watch((index, name) => server.markReady(index, name));
+    if (files) {
+      const unwatch = files.watch((index, name) => server.markReady(index, name));
+      const untrack = files.trackReads?.(() => server.spanReadTimes()) ?? ((): void => undefined);
+      stopWatching = () => {
+        unwatch();
+        untrack();
+      };
+    }
     server.setReadTimeout(this.readTimeoutMs);
     try {
       if (handed) this.takeOver(server, handed);

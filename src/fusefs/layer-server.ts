@@ -12,6 +12,8 @@ export interface NativeLayerServer {
   touchedSpans(): number[];
   /** Which 4096-byte blocks of the layer stream were read so far: bit b of byte b >> 3 for block b. */
   readMap(): Buffer;
+  /** Per span, when it was last read: milliseconds of CLOCK_MONOTONIC (process.hrtime's clock), 0 if never. */
+  spanReadTimes(): Float64Array;
   /** Mounts on `dir` with a libfuse "-o" option list and starts serving; throws if mounting fails. */
   mount(dir: string, options: string): void;
   /**

@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'winston';
 import { ClipArchive } from '../archive/types';
-import { UnavailableError, errorMessage } from '../errors';
+import { CacheFullError, UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, DigestMismatchError, indexLayer, sha256Digest, spanRange, type SpanWriter } from '../indexer';
 import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
@@ -134,11 +134,17 @@ export class LayerSpanReader implements SpanReader {
       if (list) list.push(i);
       else indexes.set(digest, [i]);
     });
+    const digests = this.archive.spanDigests;
     return {
       dir: this.cache.spanDir(layer),
       watch: (onVerified) =>
         this.cache.watchVerified(layer, (digest) => {
           for (const i of indexes.get(digest) ?? []) onVerified(i, spanFileName(digest));
+        }),
+      trackReads: (readTimes) =>
+        this.cache.trackReads(layer, function* () {
+          const times = readTimes();
+          for (let i = 0; i < times.length && i < digests.length; i++) if (times[i]! > 0) yield [digests[i]!, times[i]!];
         }),
     };
   }
@@ -161,11 +167,13 @@ export class LayerSpanReader implements SpanReader {
   /**
    * A reader walking through the layer in order (a large file read from start to end) gets the next
    * spans fetched into the cache while it consumes this one. Random access never triggers it, so a small
-   * read fetches only its own span.
+   * read fetches only its own span. A full cache gets no read-ahead that would evict spans of mounted
+   * layers: a span loaded ahead could be evicted again before it is read, and fetched twice.
    */
   private loadAhead(index: number): void {
     for (let next = index + 1; next <= index + this.readAhead && next < this.spanCount; next++) {
       if (this.pending.has(next) || this.cache.isVerified(this.archive.layerDigest, this.spanDigest(next))) continue;
+      if (!this.cache.fitsBesideMounted(this.spanBytes(next))) return;
       this.loadOnce(next, 'prefetch').catch(() => undefined); // the reader's own request will report a failure
     }
   }
@@ -195,10 +203,21 @@ export class LayerSpanReader implements SpanReader {
 
   /**
    * Makes sure span i is in the disk cache, fetching it if needed; the background fetcher's entry, not
-   * counted as foreground activity. Resolves true when it fetched something.
+   * counted as foreground activity. Resolves true when it fetched something; throws CacheFullError
+   * (before fetching) when the cache has no room for it within its bounds.
    */
-  prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+  async prefetch(index: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.pending.has(index) || (await this.cache.has(this.archive.layerDigest, this.spanDigest(index)))) return false;
+    if (!(await this.cache.hasRoomFor(this.spanBytes(index)))) {
+      throw new CacheFullError(`layer ${this.archive.layerDigest} span ${index}: no room in the content cache for background fetching`);
+    }
     return this.fetchIfMissing(index, 'background', signal);
+  }
+
+  /** The uncompressed length of span i. */
+  private spanBytes(index: number): number {
+    const { checkpoints, uncompressedSize } = this.archive;
+    return (checkpoints[index + 1]?.uncompressedOffset ?? uncompressedSize) - (checkpoints[index]?.uncompressedOffset ?? 0);
   }
 
   /** Loads span i unless it is cached or already on its way; resolves true when it loaded it. */
@@ -239,8 +258,8 @@ export class LayerSpanReader implements SpanReader {
       if (foreground) this.activity.end();
     }
     // decodeSpan checked the bytes against the span's digest: they are served even if the cache cannot
-    // keep them (a full disk), from memory.
-    await this.cache.put(layer, spanDigest, data).catch((err: unknown) => this.onCacheWriteError(err));
+    // keep them (a full disk, a span larger than the cache's bound), from memory.
+    await this.cache.put(layer, spanDigest, data, { background: !foreground }).catch((err: unknown) => this.onCacheWriteError(err));
     return data;
   }
 

@@ -22,4 +22,10 @@ export interface SpanReader {
 export interface SpanFiles {
   dir: string;
   watch(onVerified: (index: number, fileName: string) => void): () => void;
+  /**
+   * Gives the cache a way to learn when the server last read each span (per span index, milliseconds of
+   * the monotonic clock, 0 if never), for its least-recently-used eviction; until the returned function is
+   * called. The layer counts as mounted meanwhile.
+   */
+  trackReads?(readTimes: () => ArrayLike<number>): () => void;
 }

@@ -96,7 +96,11 @@ export class LayerIndexer {
         compression,
         spanSize: options.spanSize ?? this.opts.spanSize,
         expectedSize: descriptor?.size ?? blob.size,
-        spanStore: keep ? { open: async () => noteCommits(await cache.openSpanWriter(where.layerDigest), committed) } : undefined,
+        // Spans kept while indexing are a bonus: they give way to the cache's bounds (docs/cache.md), except
+        // a zstd layer's, which cannot be read by range later.
+        spanStore: keep
+          ? { open: async () => noteCommits(await cache.openSpanWriter(where.layerDigest, compression === 'zstd' ? { bestEffort: true } : { background: true, bestEffort: true }), committed) }
+          : undefined,
         limits: this.opts.limits,
       });
       const seconds = (Date.now() - started) / 1000;

@@ -8,6 +8,7 @@
  */
 import Database from 'better-sqlite3';
 import { AlreadyExistsError, InternalError, NotFoundError } from '../errors';
+import { LABEL_CRI_LAYER_DIGEST } from './labels';
 import { Kind, Labels } from './types';
 import { EpochMicros } from './wall-clock';
 
@@ -86,7 +87,15 @@ export interface NewSnapshot {
 export class MetaStore {
   private readonly db: Database.Database;
 
-  constructor(file: string) {
+  /**
+   * Opens (or creates and migrates) the store. `readonly`: for another process looking while the daemon
+   * runs (`clip cache prune`); the file must exist and nothing is written.
+   */
+  constructor(file: string, options: { readonly?: boolean } = {}) {
+    if (options.readonly) {
+      this.db = new Database(file, { readonly: true, fileMustExist: true });
+      return;
+    }
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
@@ -130,6 +139,17 @@ export class MetaStore {
 
   all(): SnapshotRecord[] {
     return (this.db.prepare('SELECT * FROM snapshots ORDER BY id').all() as Row[]).map(toRecord);
+  }
+
+  /** Layer digests (cri.layer-digest) some snapshot's labels name: the layers it may serve from the content cache. */
+  layerDigests(): Set<string> {
+    const digests = new Set<string>();
+    const rows = this.db.prepare('SELECT labels FROM snapshots').all() as { labels: string }[];
+    for (const { labels } of rows) {
+      const digest = (JSON.parse(labels) as Labels)[LABEL_CRI_LAYER_DIGEST];
+      if (digest) digests.add(digest);
+    }
+    return digests;
   }
 
   ids(): Set<number> {

@@ -119,6 +119,11 @@ export class Snapshotter {
    */
   remounted: Promise<void> = Promise.resolve();
 
+  /** Layer digests some snapshot references (its content-cache bytes must be kept). */
+  referencedLayers(): Set<string> {
+    return this.store.layerDigests();
+  }
+
   /** Closes the metadata store. Layer mounts are left to their autoUnmount (or to the next start). */
   close(): void {
     this.store.close();

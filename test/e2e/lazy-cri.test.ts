@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labels';
-import { criPull } from '../helpers/cri-pull';
+import { K8S, criPull, runIn } from '../helpers/cri-run';
 import { assertPulledLazily, chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
 import { waitFor } from '../helpers/processes';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
@@ -22,13 +22,6 @@ import { Stack, useStack } from '../helpers/stack';
 import { diffManifests, entryAt, type TreeManifest } from '../helpers/tree';
 
 const TEST_TIMEOUT = 300_000;
-const K8S = ['-n', 'k8s.io'];
-
-async function runIn(stack: Stack, tag: string, id: string, args: string[] = []): Promise<string> {
-  const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef(tag), id, ...args]);
-  assert.equal(r.code, 0, `ctr run ${tag} failed:\n${r.stderr}\n${await stack.diagnostics()}`);
-  return r.stdout;
-}
 
 /** containerd 2.1's CRI logs at debug level which way it pulls an image (internal/cri/server/images/image_pull.go). */
 async function assertCriPullPath(stack: Stack, tag: string, path: 'transfer' | 'local'): Promise<void> {

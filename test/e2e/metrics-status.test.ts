@@ -12,7 +12,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { DaemonStatus } from '../../src/daemon/daemon-status';
 import { FALLBACK_REASONS } from '../../src/snapshotter/fallback-reason';
-import { criPull } from '../helpers/cri-pull';
+import { criPull } from '../helpers/cri-run';
 import { assertPulledLazily } from '../helpers/images';
 import { REPO_ROOT } from '../helpers/processes';
 import { CONTAINERD } from '../helpers/containerd-release';

@@ -62,6 +62,8 @@ export interface StackOptions {
    * own ('local', disable_snapshot_annotations = false). containerd 1.x always pulls locally.
    */
   criPull?: 'local' | 'transfer';
+  /** Runs once the state dir exists, before clip starts (e.g. to mount a filesystem under clip's root). */
+  beforeClip?: (stack: Stack) => Promise<void>;
 }
 
 export interface CtrResult extends RunResult {
@@ -123,6 +125,7 @@ export class Stack {
   private readonly clipConfig: string;
   private readonly clipRegistryConfig: string;
   private readonly criPull: 'local' | 'transfer' | undefined;
+  private readonly beforeClip: ((stack: Stack) => Promise<void>) | undefined;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -141,6 +144,7 @@ export class Stack {
     this.clipConfig = opts.clipConfig ?? '';
     this.clipRegistryConfig = opts.clipRegistryConfig ?? '';
     this.criPull = opts.criPull;
+    this.beforeClip = opts.beforeClip;
   }
 
   get clipRoot(): string {
@@ -184,6 +188,7 @@ export class Stack {
       this.clipConfigFile,
       `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
     );
+    await this.beforeClip?.(this);
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
     const criPull = this.criPull ? ['--cri-pull', this.criPull] : [];
     await runOk(

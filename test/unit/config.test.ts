@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { DEFAULT_ARCHIVE_LIMITS } from '../../src/archive';
-import { DEFAULT_CONFIG, parseConfigText, resolveConfig } from '../../src/daemon/config';
+import { DEFAULT_CONFIG, diskShareBytes, parseConfigText, parseDiskShare, parseDuration, resolveConfig } from '../../src/daemon/config';
 import { DEFAULT_INDEX_LIMITS } from '../../src/indexer';
 import { InvalidArgumentError } from '../../src/errors';
 import { REPO_ROOT } from '../helpers/processes';
@@ -94,6 +94,24 @@ describe('daemon config', () => {
       () => resolveConfig(parseConfigText('[lazy]\nspan_size = "32MiB"\n', 'l.toml')),
       /^InvalidArgumentError: limits\.max_span_size \(16777216 bytes\) must be at least lazy\.span_size \(33554432 bytes\)$/,
     );
+  });
+
+  it('reads [cache] bounds as sizes or shares of the filesystem, and the grace period as a duration', () => {
+    assert.deepEqual(DEFAULT_CONFIG.cache, { maxSize: { percent: 20 }, minFree: { percent: 20 }, gcGraceMs: 3_600_000 });
+    const config = resolveConfig(parseConfigText('[cache]\nmax_size = "10GiB"\nmin_free = "12.5%"\ngc_grace = "90s"\n', 'c.toml'));
+    assert.deepEqual(config.cache, { maxSize: { bytes: 10 * 1024 ** 3 }, minFree: { percent: 12.5 }, gcGraceMs: 90_000 });
+    assert.deepEqual(parseDiskShare(0), { bytes: 0 });
+    assert.deepEqual(parseDiskShare(' 20 % '), { percent: 20 });
+    assert.equal(diskShareBytes({ percent: 20 }, 1000), 200);
+    assert.equal(diskShareBytes({ bytes: 7 }, 1000), 7);
+    assert.equal(parseDuration(2), 2000);
+    assert.equal(parseDuration('1h'), 3_600_000);
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('0s'), 0);
+    for (const bad of ['101%', '-5%', 'lots', '%']) assert.throws(() => parseDiskShare(bad), InvalidArgumentError, bad);
+    for (const bad of ['1 week', '-1s', 'h']) assert.throws(() => parseDuration(bad), InvalidArgumentError, bad);
+    assert.throws(() => parseConfigText('[cache]\nmax_size = "big"\n', 'c.toml'), /c\.toml:2: cache\.max_size must be a size such as "10GiB" or a share/);
+    assert.throws(() => parseConfigText('[cache]\ngc_grace = "soon"\n', 'c.toml'), /gc_grace must be a duration/);
   });
 
   it('rejects relative paths', () => {

@@ -17,6 +17,10 @@
  *   .touchedSpans()  the spans read so far, in the order of their first read (a start-up profile).
  *   .readMap()       which 4096-byte blocks of the layer stream were read so far: a Buffer, bit b of byte
  *                    b >> 3 (least significant first) for block b (the start-up profile's read ranges).
+ *   .spanReadTimes() per span, when it was last read (milliseconds of CLOCK_MONOTONIC, the clock of
+ *                    Node's process.hrtime; 0 if never), for the content cache's least-recently-used order.
+ *                    Kept with a coarse clock (a few ms resolution, no system call) and stored only when it
+ *                    changed, so that a cached read costs two relaxed atomic operations more.
  *   .mount(dir, options)   mounts ("-o" option string) and starts the session thread.
  *   .attach(fd, dir)  serves an existing FUSE connection instead (the /dev/fuse fd of a mount on dir that an
  *                    earlier clip process made; see "Taking over a connection" below) through its own copy
@@ -273,6 +277,7 @@ typedef struct {
   atomic_uint touch_seq;
   atomic_uchar *read_map; /* per READ_BLOCK of the stream, one bit: read */
   size_t read_map_len;
+  atomic_ullong *last_read; /* per span: CLOCK_MONOTONIC(_COARSE) ms of its last read, 0 if never */
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -548,10 +553,20 @@ static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, cha
   return 0;
 }
 
-/* Notes the spans [at, at + len) touches (from span `first`) that were never read before, in order of first read. */
+/* Milliseconds of CLOCK_MONOTONIC at the coarse clock's resolution (read from the vDSO, no system call). */
+static unsigned long long coarse_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+}
+
+/* Notes the spans [at, at + len) touches (from span `first`): when each was last read, and those never read
+   before in order of first read. */
 static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   const table_t *t = &s->table;
+  unsigned long long now = coarse_now_ms();
   for (uint32_t i = first; i < t->span_count && t->bounds[i] < at + len; i++) {
+    if (atomic_load_explicit(&s->last_read[i], memory_order_relaxed) != now) atomic_store_explicit(&s->last_read[i], now, memory_order_relaxed);
     unsigned int never = 0;
     if (atomic_load(&s->touched[i]) == 0) atomic_compare_exchange_strong(&s->touched[i], &never, atomic_fetch_add(&s->touch_seq, 1) + 1);
   }
@@ -760,6 +775,7 @@ static void server_release(server_t *s) {
   free(s->names);
   free(s->touched);
   free(s->read_map);
+  free(s->last_read);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   free(s);
@@ -821,7 +837,8 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   uint64_t stream = s->table.span_count ? s->table.bounds[s->table.span_count] : 0;
   s->read_map_len = (size_t)((stream + READ_BLOCK * 8 - 1) / (READ_BLOCK * 8));
   s->read_map = calloc(s->read_map_len ? s->read_map_len : 1, 1);
-  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->read_map) {
+  s->last_read = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_ullong));
+  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->read_map || !s->last_read) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -870,6 +887,21 @@ static napi_value server_read_map(napi_env env, napi_callback_info info) {
   napi_value out;
   NAPI_CALL(env, napi_create_buffer(env, s->read_map_len, &data, &out));
   for (size_t i = 0; i < s->read_map_len; i++) ((unsigned char *)data)[i] = atomic_load(&s->read_map[i]);
+  return out;
+}
+
+/* Per span, when it was last read (ms of CLOCK_MONOTONIC; 0 if never), as a Float64Array. */
+static napi_value server_span_read_times(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  server_t *s = unwrap(env, info, &argc, NULL);
+  if (!s) return NULL;
+  uint32_t n = s->table.span_count;
+  void *data = NULL;
+  napi_value buffer, out;
+  NAPI_CALL(env, napi_create_arraybuffer(env, (size_t)n * sizeof(double), &data, &buffer));
+  double *times = data;
+  for (uint32_t i = 0; i < n; i++) times[i] = (double)atomic_load_explicit(&s->last_read[i], memory_order_relaxed);
+  NAPI_CALL(env, napi_create_typedarray(env, napi_float64_array, n, buffer, 0, &out));
   return out;
 }
 
@@ -1219,6 +1251,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"readMap", NULL, server_read_map, NULL, NULL, NULL, napi_default, NULL},
+      {"spanReadTimes", NULL, server_span_read_times, NULL, NULL, NULL, napi_default, NULL},
       {"mount", NULL, server_mount, NULL, NULL, NULL, napi_default, NULL},
       {"attach", NULL, server_attach, NULL, NULL, NULL, napi_default, NULL},
       {"fd", NULL, server_fd, NULL, NULL, NULL, napi_default, NULL},
