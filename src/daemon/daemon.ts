@@ -10,6 +10,7 @@ import { ContentCache } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { CriKeychain, ImageServiceProxy, RAW_IMAGE_SERVICE } from '../cri';
 import { CredentialChain, DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
+import { ContentLayerLocator } from '../containerd/content-layer-locator';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
@@ -33,7 +34,7 @@ async function createLazyLayers(
   logger: Logger,
   handOff: MountHandOff | undefined,
   keychain: CriKeychain | undefined,
-): Promise<{ layers: LazyLayers; registry: RegistryClient }> {
+): Promise<LazyParts> {
   const { lazy, registry: reg } = config;
   const docker = reg.dockerConfig
     ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
@@ -80,7 +81,17 @@ async function createLazyLayers(
     archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
     handOff,
   });
-  return { layers, registry };
+  const hosts = new RegistryHosts({ configDir: reg.hostsDirs });
+  const locator = lazy.containerdAddress
+    ? new ContentLayerLocator({ address: lazy.containerdAddress, logger, registriesFor: (host) => hosts.domainsNamed(host) })
+    : undefined;
+  return { layers, registry, locator };
+}
+
+interface LazyParts {
+  layers: LazyLayers;
+  registry: RegistryClient;
+  locator: ContentLayerLocator | undefined;
 }
 
 function grpcServer(): Server {
@@ -126,7 +137,7 @@ export class Daemon {
     private readonly snapshotter: Snapshotter,
     private readonly config: DaemonConfig,
     private readonly logger: Logger,
-    private readonly lazy: { layers: LazyLayers; registry: RegistryClient } | undefined,
+    private readonly lazy: LazyParts | undefined,
     private readonly service: ServiceEnvironment,
     private readonly cri: { server: Server; proxy: ImageServiceProxy } | undefined,
   ) {}
@@ -153,6 +164,7 @@ export class Daemon {
       root: config.root,
       logger,
       remote: lazy?.layers,
+      locator: lazy?.locator,
       fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
     });
     const server = grpcServer();
@@ -165,6 +177,7 @@ export class Daemon {
       server.forceShutdown();
       snapshotter.close();
       await lazy?.layers.close();
+      lazy?.locator?.close();
       throw err;
     }
     logger.info(`clip serving containerd snapshots on ${config.address} (root ${config.root}, lazy layers ${lazy ? 'on' : 'off'}${handOff ? `, live restart through ${handOff.description}` : ''})`);
@@ -182,6 +195,7 @@ export class Daemon {
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
+    this.lazy?.locator?.close();
     await fsp.unlink(this.config.address).catch(() => undefined);
     if (this.cri) await fsp.unlink(this.config.criKeychain.imageServicePath).catch(() => undefined);
     this.logger.info('clip stopped');

@@ -62,6 +62,11 @@ export interface StackOptions {
    * own ('local', disable_snapshot_annotations = false). containerd 1.x always pulls locally.
    */
   criPull?: 'local' | 'transfer';
+  /**
+   * false: containerd sends no layer labels, only containerd.io/snapshot.ref, as for nerdctl's pull (CRI
+   * with disable_snapshot_annotations = true; 2.x: the drop-in without enable_remote_snapshot_annotations).
+   */
+  layerLabels?: boolean;
 }
 
 export interface CtrResult extends RunResult {
@@ -123,6 +128,7 @@ export class Stack {
   private readonly clipConfig: string;
   private readonly clipRegistryConfig: string;
   private readonly criPull: 'local' | 'transfer' | undefined;
+  private readonly layerLabels: boolean;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -141,6 +147,7 @@ export class Stack {
     this.clipConfig = opts.clipConfig ?? '';
     this.clipRegistryConfig = opts.clipRegistryConfig ?? '';
     this.criPull = opts.criPull;
+    this.layerLabels = opts.layerLabels ?? true;
   }
 
   get clipRoot(): string {
@@ -180,12 +187,15 @@ export class Stack {
     for (const tag of this.tags) {
       await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
     }
+    // clip reads this stack's containerd (not the system's) to find layers Prepared without labels.
+    const lazy = `[lazy]\ncontainerd_address = "${this.containerdAddress}"\n`;
+    const clipConfig = this.clipConfig.includes('[lazy]\n') ? this.clipConfig.replace('[lazy]\n', lazy) : `${lazy}${this.clipConfig}`;
     await fsp.writeFile(
       this.clipConfigFile,
-      `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
+      `${clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
     );
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
-    const criPull = this.criPull ? ['--cri-pull', this.criPull] : [];
+    const criPull = [...(this.criPull ? ['--cri-pull', this.criPull] : []), ...(this.layerLabels ? [] : ['--no-layer-labels'])];
     await runOk(
       path.join(SCRIPTS, 'containerd.sh'),
       ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter, ...criPull],

@@ -1,0 +1,94 @@
+/**
+ * Lazy pulls when containerd sends no layer labels, only `containerd.io/snapshot.ref`: what nerdctl's pull
+ * does for a snapshotter whose name it does not know (client.Pull with containerd's unpacker, no label
+ * handler). nerdctl is not packaged in Debian; containerd's own clients that unpack the same way stand in:
+ * - 1.6 / 1.7: CRI with disable_snapshot_annotations = true (its default), i.e. client.Pull with
+ *   WithPullUnpack and nothing else, exactly nerdctl's call;
+ * - 2.1: CRI and `ctr images pull` through the transfer service, with the shipped drop-in minus its
+ *   enable_remote_snapshot_annotations export (the transfer service uses the same core/unpack unpacker).
+ * clip finds each layer through containerd's content store (src/containerd/content-layer-locator.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
+import { LABEL_TARGET_REF } from '../../src/snapshotter/labels';
+import { CONTAINERD } from '../helpers/containerd-release';
+import { assertCriPullPath, criPull, runIn } from '../helpers/cri-pull';
+import { assertPulledLazily, chainIds, sameTreeAsOverlayfs, sha256 } from '../helpers/images';
+import { TestSnapshotsClient } from '../helpers/snapshots-client';
+import { useStack, type Stack } from '../helpers/stack';
+import { entryAt } from '../helpers/tree';
+
+const TEST_TIMEOUT = 300_000;
+
+/** The labels of every unpack Prepare clip received for `chain` (from its debug log of requests). */
+function prepareLabels(stack: Stack, chain: string[]): Array<Record<string, string>> {
+  const found: Array<Record<string, string>> = [];
+  for (const line of stack.clipLog().split('\n')) {
+    const json = /debug Prepare (\{.*\})$/.exec(line)?.[1];
+    if (!json) continue;
+    const req = JSON.parse(json) as { key: string; labels: Record<string, string> };
+    if (/\/extract-/.test(req.key) && chain.includes(req.labels[LABEL_TARGET_REF] ?? '')) found.push(req.labels);
+  }
+  return found;
+}
+
+describe(`lazy pulls without layer labels, as nerdctl pulls (containerd ${CONTAINERD.version})`, () => {
+  const stack = useStack({
+    tags: ['lazy', 'demo'],
+    criSnapshotter: 'clip',
+    layerLabels: false,
+    clipConfig: '[lazy]\nbackground_fetch = false\n',
+  });
+
+  test('an unpack naming only the chain ID is served lazily, found in the content store', { timeout: TEST_TIMEOUT }, async () => {
+    await criPull(stack, 'lazy');
+    const chain = chainIds(stack.images.lazy!.layers.map((l) => l.diff_id));
+    // containerd sent nothing but the target chain ID: nerdctl's pull, not CRI's labelled one.
+    const sent = prepareLabels(stack, chain);
+    assert.ok(sent.length >= chain.length, `one unpack Prepare per layer, got ${sent.length}`);
+    for (const labels of sent) assert.deepEqual(Object.keys(labels), [LABEL_TARGET_REF]);
+    if (CONTAINERD.major >= 2) await assertCriPullPath(stack, 'lazy', 'transfer');
+
+    await assertPulledLazily(stack, 'lazy', true, 'k8s.io');
+    for (const layer of stack.images.lazy!.layers) {
+      assert.match(stack.clipLog(), new RegExp(`is ${layer.digest} of \\S+/clip/test@${stack.images.lazy!.manifest} \\(found in containerd's content store\\)`));
+    }
+    assert.equal(await runIn(stack, 'lazy', 'nerdctl-hello'), 'hello from clip, layer 3\n');
+  });
+
+  test('the rootfs equals the overlayfs one', { timeout: TEST_TIMEOUT }, async () => {
+    const lazy = await sameTreeAsOverlayfs(stack, 'lazy');
+    assert.equal(entryAt(lazy, '/etc/clip-test/message')?.sha256, sha256('hello from clip, layer 3\n'));
+    assert.equal(entryAt(lazy, '/data/devices/loop7')?.type, 'block');
+  });
+
+  if (CONTAINERD.lazyCtrPull) {
+    test("ctr images pull through the transfer service without the export is lazy too (namespace 'default')", { timeout: TEST_TIMEOUT }, async () => {
+      await stack.ctrOk(['images', 'pull', '--snapshotter', 'clip', '--hosts-dir', stack.hostsDir, stack.imageRef('demo')]);
+      const chain = chainIds(stack.images.demo!.layers.map((l) => l.diff_id));
+      for (const labels of prepareLabels(stack, chain)) assert.deepEqual(Object.keys(labels), [LABEL_TARGET_REF]);
+      await assertPulledLazily(stack, 'demo', true);
+      const r = await stack.ctr(['run', '--rm', '--snapshotter', 'clip', stack.imageRef('demo'), 'nerdctl-demo']);
+      assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
+      assert.equal(r.stdout, 'Hello from a clip container!\n');
+    });
+  }
+
+  test('a chain ID no stored manifest has is prepared normally, for containerd to unpack', { timeout: TEST_TIMEOUT }, async () => {
+    const client = new TestSnapshotsClient(stack.clipAddress);
+    const target = `sha256:${sha256('a layer no image has')}`;
+    const key = `k8s.io/999/extract-1-test ${target}`;
+    try {
+      const mounts = await client.prepare(key, '', { [LABEL_TARGET_REF]: target });
+      assert.equal(mounts.length, 1);
+      assert.equal(mounts[0]!.type, 'bind', 'an empty directory for containerd to unpack into');
+      assert.equal((await client.stat(key)).kind, Kind.ACTIVE);
+      // The namespace the call carried (the test client's 'test') wins over the one in the key.
+      assert.match(stack.clipLog(), new RegExp(`layer ${target}: no manifest in containerd's content store \\(namespace test\\) has it`));
+    } finally {
+      await client.remove(key).catch(() => undefined);
+      client.close();
+    }
+  });
+});
