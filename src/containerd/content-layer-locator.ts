@@ -137,7 +137,7 @@ export class ContentLayerLocator implements LayerLocator {
       return undefined;
     }
     const index = found.chainIds.indexOf(target);
-    this.opts.logger.info(`layer ${target} is ${found.layers[index]!.digest} of ${imageRef} (found in containerd's content store)`);
+    this.opts.logger.info(`layer ${target} is ${found.layers[index]!.digest} of ${imageRef} (found in containerd's content store, namespace ${namespace})`);
     return layerSnapshotLabels({ chainId: target, imageRef, manifestDigest: found.digest, layers: found.layers, index });
   }
 

@@ -148,8 +148,9 @@ export class Snapshotter {
    */
   private async locateLayer(key: string, target: string, labels: Labels, signal?: AbortSignal, namespace?: string): Promise<Labels> {
     const unpack = UNPACK_KEY.exec(key);
-    const ns = namespace || unpack?.[1];
-    if (!this.locator || !unpack || !ns) return labels;
+    if (!this.locator || !unpack) return labels;
+    if (!namespace) this.logger.debug(`Prepare ${key}: no containerd-namespace metadata, namespace ${unpack[1]} taken from the key`);
+    const ns = namespace || unpack[1]!;
     const found = await this.locator.locate(target, ns, signal);
     return found ? { ...found, ...labels } : labels;
   }
