@@ -16,7 +16,7 @@
  * what a manifest maps to is cached (manifests never change).
  */
 import type { Logger } from 'winston';
-import { errorMessage, InvalidArgumentError } from '../errors';
+import { errorMessage, InvalidArgumentError, NotFoundError, NotImplementedError } from '../errors';
 import { computeDigest, parseImageConfig, parseManifest, parseReference, type Descriptor } from '../registry';
 import { chainIds } from '../snapshotter/chain-id';
 import type { LayerLocator } from '../snapshotter/remote-layers';
@@ -111,7 +111,11 @@ export class ContentLayerLocator implements LayerLocator {
     let info: ContentInfo | undefined;
     if (found) {
       info = await client.content.info(found.digest);
-    } else {
+      // The image was removed since: forget it and look again (another image may share the layer).
+      if (!info) this.manifests.delete(`${namespace} ${found.digest}`);
+    }
+    if (!found || !info) {
+      found = undefined;
       const listed = await client.content.list([`labels."${LABEL_GC_REF_CONFIG}"`], this.limits.maxListed, this.limits.deadlineMs);
       const newest = listed
         .filter((i) => !this.manifests.has(`${namespace} ${i.digest}`))
@@ -119,6 +123,7 @@ export class ContentLayerLocator implements LayerLocator {
         .slice(0, this.limits.maxManifests);
       for (const candidate of newest) {
         const chains = await this.examine(client, candidate);
+        if (!chains) continue;
         this.remember(namespace, chains);
         if (chains.chainIds.includes(target)) {
           found = chains;
@@ -153,8 +158,11 @@ export class ContentLayerLocator implements LayerLocator {
     while (this.manifests.size > this.limits.maxCached) this.manifests.delete(this.manifests.keys().next().value!);
   }
 
-  /** The manifest's layers and their chain IDs; none for a blob that is not a usable image manifest. */
-  private async examine(client: ContainerdClient, info: ContentInfo): Promise<ManifestChains> {
+  /**
+   * The manifest's layers and their chain IDs; none for a blob that is not a usable image manifest;
+   * undefined (not remembered) while its config is not stored yet (another pull in progress).
+   */
+  private async examine(client: ContainerdClient, info: ContentInfo): Promise<ManifestChains | undefined> {
     const none: ManifestChains = { digest: info.digest, layers: [], chainIds: [] };
     const source = `manifest ${info.digest} in containerd's content store`;
     try {
@@ -168,7 +176,9 @@ export class ContentLayerLocator implements LayerLocator {
       if (diffIds.length !== layers.length) return none;
       return { digest: info.digest, layers, chainIds: chainIds(diffIds) };
     } catch (err) {
-      if (!(err instanceof InvalidArgumentError)) throw err;
+      if (err instanceof NotFoundError) return undefined;
+      // A blob that is no manifest clip can read (bad JSON, schema 1, another media type): remembered as such.
+      if (!(err instanceof InvalidArgumentError || err instanceof NotImplementedError)) throw err;
       this.opts.logger.debug(`${source}: ${errorMessage(err)}`);
       return none;
     }

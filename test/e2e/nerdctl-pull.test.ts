@@ -9,6 +9,8 @@
  * clip finds each layer through containerd's content store (src/containerd/content-layer-locator.ts).
  */
 import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { LABEL_TARGET_REF } from '../../src/snapshotter/labels';
@@ -33,6 +35,16 @@ function prepareLabels(stack: Stack, chain: string[]): Array<Record<string, stri
   return found;
 }
 
+/**
+ * Layer blob GETs containerd made (user agent `containerd/<version>`), from the registry's access log:
+ * `"GET /v2/<repo>/blobs/<digest> HTTP/1.1" <status> <bytes> "<referer>" "<user agent>"`.
+ */
+async function containerdBlobGets(stack: Stack, tag: string): Promise<string[]> {
+  const log = await fsp.readFile(path.join(stack.state, 'registry.log'), 'utf8');
+  const layers = stack.images[tag]!.layers.map((l) => l.digest);
+  return log.split('\n').filter((l) => /"GET \/v2\/\S+\/blobs\/sha256:/.test(l) && /"containerd\/[^"]*"$/.test(l) && layers.some((d) => l.includes(d)));
+}
+
 describe(`lazy pulls without layer labels, as nerdctl pulls (containerd ${CONTAINERD.version})`, () => {
   const stack = useStack({
     tags: ['lazy', 'demo'],
@@ -51,6 +63,7 @@ describe(`lazy pulls without layer labels, as nerdctl pulls (containerd ${CONTAI
     if (CONTAINERD.major >= 2) await assertCriPullPath(stack, 'lazy', 'transfer');
 
     await assertPulledLazily(stack, 'lazy', true, 'k8s.io');
+    assert.deepEqual(await containerdBlobGets(stack, 'lazy'), [], 'containerd fetched no layer from the registry');
     for (const layer of stack.images.lazy!.layers) {
       assert.match(stack.clipLog(), new RegExp(`is ${layer.digest} of \\S+/clip/test@${stack.images.lazy!.manifest} \\(found in containerd's content store, namespace k8s.io\\)`));
     }
@@ -71,6 +84,7 @@ describe(`lazy pulls without layer labels, as nerdctl pulls (containerd ${CONTAI
       const chain = chainIds(stack.images.demo!.layers.map((l) => l.diff_id));
       for (const labels of prepareLabels(stack, chain)) assert.deepEqual(Object.keys(labels), [LABEL_TARGET_REF]);
       await assertPulledLazily(stack, 'demo', true);
+      assert.deepEqual(await containerdBlobGets(stack, 'demo'), [], 'containerd fetched no layer from the registry');
       const r = await stack.ctr(['run', '--rm', '--snapshotter', 'clip', stack.imageRef('demo'), 'nerdctl-demo']);
       assert.equal(r.code, 0, `ctr run failed:\n${r.stderr}\n${await stack.diagnostics()}`);
       assert.equal(r.stdout, 'Hello from a clip container!\n');
