@@ -13,6 +13,9 @@
 #                                for nerdctl's pull: CRI with disable_snapshot_annotations = true (1.x;
 #                                2.x pulls through the transfer service) and, on 2.x, the drop-in without
 #                                its enable_remote_snapshot_annotations export
+#       --ca-file FILE           containerd trusts the certificates of FILE (PEM) instead of the system's
+#                                (SSL_CERT_FILE): for registries it reaches without hosts.toml (1.7's
+#                                transfer service reads none)
 #       --registry ADDR          write certs.d/ADDR/hosts.toml (plain http) for ADDR
 #                                (default: read STATE_DIR/registry-addr or STATE_DIR/registry.addr)
 #       --sandbox-image REF      CRI pause image (default: containerd's built-in default)
@@ -40,7 +43,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
-usage() { die "usage: $0 start STATE_DIR [--bin-dir DIR] [--clip-address SOCK] [--cri-snapshotter NAME] [--cri-pull local|transfer] [--no-layer-labels] [--registry ADDR] [--sandbox-image REF] [--log-level L] | stop STATE_DIR"; }
+usage() { die "usage: $0 start STATE_DIR [--bin-dir DIR] [--clip-address SOCK] [--cri-snapshotter NAME] [--cri-pull local|transfer] [--no-layer-labels] [--ca-file FILE] [--registry ADDR] [--sandbox-image REF] [--log-level L] | stop STATE_DIR"; }
 cmd=${1:-}; state=${2:-}
 [ -n "$cmd" ] && [ -n "$state" ] || usage
 shift 2
@@ -52,7 +55,7 @@ repo=$(cd "$here/.." && pwd)
 running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
 
 # start's options, read by the config writers.
-clip="" cri_snap=overlayfs cri_pull="" registry="" sandbox="" level=debug layer_labels=true
+clip="" cri_snap=overlayfs cri_pull="" registry="" sandbox="" level=debug layer_labels=true ca_file=""
 
 # daemon_sections: the sockets, log level and metrics, the same in config versions 2 and 3.
 daemon_sections() {
@@ -120,6 +123,20 @@ EOF
     [plugins."io.containerd.grpc.v1.cri".registry]
       config_path = "$state/certs.d"
 EOF
+    # containerd 1.7's transfer service (`ctr images pull --local=false`) unpacks only into the snapshotters
+    # listed here (its default list is the default snapshotter alone).
+    if [ -n "$clip" ] && [ "${version%.*}" = 1.7 ]; then
+      cat <<EOF
+
+  [plugins."io.containerd.transfer.v1.local"]
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "overlayfs"
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "clip"
+EOF
+    fi
     if [ -n "$clip" ]; then
       cat <<EOF
 
@@ -231,6 +248,7 @@ start() {
       --cri-snapshotter) cri_snap=${2:?}; shift 2 ;;
       --cri-pull) cri_pull=${2:?}; shift 2 ;;
       --no-layer-labels) layer_labels=false; shift ;;
+      --ca-file) ca_file=$(realpath "${2:?}"); shift 2 ;;
       --registry) registry=${2:?}; shift 2 ;;
       --sandbox-image) sandbox=${2:?}; shift 2 ;;
       --log-level) level=${2:?}; shift 2 ;;
@@ -271,7 +289,9 @@ start() {
   : >"$log"
   # setsid + all fds redirected: containerd must not hold the caller's pipes open. The bin dir goes first
   # on PATH: containerd looks its shims up there before its own directory.
-  PATH="$bin_dir:$PATH" setsid "$bin_dir/containerd" --config "$cfg" >>"$log" 2>&1 </dev/null &
+  local env=(PATH="$bin_dir:$PATH")
+  [ -z "$ca_file" ] || env+=(SSL_CERT_FILE="$ca_file")
+  env "${env[@]}" setsid "$bin_dir/containerd" --config "$cfg" >>"$log" 2>&1 </dev/null &
   local pid=$! i
   echo "$pid" >"$pidf"
   for ((i = 0; i < 100; i++)); do              # 20 s

@@ -67,6 +67,8 @@ export interface StackOptions {
    * with disable_snapshot_annotations = true; 2.x: the drop-in without enable_remote_snapshot_annotations).
    */
   layerLabels?: boolean;
+  /** PEM certificates containerd trusts instead of the system's (SSL_CERT_FILE), for an https test registry. */
+  containerdCaFile?: string;
 }
 
 export interface CtrResult extends RunResult {
@@ -129,6 +131,7 @@ export class Stack {
   private readonly clipRegistryConfig: string;
   private readonly criPull: 'local' | 'transfer' | undefined;
   private readonly layerLabels: boolean;
+  private readonly containerdCaFile: string | undefined;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -148,6 +151,7 @@ export class Stack {
     this.clipRegistryConfig = opts.clipRegistryConfig ?? '';
     this.criPull = opts.criPull;
     this.layerLabels = opts.layerLabels ?? true;
+    this.containerdCaFile = opts.containerdCaFile;
   }
 
   get clipRoot(): string {
@@ -195,7 +199,9 @@ export class Stack {
       `${clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
     );
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
-    const criPull = [...(this.criPull ? ['--cri-pull', this.criPull] : []), ...(this.layerLabels ? [] : ['--no-layer-labels'])];
+    const criPull = [...(this.criPull ? ['--cri-pull', this.criPull] : []), ...(this.layerLabels ? [] : ['--no-layer-labels']),
+      ...(this.containerdCaFile ? ['--ca-file', this.containerdCaFile] : []),
+    ];
     await runOk(
       path.join(SCRIPTS, 'containerd.sh'),
       ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter, ...criPull],
