@@ -9,6 +9,13 @@
 #       --cri-pull local|transfer  containerd 2.1+: CRI pulls through the transfer service (transfer,
 #                                the default: disable_snapshot_annotations = true) or on its own (local:
 #                                disable_snapshot_annotations = false); 1.x always pulls locally
+#       --no-layer-labels        containerd sends no layer labels, only containerd.io/snapshot.ref, as
+#                                for nerdctl's pull: CRI with disable_snapshot_annotations = true (1.x;
+#                                2.x pulls through the transfer service) and, on 2.x, the drop-in without
+#                                its enable_remote_snapshot_annotations export
+#       --ca-file FILE           containerd trusts the certificates of FILE (PEM) instead of the system's
+#                                (SSL_CERT_FILE): for registries it reaches without hosts.toml (1.7's
+#                                transfer service reads none)
 #       --registry ADDR          write certs.d/ADDR/hosts.toml (plain http) for ADDR
 #                                (default: read STATE_DIR/registry-addr or STATE_DIR/registry.addr)
 #       --sandbox-image REF      CRI pause image (default: containerd's built-in default)
@@ -36,7 +43,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/lib.sh"
 
-usage() { die "usage: $0 start STATE_DIR [--bin-dir DIR] [--clip-address SOCK] [--cri-snapshotter NAME] [--cri-pull local|transfer] [--registry ADDR] [--sandbox-image REF] [--log-level L] | stop STATE_DIR"; }
+usage() { die "usage: $0 start STATE_DIR [--bin-dir DIR] [--clip-address SOCK] [--cri-snapshotter NAME] [--cri-pull local|transfer] [--no-layer-labels] [--ca-file FILE] [--registry ADDR] [--sandbox-image REF] [--log-level L] | stop STATE_DIR"; }
 cmd=${1:-}; state=${2:-}
 [ -n "$cmd" ] && [ -n "$state" ] || usage
 shift 2
@@ -48,7 +55,7 @@ repo=$(cd "$here/.." && pwd)
 running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
 
 # start's options, read by the config writers.
-clip="" cri_snap=overlayfs cri_pull="" registry="" sandbox="" level=debug
+clip="" cri_snap=overlayfs cri_pull="" registry="" sandbox="" level=debug layer_labels=true ca_file=""
 
 # daemon_sections: the sockets, log level and metrics, the same in config versions 2 and 3.
 daemon_sections() {
@@ -98,7 +105,7 @@ EOF
 
     [plugins."io.containerd.grpc.v1.cri".containerd]
       snapshotter = "$cri_snap"
-      disable_snapshot_annotations = false
+      disable_snapshot_annotations = $([ "$layer_labels" = true ] && echo false || echo true)
       default_runtime_name = "runc"
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -116,6 +123,20 @@ EOF
     [plugins."io.containerd.grpc.v1.cri".registry]
       config_path = "$state/certs.d"
 EOF
+    # containerd 1.7's transfer service (`ctr images pull --local=false`) unpacks only into the snapshotters
+    # listed here (its default list is the default snapshotter alone).
+    if [ -n "$clip" ] && [ "${version%.*}" = 1.7 ]; then
+      cat <<EOF
+
+  [plugins."io.containerd.transfer.v1.local"]
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "overlayfs"
+    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+      platform = "linux/amd64"
+      snapshotter = "clip"
+EOF
+    fi
     if [ -n "$clip" ]; then
       cat <<EOF
 
@@ -189,6 +210,10 @@ EOF
     sed -e "s|\"/run/clip/clip.sock\"|\"$clip\"|" -e "s|\"/var/lib/clip\"|\"$(dirname "$clip")/clip\"|" \
       "$repo/config/containerd-2.x.toml" >"$dropin"
     grep -qF "\"$clip\"" "$dropin" || die "config/containerd-2.x.toml lost its address \"/run/clip/clip.sock\""
+    if [ "$layer_labels" != true ]; then
+      grep -q '^ *enable_remote_snapshot_annotations = "true"$' "$dropin" || die "config/containerd-2.x.toml lost enable_remote_snapshot_annotations"
+      sed -i '/^ *enable_remote_snapshot_annotations = /d' "$dropin"
+    fi
   fi
   local annotations=true
   [ "$cri_pull" != local ] || annotations=false
@@ -222,6 +247,8 @@ start() {
       --clip-address) clip=${2:?}; shift 2 ;;
       --cri-snapshotter) cri_snap=${2:?}; shift 2 ;;
       --cri-pull) cri_pull=${2:?}; shift 2 ;;
+      --no-layer-labels) layer_labels=false; shift ;;
+      --ca-file) ca_file=$(realpath "${2:?}"); shift 2 ;;
       --registry) registry=${2:?}; shift 2 ;;
       --sandbox-image) sandbox=${2:?}; shift 2 ;;
       --log-level) level=${2:?}; shift 2 ;;
@@ -229,6 +256,7 @@ start() {
     esac
   done
   case "$cri_pull" in "" | local | transfer) ;; *) usage ;; esac
+  [ "$layer_labels" = true ] || [ "$cri_pull" != local ] || die "--cri-pull local sends layer labels: it cannot go with --no-layer-labels"
   if [ -z "$registry" ]; then
     for f in "$state/registry-addr" "$state/registry.addr"; do
       if [ -s "$f" ]; then registry=$(tr -d ' \n' <"$f"); break; fi
@@ -261,7 +289,9 @@ start() {
   : >"$log"
   # setsid + all fds redirected: containerd must not hold the caller's pipes open. The bin dir goes first
   # on PATH: containerd looks its shims up there before its own directory.
-  PATH="$bin_dir:$PATH" setsid "$bin_dir/containerd" --config "$cfg" >>"$log" 2>&1 </dev/null &
+  local env=(PATH="$bin_dir:$PATH")
+  [ -z "$ca_file" ] || env+=(SSL_CERT_FILE="$ca_file")
+  env "${env[@]}" setsid "$bin_dir/containerd" --config "$cfg" >>"$log" 2>&1 </dev/null &
   local pid=$! i
   echo "$pid" >"$pidf"
   for ((i = 0; i < 100; i++)); do              # 20 s

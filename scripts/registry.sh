@@ -8,6 +8,8 @@
 #   --htpasswd FILE   require HTTP Basic authentication with the users of FILE (bcrypt, `htpasswd -B`)
 #   --storage DIR     serve the blobs and manifests stored in DIR (default: STATE_DIR/registry-data), e.g.
 #                     another registry's, to put authentication in front of images pushed there
+#   --tls CERT KEY    serve https with this certificate (PEM) and key; CERT must be trusted by clients
+#                     (e.g. a self-signed certificate for IP 127.0.0.1 given to them as their CA)
 #
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
 # registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
@@ -33,13 +35,14 @@ cmd=${1:-}; state=${2:-}; fixed_port=''
 mkdir -p "$state"
 state=$(realpath "$state")
 cfg=$state/registry.yml pidf=$state/registry.pid addrf=$state/registry.addr log=$state/registry.log
-htpasswd='' storage=$state/registry-data
+htpasswd='' storage=$state/registry-data tls_cert='' tls_key=
 if [ "$cmd" = start ]; then
   shift 2
   while [ $# -gt 0 ]; do
     case "$1" in
       --htpasswd) htpasswd=$(realpath "${2:?--htpasswd FILE}"); shift 2 ;;
       --storage) storage=$(realpath "${2:?--storage DIR}"); shift 2 ;;
+      --tls) tls_cert=$(realpath "${2:?--tls CERT KEY}"); tls_key=$(realpath "${3:?--tls CERT KEY}"); shift 3 ;;
       [0-9]*) fixed_port=$1; shift ;;
       *) die "unknown option $1" ;;
     esac
@@ -48,12 +51,13 @@ fi
 
 running() { [ -f "$pidf" ] && pid_matches "$(cat "$pidf")" "$cfg"; }
 
-# http_code URL: print the HTTP status of GET URL (000 when unreachable); 2 s timeout.
+# http_code URL [CAFILE]: print the HTTP status of GET URL (000 when unreachable); 2 s timeout.
 http_code() {
-  python3 - "$1" <<'EOF'
-import sys, urllib.request, urllib.error
+  python3 - "$1" "${2:-}" <<'EOF'
+import ssl, sys, urllib.request, urllib.error
 try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+    ctx = ssl.create_default_context(cafile=sys.argv[2]) if sys.argv[2] else None
+    print(urllib.request.urlopen(sys.argv[1], timeout=2, context=ctx).status)
 except urllib.error.HTTPError as e:
     print(e.code)
 except Exception:
@@ -73,6 +77,13 @@ start() {
   htpasswd:
     realm: clip-test
     path: $htpasswd"
+  fi
+  local scheme=http tls=''
+  if [ -n "$tls_cert" ]; then
+    scheme=https
+    tls="  tls:
+    certificate: $tls_cert
+    key: $tls_key"
   fi
   local attempt port pid i
   # The port is free when picked but could be taken before the registry binds it: retry.
@@ -100,6 +111,7 @@ http:
   secret: clip-throwaway-registry
   headers:
     X-Content-Type-Options: [nosniff]
+$tls
 $auth
 EOF
     [ -n "$fixed_port" ] || : >"$log"
@@ -109,7 +121,7 @@ EOF
     echo "$pid" >"$pidf"
     echo "127.0.0.1:$port" >"$addrf"
     for ((i = 0; i < 200; i++)); do            # 20 s
-      if [ "$(http_code "http://127.0.0.1:$port/v2/")" = "$ready" ]; then
+      if [ "$(http_code "$scheme://127.0.0.1:$port/v2/" "$tls_cert")" = "$ready" ]; then
         echo "127.0.0.1:$port"; return 0
       fi
       alive "$pid" || break

@@ -89,6 +89,11 @@ export class ContainerdClient {
     return new ContainerdClient(this.options, this.raw, { lease, signal });
   }
 
+  /** The same connection and namespace, every call cancelled when `signal` aborts. */
+  withSignal(signal: AbortSignal): ContainerdClient {
+    return new ContainerdClient(this.options, this.raw, { signal });
+  }
+
   /** The snapshotter registered in containerd under `name` (e.g. `clip`, `overlayfs`). */
   snapshots(name: string): SnapshotService {
     return new SnapshotService(this.raw.snapshots, this.ctx, name);

@@ -3,9 +3,9 @@
  * labels on it, and write one, streamed, verified by containerd against the expected digest and size.
  */
 import { ContentClient, Info } from '../generated/containerd/services/content/v1/content';
-import { NotFoundError } from '../errors';
+import { InvalidArgumentError, NotFoundError } from '../errors';
 import { writeContent, WriteSource } from './content-writer';
-import { CallContext, unaryCall } from './grpc-call';
+import { CallContext, DEFAULT_CALL_TIMEOUT_MS, streamCall, unaryCall } from './grpc-call';
 
 /** A content descriptor: what containerd needs to know about a blob. */
 export interface ContentDescriptor {
@@ -19,6 +19,8 @@ export interface ContentInfo {
   digest: string;
   size: number;
   labels: Record<string, string>;
+  /** When the blob or its labels last changed, in milliseconds since the epoch (0 when containerd sent none). */
+  updatedMs?: number;
 }
 
 export interface WriteOptions {
@@ -48,6 +50,38 @@ export class ContentStore {
       if (err instanceof NotFoundError) return undefined;
       throw err;
     }
+  }
+
+  /**
+   * Infos of the blobs matching any of containerd's content filters (e.g. `labels."key"` for blobs
+   * carrying a label). More than `maxItems` matches is an InvalidArgumentError: the caller's bound.
+   */
+  async list(filters: string[], maxItems: number, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<ContentInfo[]> {
+    const out: ContentInfo[] = [];
+    await streamCall('list content', this.ctx, (md, opts) => this.raw.list({ filters }, md, opts), timeoutMs, (res: { info: Info[] }) => {
+      for (const info of res.info) {
+        if (out.length >= maxItems) throw new InvalidArgumentError(`content store lists more than ${maxItems} blobs for ${filters.join(' or ')}`);
+        const updated = info.updatedAt;
+        const updatedMs = updated ? Number(updated.seconds) * 1000 + Math.floor(updated.nanos / 1e6) : 0;
+        out.push({ digest: info.digest, size: info.size, labels: info.labels, updatedMs });
+      }
+    });
+    return out;
+  }
+
+  /** The whole blob, refused (before reading) when containerd says it is larger than maxBytes. */
+  async read(digest: string, maxBytes: number, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<Buffer> {
+    const info = await this.info(digest);
+    if (!info) throw new NotFoundError(`content ${digest}: not found`);
+    if (info.size > maxBytes) throw new InvalidArgumentError(`content ${digest} is ${info.size} bytes, more than the ${maxBytes} allowed`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    await streamCall(`read content ${digest}`, this.ctx, (md, opts) => this.raw.read({ digest, offset: 0, size: 0 }, md, opts), timeoutMs, (res: { data: Buffer }) => {
+      total += res.data.length;
+      if (total > maxBytes) throw new InvalidArgumentError(`content ${digest} is more than the ${maxBytes} bytes allowed`);
+      chunks.push(res.data);
+    });
+    return Buffer.concat(chunks, total);
   }
 
   /** Sets (or, with an empty value, removes) the given labels; other labels are left alone. */

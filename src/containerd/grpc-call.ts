@@ -2,7 +2,7 @@
  * How clip calls containerd: every call carries the namespace (gRPC metadata `containerd-namespace`)
  * and, inside a lease, the lease id (`containerd-lease`), has a deadline, and fails with a typed error.
  */
-import { CallOptions, ClientUnaryCall, Metadata, ServiceError } from '@grpc/grpc-js';
+import { CallOptions, ClientReadableStream, ClientUnaryCall, Metadata, ServiceError } from '@grpc/grpc-js';
 import { fromGrpcError } from './grpc-errors';
 
 /** Who a call is made for: containerd's namespace and the lease that protects what it creates. */
@@ -46,5 +46,45 @@ export function unaryCall<Res>(
     });
     const onAbort = (): void => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Makes one server-streaming call and hands each message to `onMessage` in order. An exception thrown by
+ * `onMessage` cancels the call and is what the promise rejects with (the caller's bound on what it reads).
+ */
+export function streamCall<Res>(
+  what: string,
+  ctx: CallContext,
+  invoke: (md: Metadata, options: Partial<CallOptions>) => ClientReadableStream<Res>,
+  timeoutMs: number,
+  onMessage: (res: Res) => void,
+): Promise<void> {
+  const { signal } = ctx;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    let failure: unknown;
+    const call = invoke(callMetadata(ctx), { deadline: Date.now() + timeoutMs });
+    const onAbort = (): void => {
+      failure ??= signal!.reason;
+      call.cancel();
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const settle = (err?: unknown): void => {
+      signal?.removeEventListener('abort', onAbort);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    call.on('data', (res: Res) => {
+      if (failure !== undefined) return;
+      try {
+        onMessage(res);
+      } catch (err) {
+        failure = err;
+        call.cancel();
+      }
+    });
+    call.on('error', (err: ServiceError) => settle(failure ?? fromGrpcError(err, what)));
+    call.on('end', () => settle(failure));
   });
 }

@@ -14,7 +14,7 @@ export const LABEL_GC_REF_CONFIG = 'containerd.io/gc.ref.content.config';
 export const LABEL_UNCOMPRESSED = 'containerd.io/uncompressed';
 
 /** On a blob: `containerd.io/distribution.source.<registry host>` = repositories it came from. */
-const DISTRIBUTION_SOURCE_PREFIX = 'containerd.io/distribution.source.';
+export const DISTRIBUTION_SOURCE_PREFIX = 'containerd.io/distribution.source.';
 
 /** On an image config: the top snapshot of the image unpacked for `snapshotter`. */
 export function gcRefSnapshotLabel(snapshotter: string): string {

@@ -59,6 +59,11 @@ export interface DaemonConfig {
      * handed to the next clip process (systemd's fd store, or clip-fd-holder).
      */
     liveRestart: boolean;
+    /**
+     * containerd's socket, read to find the layer of an unpack that names only its chain ID (nerdctl's
+     * pull, CRI without snapshot annotations); '' to let containerd unpack such layers.
+     */
+    containerdAddress: string;
   };
   registry: {
     /**
@@ -177,6 +182,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     verifyPublished: 'off',
     startupProfiles: true,
     liveRestart: true,
+    containerdAddress: '/run/containerd/containerd.sock',
   },
   registry: {
     hostsDirs: ['/etc/containerd/certs.d', '/etc/docker/certs.d'],
@@ -261,6 +267,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.verify_published', field: 'lazy.verifyPublished', kind: 'verify-mode' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
   { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
+  { toml: 'lazy.containerd_address', field: 'lazy.containerdAddress', kind: 'optional-path' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },
   { toml: 'registry.plain_http', field: 'registry.plainHttp', kind: 'boolean' },

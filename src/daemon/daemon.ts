@@ -12,6 +12,7 @@ import { ContentCache, type CacheUsage } from '../fusefs/content-cache';
 import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/snapshots';
 import { CriKeychain, ImageServiceProxy, RAW_IMAGE_SERVICE } from '../cri';
 import { CredentialChain, DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
+import { ContentLayerLocator } from '../containerd/content-layer-locator';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
@@ -41,6 +42,8 @@ interface Lazy {
   layers: LazyLayers;
   registry: RegistryClient;
   cache: ContentCache;
+  /** Finds the layer of a Prepare that names only its chain ID, in containerd's content store. */
+  locator: ContentLayerLocator | undefined;
 }
 
 async function createLazyLayers(
@@ -98,7 +101,11 @@ async function createLazyLayers(
     handOff,
     metrics,
   });
-  return { layers, registry, cache };
+  const hosts = new RegistryHosts({ configDir: reg.hostsDirs });
+  const locator = lazy.containerdAddress
+    ? new ContentLayerLocator({ address: lazy.containerdAddress, logger, registriesFor: (host) => hosts.domainsNamed(host) })
+    : undefined;
+  return { layers, registry, cache, locator };
 }
 
 /** The content cache under the root, with its bounds resolved against its filesystem's size ([cache]). */
@@ -244,6 +251,7 @@ export class Daemon {
       root: config.root,
       logger,
       remote: lazy?.layers,
+      locator: lazy?.locator,
       fallback: { hostsDirs: hosts.configDirs, hostsFile: (host) => hosts.hostsFilePath(host) },
       metrics,
     });
@@ -264,6 +272,7 @@ export class Daemon {
       snapshotter.close();
       metrics?.close();
       await lazy?.layers.close();
+      lazy?.locator?.close();
       throw err;
     }
     let collector: CacheCollector | undefined;
@@ -288,6 +297,7 @@ export class Daemon {
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
+    this.lazy?.locator?.close();
     await fsp.unlink(this.config.address).catch(() => undefined);
     if (this.cri) await fsp.unlink(this.config.criKeychain.imageServicePath).catch(() => undefined);
     this.logger.info('clip stopped');

@@ -13,6 +13,9 @@ import { InvalidArgumentError } from '../errors';
 import { EndpointOptions, HostsFile, endpointsFor, parseHostsFile } from './hosts-file';
 import { loadHostTls } from './host-tls';
 
+/** Entries of one hosts directory looked at when matching a host name. */
+const MAX_HOST_DIRS = 4096;
+
 export interface RegistryHostsOptions extends EndpointOptions {
   /**
    * The hosts directory, or directories searched in order (containerd's `config_path`); none means defaults
@@ -58,6 +61,28 @@ export class RegistryHosts {
       }
     }
     return undefined;
+  }
+
+  /**
+   * The registry domains a bare host name may stand for, best first: every `host:port` with a host
+   * directory (`<host>:<port>` or `<host>_<port>_`) in the hosts directories, then the host itself.
+   * (containerd's distribution-source labels name a registry by host name only.)
+   */
+  async domainsNamed(hostname: string): Promise<string[]> {
+    const found: string[] = [];
+    for (const dir of this.configDirs) {
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names.slice(0, MAX_HOST_DIRS)) {
+        const m = /^(.*)(?::([0-9]{1,5})|_([0-9]{1,5})_)$/.exec(name);
+        if (m && m[1] === hostname) found.push(`${hostname}:${m[2] ?? m[3]}`);
+      }
+    }
+    return [...new Set([...found.sort(), hostname])];
   }
 
   /** The hosts.toml that configures `domain`, if there is one. */

@@ -61,13 +61,15 @@ export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger):
     return st;
   };
 
-  function unary<Req, Res>(method: string, handler: (req: Req, signal: AbortSignal) => Promise<Res>) {
+  function unary<Req, Res>(method: string, handler: (req: Req, signal: AbortSignal, namespace: string | undefined) => Promise<Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       if (logger.isDebugEnabled()) logger.debug(`${method} ${abbreviate(JSON.stringify(call.request))}`);
       // A call the client cancelled (or whose deadline passed) stops the work only it was waiting for.
       const cancelled = new AbortController();
       call.once('cancelled', () => cancelled.abort(new UnavailableError(`${method} cancelled by the client`)));
-      handler(call.request, cancelled.signal).then(
+      // containerd sends its namespace with every call it makes for one (not with its GC's calls).
+      const namespace = call.metadata.get('containerd-namespace')[0];
+      handler(call.request, cancelled.signal, typeof namespace === 'string' ? namespace : undefined).then(
         (res) => callback(null, res),
         (err: unknown) => callback(fail(method, err)),
       );
@@ -75,8 +77,8 @@ export function createSnapshotsServer(snapshotter: Snapshotter, logger: Logger):
   }
 
   return {
-    prepare: unary('Prepare', async (req, signal) => ({
-      mounts: toMountMessages(await snapshotter.prepare(req.key, req.parent, req.labels, signal)),
+    prepare: unary('Prepare', async (req, signal, namespace) => ({
+      mounts: toMountMessages(await snapshotter.prepare(req.key, req.parent, req.labels, signal, namespace)),
     })),
     view: unary('View', async (req) => ({
       mounts: toMountMessages(await snapshotter.view(req.key, req.parent, req.labels)),

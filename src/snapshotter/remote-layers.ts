@@ -52,3 +52,15 @@ export interface RemoteLayers {
    */
   endTakeOver(): Promise<void>;
 }
+
+/**
+ * Finds the layer of an unpack Prepare that carries no layer labels, only the target chain ID (nerdctl's
+ * pull, CRI without snapshot annotations), in what containerd already stored for the image.
+ */
+export interface LayerLocator {
+  /**
+   * The labels a CRI pull would have sent for the layer whose chain ID is `target`, as seen in containerd
+   * namespace `namespace`, or undefined when it cannot be found. Never rejects; bounded in time.
+   */
+  locate(target: string, namespace: string, signal?: AbortSignal): Promise<Labels | undefined>;
+}

@@ -31,7 +31,7 @@ import { MetaStore, SnapshotRecord } from './metastore';
 import { computeMounts, MountOptions } from './mounts';
 import { FallbackContext, describeFallback } from './fallback-reason';
 import { infoField } from './info-fields';
-import { RemoteLayers } from './remote-layers';
+import { LayerLocator, RemoteLayers } from './remote-layers';
 import { PrepareRecord, type PrepareMetrics } from './prepare-record';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
@@ -44,6 +44,8 @@ export interface SnapshotterOptions {
   remote?: RemoteLayers;
   /** What the fallback log line may consult to say how to fix a layer that cannot be served lazily. */
   fallback?: FallbackContext;
+  /** Finds the layer of an unpack Prepare that names only its chain ID (used only with `remote`). */
+  locator?: LayerLocator;
   /** Counts Prepare outcomes (metrics). */
   metrics?: PrepareMetrics;
 }
@@ -62,6 +64,12 @@ const NO_FALLBACK_CONTEXT: FallbackContext = { hostsDirs: [], hostsFile: async (
 
 /** Remote layers mounted again at the same time at start-up. */
 const REMOUNT_CONCURRENCY = 8;
+
+/**
+ * A backend key of containerd's unpack snapshots: `<namespace>/<sequence>/extract-<unique> <chain ID>`
+ * (containerd's metadata store prefixes the client's key; snapshots.UnpackKeyFormat is "extract-%s %s").
+ */
+const UNPACK_KEY = /^([A-Za-z0-9][A-Za-z0-9._-]*)\/[0-9]+\/extract-[^ ]* sha256:[0-9a-f]{64}$/;
 
 /** The value of LABEL_REMOTE on a committed remote snapshot (as stargz and SOCI write it). */
 const REMOTE_LABEL_VALUE = 'remote snapshot';
@@ -83,6 +91,7 @@ export class Snapshotter {
   private fallback: FallbackContext = NO_FALLBACK_CONTEXT;
   /** Prepare outcomes: counted, and the latest fallback of each layer kept for status. */
   readonly outcomes: PrepareRecord;
+  private locator: LayerLocator | undefined;
 
   private constructor(layout: Layout, store: MetaStore, logger: Logger, remote: RemoteLayers | undefined, metrics?: PrepareMetrics) {
     this.layout = layout;
@@ -102,6 +111,7 @@ export class Snapshotter {
     await fsp.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o700 });
     const snapshotter = new Snapshotter(layout, new MetaStore(layout.metadataFile), opts.logger, opts.remote, opts.metrics);
     if (opts.fallback) snapshotter.fallback = opts.fallback;
+    snapshotter.locator = opts.locator;
     if (opts.remote) {
       // Mounts handed over by the earlier process are kept: their remount serves them again.
       const stale = await opts.remote.unmountAll(layout.snapshotsDir, { keepHandedOver: true });
@@ -135,15 +145,20 @@ export class Snapshotter {
    * (containerd's remote snapshotter handshake, core/snapshots/snapshotter.go; README, "Lazy pulls with
    * Kubernetes"). If that fails for any reason, this is a normal Prepare.
    */
-  async prepare(key: string, parent: string, labels: Labels = {}, signal?: AbortSignal): Promise<Mount[]> {
+  async prepare(key: string, parent: string, labels: Labels = {}, signal?: AbortSignal, namespace?: string): Promise<Mount[]> {
     const target = labels[LABEL_TARGET_REF];
-    if (this.remote && target && this.remote.canServe(labels)) {
+    if (this.remote && target) {
       const name = remoteSnapshotName(target, parent);
+      // Served already (the chain ID names the content, checked when it was mounted): no lookup needed.
       if (this.store.getByKey(name)?.kind === Kind.COMMITTED && this.isUsable(name)) {
         this.outcomes.remote(labels[LABEL_CRI_LAYER_DIGEST]);
         throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
       }
-      return this.serialized(name, () => this.prepareRemote(key, parent, labels, target, name, signal));
+      if (!this.remote.canServe(labels)) labels = await this.locateLayer(key, target, labels, signal, namespace);
+      if (this.remote.canServe(labels)) {
+        const remoteLabels = labels;
+        return this.serialized(name, () => this.prepareRemote(key, parent, remoteLabels, target, name, signal));
+      }
     }
     this.outcomes.local();
     return this.createSnapshot(Kind.ACTIVE, key, parent, labels);
@@ -161,6 +176,20 @@ export class Snapshotter {
         dir: this.layout.fsDir(r.id),
         mounted: this.mounted.has(r.id),
       }));
+  }
+
+  /**
+   * The labels of an unpack Prepare that names only its target chain ID, completed with what the locator
+   * finds for it (the labels CRI would have sent), or unchanged. The namespace is the one containerd
+   * sent with the call, else the one its metadata store puts in front of every key (`<namespace>/<n>/…`).
+   */
+  private async locateLayer(key: string, target: string, labels: Labels, signal?: AbortSignal, namespace?: string): Promise<Labels> {
+    const unpack = UNPACK_KEY.exec(key);
+    if (!this.locator || !unpack) return labels;
+    if (!namespace) this.logger.debug(`Prepare ${key}: no containerd-namespace metadata, namespace ${unpack[1]} taken from the key`);
+    const ns = namespace || unpack[1]!;
+    const found = await this.locator.locate(target, ns, signal);
+    return found ? { ...found, ...labels } : labels;
   }
 
   view(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {

@@ -13,24 +13,15 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Kind } from '../../src/generated/containerd/services/snapshots/v1/snapshots';
 import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labels';
-import { K8S, criPull, runIn } from '../helpers/cri-run';
-import { assertPulledLazily, chainIds, diffIdsOf, sha256, snapshotTree } from '../helpers/images';
+import { K8S, assertCriPullPath, criPull, runIn } from '../helpers/cri-run';
+import { assertPulledLazily, sameTreeAsOverlayfs, sha256 } from '../helpers/images';
 import { waitFor } from '../helpers/processes';
 import { TestSnapshotsClient } from '../helpers/snapshots-client';
 import { CONTAINERD } from '../helpers/containerd-release';
-import { Stack, useStack } from '../helpers/stack';
-import { diffManifests, entryAt, type TreeManifest } from '../helpers/tree';
+import { useStack } from '../helpers/stack';
+import { entryAt } from '../helpers/tree';
 
 const TEST_TIMEOUT = 300_000;
-
-/** containerd 2.1's CRI logs at debug level which way it pulls an image (internal/cri/server/images/image_pull.go). */
-async function assertCriPullPath(stack: Stack, tag: string, path: 'transfer' | 'local'): Promise<void> {
-  const log = await stack.containerdLog();
-  const way = path === 'transfer' ? 'using transfer service' : 'using client.Pull()';
-  const lines = log.split('\n').filter((l) => l.includes('msg="PullImage') && l.includes(stack.imageRef(tag)));
-  assert.ok(lines.some((l) => l.includes(`with snapshotter clip ${way}`)), `CRI pulled ${tag} ${way}:\n${lines.join('\n')}`);
-  assert.equal(log.includes('Falling back to local image pull mode'), path === 'local', 'CRI fell back to local pulls');
-}
 
 describe(`lazy pulls through CRI (containerd ${CONTAINERD.version})`, () => {
   const stack = useStack({
@@ -60,22 +51,8 @@ describe(`lazy pulls through CRI (containerd ${CONTAINERD.version})`, () => {
     assert.equal(await runIn(stack, 'lazy', 'lazy-hello'), 'hello from clip, layer 3\n');
   });
 
-  /** Pulls `tag` again with overlayfs, compares the two rootfs trees and returns clip's. */
-  async function sameTreeAsOverlayfs(tag: string): Promise<TreeManifest> {
-    const ref = stack.imageRef(tag);
-    await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
-    const chain = chainIds(await diffIdsOf(stack, ref));
-    const top = chain[chain.length - 1]!;
-    const lazy = await snapshotTree(stack, 'clip', top, 'k8s.io');
-    const overlay = await snapshotTree(stack, 'overlayfs', top);
-    const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
-    assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
-    assert.deepEqual(lazy, overlay);
-    return lazy;
-  }
-
   test('the lazy rootfs equals the overlayfs one (devices, xattrs, large files)', { timeout: TEST_TIMEOUT }, async () => {
-    const lazy = await sameTreeAsOverlayfs('lazy');
+    const lazy = await sameTreeAsOverlayfs(stack, 'lazy');
 
     assert.deepEqual(entryAt(lazy, '/data/devices/null')?.rdev, { major: 1, minor: 3 });
     assert.equal(entryAt(lazy, '/data/devices/loop7')?.type, 'block');
@@ -105,7 +82,7 @@ describe(`lazy pulls through CRI (containerd ${CONTAINERD.version})`, () => {
     // The zstd layer is read whole, once; the gzip layers (shared with 'lazy') were indexed already.
     assert.ok(fetched >= zstdLayer.size && fetched < zstdLayer.size + 100_000, `registry served ${fetched} blob bytes, the zstd layer is ${zstdLayer.size}`);
 
-    const lazy = await sameTreeAsOverlayfs('zstd');
+    const lazy = await sameTreeAsOverlayfs(stack, 'zstd');
     assert.equal(entryAt(lazy, '/data/zstd/random.bin')?.sha256, sha256(createHash('shake256', { outputLength: 6 << 20 }).update('clip-zstd').digest()));
     assert.equal(entryAt(lazy, '/data/keep/one'), undefined, 'whiteout applied');
   });

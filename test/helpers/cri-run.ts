@@ -1,4 +1,4 @@
-/** CRI pulls and `ctr run` of pulled images for the end-to-end tests that pull through CRI with clip. */
+/** CRI pulls, `ctr run` of pulled images, and how CRI pulled, for the end-to-end tests that pull through CRI with clip. */
 import assert from 'node:assert/strict';
 import { CriClient } from './cri-client';
 import { Stack } from './stack';
@@ -35,4 +35,13 @@ export async function runIn(stack: Stack, tag: string, id: string, args: string[
   const r = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', stack.imageRef(tag), id, ...args]);
   assert.equal(r.code, 0, `ctr run ${tag} failed:\n${r.stderr}\n${await stack.diagnostics()}`);
   return r.stdout;
+}
+
+/** containerd 2.1's CRI logs at debug level which way it pulls an image (internal/cri/server/images/image_pull.go). */
+export async function assertCriPullPath(stack: Stack, tag: string, path: 'transfer' | 'local'): Promise<void> {
+  const log = await stack.containerdLog();
+  const way = path === 'transfer' ? 'using transfer service' : 'using client.Pull()';
+  const lines = log.split('\n').filter((l) => l.includes('msg="PullImage') && l.includes(stack.imageRef(tag)));
+  assert.ok(lines.some((l) => l.includes(`with snapshotter clip ${way}`)), `CRI pulled ${tag} ${way}:\n${lines.join('\n')}`);
+  assert.equal(log.includes('Falling back to local image pull mode'), path === 'local', 'CRI fell back to local pulls');
 }

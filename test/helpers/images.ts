@@ -8,7 +8,7 @@ import { LABEL_CRI_LAYER_DIGEST, LABEL_REMOTE } from '../../src/snapshotter/labe
 import { run } from './processes';
 import { TestSnapshotsClient } from './snapshots-client';
 import { Stack } from './stack';
-import { TreeManifest, walkTree } from './tree';
+import { diffManifests, TreeManifest, walkTree } from './tree';
 
 /** ChainID(L0) = DiffID(L0); ChainID(L0..n) = sha256(ChainID(L0..n-1) + " " + DiffID(n)). */
 export function chainIds(diffIds: string[]): string[] {
@@ -90,4 +90,21 @@ export async function assertPulledLazily(stack: Stack, tag: string, lazy: boolea
   } finally {
     client.close();
   }
+}
+
+/**
+ * Pulls `tag` again with overlayfs (namespace default), asserts that clip's rootfs of the image (pulled in
+ * `namespace`) is the same tree, and returns clip's.
+ */
+export async function sameTreeAsOverlayfs(stack: Stack, tag: string, namespace = 'k8s.io'): Promise<TreeManifest> {
+  const ref = stack.imageRef(tag);
+  await stack.ctrOk(['images', 'pull', '--snapshotter', 'overlayfs', '--plain-http', ref]);
+  const chain = chainIds(await diffIdsOf(stack, ref));
+  const top = chain[chain.length - 1]!;
+  const lazy = await snapshotTree(stack, 'clip', top, namespace);
+  const overlay = await snapshotTree(stack, 'overlayfs', top);
+  const diff = diffManifests(overlay, lazy, ['overlayfs', 'clip']);
+  assert.deepEqual(diff, [], `rootfs differs (${diff.length}):\n${diff.slice(0, 40).join('\n')}`);
+  assert.deepEqual(lazy, overlay);
+  return lazy;
 }

@@ -64,6 +64,13 @@ export interface StackOptions {
   criPull?: 'local' | 'transfer';
   /** Runs once the state dir exists, before clip starts (e.g. to mount a filesystem under clip's root). */
   beforeClip?: (stack: Stack) => Promise<void>;
+  /**
+   * false: containerd sends no layer labels, only containerd.io/snapshot.ref, as for nerdctl's pull (CRI
+   * with disable_snapshot_annotations = true; 2.x: the drop-in without enable_remote_snapshot_annotations).
+   */
+  layerLabels?: boolean;
+  /** PEM certificates containerd trusts instead of the system's (SSL_CERT_FILE), for an https test registry. */
+  containerdCaFile?: string;
 }
 
 export interface CtrResult extends RunResult {
@@ -126,6 +133,8 @@ export class Stack {
   private readonly clipRegistryConfig: string;
   private readonly criPull: 'local' | 'transfer' | undefined;
   private readonly beforeClip: ((stack: Stack) => Promise<void>) | undefined;
+  private readonly layerLabels: boolean;
+  private readonly containerdCaFile: string | undefined;
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -145,6 +154,8 @@ export class Stack {
     this.clipRegistryConfig = opts.clipRegistryConfig ?? '';
     this.criPull = opts.criPull;
     this.beforeClip = opts.beforeClip;
+    this.layerLabels = opts.layerLabels ?? true;
+    this.containerdCaFile = opts.containerdCaFile;
   }
 
   get clipRoot(): string {
@@ -184,13 +195,18 @@ export class Stack {
     for (const tag of this.tags) {
       await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
     }
+    // clip reads this stack's containerd (not the system's) to find layers Prepared without labels.
+    const lazy = `[lazy]\ncontainerd_address = "${this.containerdAddress}"\n`;
+    const clipConfig = this.clipConfig.includes('[lazy]\n') ? this.clipConfig.replace('[lazy]\n', lazy) : `${lazy}${this.clipConfig}`;
     await fsp.writeFile(
       this.clipConfigFile,
-      `${this.clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
+      `${clipConfig}\n[registry]\nplain_http = true\nhosts_dir = "${this.hostsDir}"\ndocker_config = ""\n${this.clipRegistryConfig}\n`,
     );
     await this.beforeClip?.(this);
     this.clip = await startClip(this.clipRoot, this.clipAddress, ['--config', this.clipConfigFile]);
-    const criPull = this.criPull ? ['--cri-pull', this.criPull] : [];
+    const criPull = [...(this.criPull ? ['--cri-pull', this.criPull] : []), ...(this.layerLabels ? [] : ['--no-layer-labels']),
+      ...(this.containerdCaFile ? ['--ca-file', this.containerdCaFile] : []),
+    ];
     await runOk(
       path.join(SCRIPTS, 'containerd.sh'),
       ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter, ...criPull],
