@@ -33,6 +33,7 @@ import { FallbackContext, describeFallback } from './fallback-reason';
 import { infoField } from './info-fields';
 import { LayerLocator, RemoteLayers } from './remote-layers';
 import { PrepareRecord, type PrepareMetrics } from './prepare-record';
+import { completeUnpackLabels } from './unpack-labels';
 import { Info, Kind, Labels, Mount, Usage } from './types';
 import { diskUsage } from './usage';
 import { nowMicros } from './wall-clock';
@@ -64,12 +65,6 @@ const NO_FALLBACK_CONTEXT: FallbackContext = { hostsDirs: [], hostsFile: async (
 
 /** Remote layers mounted again at the same time at start-up. */
 const REMOUNT_CONCURRENCY = 8;
-
-/**
- * A backend key of containerd's unpack snapshots: `<namespace>/<sequence>/extract-<unique> <chain ID>`
- * (containerd's metadata store prefixes the client's key; snapshots.UnpackKeyFormat is "extract-%s %s").
- */
-const UNPACK_KEY = /^([A-Za-z0-9][A-Za-z0-9._-]*)\/[0-9]+\/extract-[^ ]* sha256:[0-9a-f]{64}$/;
 
 /** The value of LABEL_REMOTE on a committed remote snapshot (as stargz and SOCI write it). */
 const REMOTE_LABEL_VALUE = 'remote snapshot';
@@ -154,7 +149,9 @@ export class Snapshotter {
         this.outcomes.remote(labels[LABEL_CRI_LAYER_DIGEST]);
         throw new AlreadyExistsError(`target snapshot ${target}: already exists`);
       }
-      if (!this.remote.canServe(labels)) labels = await this.locateLayer(key, target, labels, signal, namespace);
+      if (!this.remote.canServe(labels) && this.locator) {
+        labels = await completeUnpackLabels(this.locator, key, target, labels, this.logger, signal, namespace);
+      }
       if (this.remote.canServe(labels)) {
         const remoteLabels = labels;
         return this.serialized(name, () => this.prepareRemote(key, parent, remoteLabels, target, name, signal));
@@ -176,20 +173,6 @@ export class Snapshotter {
         dir: this.layout.fsDir(r.id),
         mounted: this.mounted.has(r.id),
       }));
-  }
-
-  /**
-   * The labels of an unpack Prepare that names only its target chain ID, completed with what the locator
-   * finds for it (the labels CRI would have sent), or unchanged. The namespace is the one containerd
-   * sent with the call, else the one its metadata store puts in front of every key (`<namespace>/<n>/…`).
-   */
-  private async locateLayer(key: string, target: string, labels: Labels, signal?: AbortSignal, namespace?: string): Promise<Labels> {
-    const unpack = UNPACK_KEY.exec(key);
-    if (!this.locator || !unpack) return labels;
-    if (!namespace) this.logger.debug(`Prepare ${key}: no containerd-namespace metadata, namespace ${unpack[1]} taken from the key`);
-    const ns = namespace || unpack[1]!;
-    const found = await this.locator.locate(target, ns, signal);
-    return found ? { ...found, ...labels } : labels;
   }
 
   view(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
