@@ -166,6 +166,8 @@ export class LayerFilesystem {
       this.logger.debug(`layer ${digest}: FUSE session on ${target} ended`);
     });
     if (files) {
+      const cachedRead = files.cachedRead?.bind(files);
+      if (cachedRead) server.onCachedRead(cachedRead);
       const unwatch = files.watch((index, name) => server.markReady(index, name));
       const untrack = files.trackReads?.(() => server.spanReadTimes()) ?? ((): void => undefined);
       stopWatching = () => {

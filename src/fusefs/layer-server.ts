@@ -8,6 +8,11 @@ import { InternalError } from '../errors';
 export interface NativeLayerServer {
   /** Span i's cache file `<cacheDir>/<fileName>` is verified: the server reads it directly from now on. */
   markReady(index: number, fileName: string): void;
+  /**
+   * Before mount/attach, once: `onRead(i)` is called for the first read the server answers from span i's
+   * cache file after markReady(i) (reads passed up through onRead of the constructor are not reported).
+   */
+  onCachedRead(onRead: (index: number) => void): void;
   /** The spans read so far, in the order of their first read. */
   touchedSpans(): number[];
   /** Which 4096-byte blocks of the layer stream were read so far: bit b of byte b >> 3 for block b. */

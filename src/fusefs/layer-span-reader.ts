@@ -146,6 +146,9 @@ export class LayerSpanReader implements SpanReader {
           const times = readTimes();
           for (let i = 0; i < times.length && i < digests.length; i++) if (times[i]! > 0) yield [digests[i]!, times[i]!];
         }),
+      cachedRead: (index) => {
+        if (index < this.spanCount) this.noteRead(index);
+      },
     };
   }
 
@@ -158,7 +161,9 @@ export class LayerSpanReader implements SpanReader {
 
   private noteRead(index: number): void {
     if (index === this.lastRead) return;
-    // The spans loaded ahead are then read without asking here, so the next request may skip them.
+    // Spans loaded ahead are read from their cache files by the FUSE server, which reports the first read
+    // of each (spanFiles().cachedRead) so that the window moves on; a report can be missed (a span read
+    // before), so the next request may skip spans.
     const sequential = this.lastRead >= -1 && index > this.lastRead && index <= this.lastRead + 1 + this.readAhead;
     this.lastRead = index;
     if (sequential) this.loadAhead(index);

@@ -28,4 +28,9 @@ export interface SpanFiles {
    * called. The layer counts as mounted meanwhile.
    */
   trackReads?(readTimes: () => ArrayLike<number>): () => void;
+  /**
+   * The server answered a read from span i's file for the first time since `watch` reported it: a reader
+   * the read path never sees otherwise has reached span i (a sequential reader's read-ahead moves on).
+   */
+  cachedRead?(index: number): void;
 }

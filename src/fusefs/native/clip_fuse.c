@@ -278,6 +278,10 @@ typedef struct {
   atomic_uchar *read_map; /* per READ_BLOCK of the stream, one bit: read */
   size_t read_map_len;
   atomic_ullong *last_read; /* per span: CLOCK_MONOTONIC(_COARSE) ms of its last read, 0 if never */
+  /* per span: 1 from markReady until the server first reads its cache file, which is then reported to
+     on_cached_read (when set): the read path learns where a reader is that it never sees otherwise */
+  atomic_uchar *report_read;
+  napi_threadsafe_function on_cached_read;
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -572,6 +576,18 @@ static void note_touched(server_t *s, uint32_t first, uint64_t at, size_t len) {
   }
 }
 
+/* Reports the spans [at, at + len) touches (from span `first`) whose cache files are read for the first
+   time since they were marked ready; called only for reads answered from those files. */
+static void report_cached_reads(server_t *s, uint32_t first, uint64_t at, size_t len) {
+  if (!s->on_cached_read) return;
+  const table_t *t = &s->table;
+  for (uint32_t i = first; i < t->span_count && t->bounds[i] < at + len; i++) {
+    if (atomic_load(&s->report_read[i]) && atomic_exchange(&s->report_read[i], 0)) {
+      napi_call_threadsafe_function(s->on_cached_read, (void *)(uintptr_t)i, napi_tsfn_nonblocking);
+    }
+  }
+}
+
 /* Marks the blocks of [at, at + len) (len > 0) as read. */
 static void note_read(server_t *s, uint64_t at, size_t len) {
   for (uint64_t b = at / READ_BLOCK, last = (at + len - 1) / READ_BLOCK; b <= last && (b >> 3) < s->read_map_len; b++) {
@@ -644,6 +660,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (!buf) return (void)reply_err(req, ENOMEM);
   if (read_cached(s, first, at, len, buf) == 0) {
     stats_cache_hit();
+    report_cached_reads(s, first, at, len);
     fuse_reply_buf(req, buf, len);
     free(buf);
     return;
@@ -757,6 +774,16 @@ static void call_on_read(napi_env env, napi_value fn, void *context, void *data)
   free(call);
 }
 
+static void call_on_cached_read(napi_env env, napi_value fn, void *context, void *data) {
+  (void)context;
+  if (env && fn) {
+    napi_value arg, undefined;
+    napi_create_uint32(env, (uint32_t)(uintptr_t)data, &arg);
+    napi_get_undefined(env, &undefined);
+    napi_call_function(env, undefined, fn, 1, &arg, NULL);
+  }
+}
+
 static void call_on_exit(napi_env env, napi_value fn, void *context, void *data) {
   (void)context;
   (void)data;
@@ -776,6 +803,7 @@ static void server_release(server_t *s) {
   free(s->touched);
   free(s->read_map);
   free(s->last_read);
+  free(s->report_read);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   free(s);
@@ -838,7 +866,8 @@ static napi_value server_new(napi_env env, napi_callback_info info) {
   s->read_map_len = (size_t)((stream + READ_BLOCK * 8 - 1) / (READ_BLOCK * 8));
   s->read_map = calloc(s->read_map_len ? s->read_map_len : 1, 1);
   s->last_read = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_ullong));
-  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->read_map || !s->last_read) {
+  s->report_read = calloc(s->table.span_count ? s->table.span_count : 1, sizeof(atomic_uchar));
+  if (!s->cache_dir || !s->ready || !s->names || !s->touched || !s->read_map || !s->last_read || !s->report_read) {
     server_release(s);
     napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
     return NULL;
@@ -874,7 +903,26 @@ static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
   if (atomic_load(&s->ready[i]) && strcmp(s->names[i], name) == 0) return NULL;
   atomic_store(&s->ready[i], 0);
   memcpy(s->names[i], name, len + 1);
+  atomic_store(&s->report_read[i], 1);
   atomic_store(&s->ready[i], 1);
+  return NULL;
+}
+
+/* Before mount/attach: fn(span) is called once for the first read answered from each span's cache file
+   after markReady (reads passed up to JavaScript are not reported: JS sees them). */
+static napi_value server_on_cached_read(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  if (argc < 1 || s->on_cached_read || s->thread_started) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "onCachedRead(fn): once, before mount or attach");
+    return NULL;
+  }
+  napi_value name;
+  NAPI_CALL(env, napi_create_string_utf8(env, "clip_fuse_cached_read", NAPI_AUTO_LENGTH, &name));
+  NAPI_CALL(env, napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_on_cached_read, &s->on_cached_read));
+  napi_unref_threadsafe_function(env, s->on_cached_read);
   return NULL;
 }
 
@@ -1242,6 +1290,7 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   s->destroyed = 1;
   napi_release_threadsafe_function(s->on_read, napi_tsfn_release);
   napi_release_threadsafe_function(s->on_exit, napi_tsfn_release);
+  if (s->on_cached_read) napi_release_threadsafe_function(s->on_cached_read, napi_tsfn_release);
   return NULL;
 }
 
@@ -1249,6 +1298,7 @@ static napi_value init(napi_env env, napi_value exports) {
   fuse_set_log_func(capture_log);
   napi_property_descriptor methods[] = {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
+      {"onCachedRead", NULL, server_on_cached_read, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"readMap", NULL, server_read_map, NULL, NULL, NULL, napi_default, NULL},
       {"spanReadTimes", NULL, server_span_read_times, NULL, NULL, NULL, napi_default, NULL},
