@@ -21,7 +21,7 @@ import { LayerFilesystem } from '../src/fusefs/layer-filesystem';
 import { LayerSpanReader } from '../src/fusefs/layer-span-reader';
 import { forceUnmount, listFuseMounts } from '../src/fusefs/mounts';
 import { ClipMetrics } from '../src/metrics/clip-metrics';
-import { median } from './report';
+import { median } from './median';
 import { buildLayer, patternBytes, type FixtureEntry } from '../test/integration/fusefs/layer-fixture';
 import { tempDir } from '../test/helpers/processes';
 

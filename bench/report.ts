@@ -6,13 +6,10 @@
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { median } from './median';
 import { ColdStartCase, ColdStartSample, Results } from './results';
+import { targetRows } from './targets';
 
-export const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** "median (min–max)" */
 function spread(xs: number[], fmt: (x: number) => string): string {
@@ -148,6 +145,15 @@ export function renderMarkdown(r: Results): string {
   p('Network profiles:');
   p();
   for (const [k, v] of Object.entries(r.profiles)) p(`* **${k}**: ${v}`);
+  p();
+  p('## Targets');
+  p();
+  p('What the start-up work is held to, from the medians of this run (sections 1 and 3); "not measured" when');
+  p('the rows it needs did not run.');
+  p();
+  p('| target | measured | met |');
+  p('| --- | --- | --- |');
+  for (const t of targetRows(r)) p(`| ${t.target} | ${t.measured} | ${t.met === undefined ? '–' : t.met ? 'yes' : '**no**'} |`);
   p();
   p('## 1. Cold start: pull, then run to first output');
   p();
