@@ -61,20 +61,22 @@ async function createLazyLayers(
   const docker = reg.dockerConfig
     ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
     : undefined;
-  const registry = new RegistryClient({
-    hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
-    credentials: new CredentialChain(keychain, docker),
-    logger,
-    timeouts: {
-      headersMs: reg.requestTimeoutMs,
-      bodyMs: reg.requestTimeoutMs,
-      requestMs: reg.requestTimeoutMs,
-      minBytesPerSecond: reg.minTransferRate,
-      progressWindowMs: reg.transferWindowMs,
-    },
-    retry: { maxAttempts: reg.retries + 1 },
-    observer: metrics,
-  });
+  const client = (credentials: CredentialChain): RegistryClient =>
+    new RegistryClient({
+      hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
+      credentials,
+      logger,
+      timeouts: {
+        headersMs: reg.requestTimeoutMs,
+        bodyMs: reg.requestTimeoutMs,
+        requestMs: reg.requestTimeoutMs,
+        minBytesPerSecond: reg.minTransferRate,
+        progressWindowMs: reg.transferWindowMs,
+      },
+      retry: { maxAttempts: reg.retries + 1 },
+      observer: metrics,
+    });
+  const registry = client(new CredentialChain(keychain, docker));
   const policy = await TrustPolicy.load({ trustedKeys: lazy.trustedKeys, trustedRepositories: lazy.trustedRepositories });
   if (lazy.publishedArchives && !policy.trustsPublished) {
     logger.info('published archives are not used: no [lazy] trusted_keys or trusted_repositories (layers are indexed on this node)');
@@ -86,8 +88,10 @@ async function createLazyLayers(
   );
   const { maxArchiveBytes, maxPublishedArchiveBytes, ...limits } = config.limits;
   const archives = new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes });
+  // Publishing pushes with the node's own credentials only: the CRI keychain holds kubelet's pull secrets,
+  // which would be tried first and usually cannot push.
   const publisher = lazy.autoPublish
-    ? new ArchivePublisher({ registry, archives, signingKey: await publishKey(lazy.publishKey), logger, metrics })
+    ? new ArchivePublisher({ registry: client(new CredentialChain(docker)), archives, signingKey: await publishKey(lazy.publishKey), logger, metrics })
     : undefined;
   if (publisher) logger.info(`auto_publish: archives indexed on this node are published in their image's repository, signed by ${publisher.keyId}`);
   const layers = new LazyLayers({
@@ -290,7 +294,7 @@ export class Daemon {
       }
       snapshotter.close();
       metrics?.close();
-      lazy?.publisher?.close();
+      await lazy?.publisher?.close();
       await lazy?.layers.close();
       lazy?.locator?.close();
       throw err;
@@ -315,7 +319,7 @@ export class Daemon {
     this.snapshotter.close();
     // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.
-    this.lazy?.publisher?.close();
+    await this.lazy?.publisher?.close();
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
     this.lazy?.locator?.close();

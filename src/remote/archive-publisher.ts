@@ -39,6 +39,7 @@ export interface ArchivePublishing {
 }
 
 export interface ArchivePublisherOptions {
+  /** The client publishes go through, with the node's push credentials; closed by close(). */
   registry: RegistryClient;
   archives: ArchiveStore;
   /** The node's key ([lazy] publish_key). */
@@ -124,11 +125,13 @@ export class ArchivePublisher implements ArchivePublishing {
     return this.jobs.size;
   }
 
-  /** Stops: nothing new starts, running publishes are aborted. */
-  close(): void {
+  /** Stops: nothing new starts, running publishes are aborted, the registry client is closed. */
+  async close(): Promise<void> {
+    if (this.closing.signal.aborted) return;
     this.closing.abort(new Error('clip is stopping'));
     for (const job of this.jobs.values()) clearTimeout(job.timer);
     this.jobs.clear();
+    await this.opts.registry.close();
   }
 
   private arm(key: string, job: Job, delayMs: number): void {

@@ -32,7 +32,7 @@ export function publishFailureHint(reason: FallbackReason, host: string, reposit
       return (
         `${host} refused to let this node push to ${repository}: give clip credentials that may push there ` +
         `([registry] docker_config, or the credential helper it names); the pull secrets kubelet passes through ` +
-        `the CRI keychain usually cannot push`
+        `the CRI keychain are not used for pushes`
       );
     case 'unsupported':
       return `${host} does not accept uploads (a read-only registry or a mirror): let nodes pull this image from a registry that accepts pushes, or set [lazy] auto_publish = false`;

@@ -66,8 +66,7 @@ describe('ArchivePublisher', () => {
   });
   after(async () => {
     for (const n of nodes) {
-      n.publisher.close();
-      await n.client.close();
+      await n.publisher.close(); // closes its client
       await n.registry.close();
     }
     await fsp.rm(dir, { recursive: true, force: true });
@@ -189,7 +188,7 @@ describe('ArchivePublisher', () => {
     assert.equal(n.publisher.pending, 1);
     assert.deepEqual(n.metrics.counts, ['dropped']);
     assert.match(n.logger.lines.join('\n'), /warn auto-publish: 1 images wait to be published already/);
-    n.publisher.close();
+    await n.publisher.close();
     assert.equal(n.publisher.pending, 0);
     n.publisher.schedule(where(n));
     assert.equal(n.publisher.pending, 0, 'nothing is scheduled once closed');
@@ -211,10 +210,10 @@ describe('publishFailureReason and publishFailureHint', () => {
     assert.equal(publishFailureReason(new RegistryRequestError('PUT …: HTTP 400', { status: 400 })), 'other');
   });
 
-  test('the fix names the host and repository, and says the CRI keychain does not push', () => {
+  test('the fix names the host and repository, and says the CRI keychain is not used to push', () => {
     const hint = publishFailureHint('auth', 'r.example', 'r.example/team/app');
     assert.match(hint!, /r\.example refused to let this node push to r\.example\/team\/app/);
-    assert.match(hint!, /CRI keychain usually cannot push/);
+    assert.match(hint!, /CRI keychain are not used for pushes/);
     assert.match(publishFailureHint('not-found', 'r.example', 'r.example/app')!, /"push" capability in its hosts\.toml/);
     assert.equal(publishFailureHint('other', 'r.example', 'r.example/app'), undefined);
   });
