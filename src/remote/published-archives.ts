@@ -50,6 +50,8 @@ export const ARCHIVE_MEDIA_TYPE = 'application/vnd.clip.archive.v1';
 export const ANNOTATION_LAYER_DIGEST = 'dev.clip.layer.digest';
 /** Annotation of an archive's descriptor: a DSSE envelope signing its archive statement. */
 export const ANNOTATION_SIGNATURE = 'dev.clip.signature';
+/** Annotation of an archive's descriptor, "true" when the archive carries a start-up profile: readers try it first. */
+export const ANNOTATION_STARTUP_PROFILE = 'dev.clip.startup-profile';
 
 /** OCI 1.1's empty descriptor, the config of an artifact that needs none. */
 const EMPTY_CONFIG = Buffer.from('{}');
@@ -73,7 +75,10 @@ interface ArtifactManifest extends ImageManifest {
  * The artifact manifest for the archives of an image's layers. Deterministic: the same archives for the
  * same image give the same manifest, so publishing twice adds nothing.
  */
-export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string }>): Buffer {
+export function archiveArtifactManifest(
+  subject: Descriptor,
+  archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string; profiled?: boolean }>,
+): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: MediaTypes.ociManifest,
@@ -83,7 +88,11 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
       mediaType: ARCHIVE_MEDIA_TYPE,
       digest: a.blob.digest,
       size: a.blob.size,
-      annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest, ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}) },
+      annotations: {
+        [ANNOTATION_LAYER_DIGEST]: a.layerDigest,
+        ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}),
+        ...(a.profiled ? { [ANNOTATION_STARTUP_PROFILE]: 'true' } : {}),
+      },
     })),
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
   };
@@ -222,6 +231,7 @@ export async function publishArchives(
       layerDigest: p.layerDigest,
       blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size },
       signature: signatures[i],
+      profiled: (archives[i]!.startupSpans?.length ?? 0) > 0,
     })),
   );
   const manifest = await pushManifest(registry, ref, body, MediaTypes.ociManifest, { signal });
@@ -344,6 +354,10 @@ export class PublishedArchives {
         listing.candidates.set(layerDigest, list);
       }
     }
+    // An archive with a start-up profile first, whatever order the registry lists artifacts in (the referrers
+    // API has none); otherwise newest first. Trust is still decided for each candidate on its own.
+    const profiled = (c: Candidate): number => (c.descriptor.annotations?.[ANNOTATION_STARTUP_PROFILE] === 'true' ? 0 : 1);
+    for (const list of listing.candidates.values()) list.sort((x, y) => profiled(x) - profiled(y));
     return listing;
   }
 }

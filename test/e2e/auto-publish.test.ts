@@ -93,9 +93,11 @@ describe('auto_publish: a cluster where one node indexes each layer', () => {
   }
 
   test('node A indexes the image it runs, then publishes its archives signed with its key', { timeout: TEST_TIMEOUT }, async () => {
+    const before = await a.registryBlobBytes();
     await criPull(a, 'large');
     await assertPulledLazily(a, 'large', true, 'k8s.io');
     assert.equal(await runIn(a, 'large', 'a-first'), MESSAGE);
+    console.log(`# A's first pull + run of 'large' (indexing): the registry served ${(await a.registryBlobBytes()) - before} blob bytes for ${layerBytes()} bytes of layers`);
     assert.equal((a.clipLog().match(/indexing layer/g) ?? []).length, image().layers.length, 'A indexed every layer');
 
     const ref = parseReference(a.imageRef('large'));

@@ -14,13 +14,16 @@ import { NotFoundError } from '../../../src/errors';
 import { ArchivePublisher, type PublishOutcome } from '../../../src/remote/archive-publisher';
 import { ArchiveStore } from '../../../src/remote/archive-store';
 import { publishFailureHint, publishFailureReason } from '../../../src/remote/publish-failure';
-import { PublishedArchives } from '../../../src/remote/published-archives';
+import { PublishedArchives, publishArchives } from '../../../src/remote/published-archives';
+import { indexLayer } from '../../../src/indexer';
 import { RegistryAuthError, RegistryClient, RegistryRequestError, listReferrers } from '../../../src/registry';
 import { TrustPolicy, parsePublicKey, parseSigningKey, type SigningKey } from '../../../src/trust';
 import { FAST_RETRY } from '../../integration/registry/test-servers';
 import { tempDir } from '../../helpers/processes';
 import { TestImage, TestLayer, addImage, recordingLogger, testLayers } from './fixtures';
 import { OciRegistry, type OciRegistryOptions } from './oci-registry';
+
+const GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
 
 function keyPair(): { key: SigningKey; policy: TrustPolicy } {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
@@ -127,6 +130,13 @@ describe('ArchivePublisher', () => {
     const found = await new PublishedArchives({ registry: n.client, logger: recordingLogger(), policy }).find({ ...where(n), layerDigest: large.digest });
     assert.deepEqual(found?.archive.startupSpans, [2, 0], 'the newest artifact wins');
     assert.match(n.logger.lines.join('\n'), /published the archives of 2 of 2 layers \(1 with a start-up profile\)/);
+
+    // An archive without a profile published after it (another span size: other bytes) comes second all the same.
+    const other = await indexLayer([large.blob], { layerDigest: large.digest, mediaType: GZIP, compression: 'gzip', spanSize: 128 * 1024 });
+    await publishArchives(n.client, await n.client.resolve(n.image.ref), [other], { signingKey: key, allLayers: false });
+    assert.equal((await listReferrers(n.client, n.image.ref, n.image.manifest.digest)).referrers.length, 3);
+    const chosen = await new PublishedArchives({ registry: n.client, logger: recordingLogger(), policy }).find({ ...where(n), layerDigest: large.digest });
+    assert.deepEqual(chosen?.archive.startupSpans, [2, 0], 'the profiled archive is tried first');
   });
 
   test("never publishes an archive this node did not index; with none of its own, nothing at all", async () => {
