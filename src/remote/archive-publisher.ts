@@ -22,7 +22,7 @@ import type { ArchiveStore, StoredArchive } from './archive-store';
 import type { LayerLocation } from './layer-indexer';
 import { Limiter } from './limiter';
 import { isTransient, publishFailureHint, publishFailureReason } from './publish-failure';
-import { ANNOTATION_LAYER_DIGEST, ArchiveArtifact, newestArchiveArtifacts, publishArchives, trustOf } from './published-archives';
+import { ANNOTATION_LAYER_DIGEST, ARCHIVE_MEDIA_TYPE, ArchiveArtifact, newestArchiveArtifacts, publishArchives, trustOf } from './published-archives';
 
 export type PublishOutcome = 'published' | 'exists' | 'failed' | 'dropped';
 export const PUBLISH_OUTCOMES: readonly PublishOutcome[] = ['published', 'exists', 'failed', 'dropped'];
@@ -223,8 +223,8 @@ export class ArchivePublisher implements ArchivePublishing {
   /** Whether `artifact` lists each of `local`'s archive files, signed with this node's key for this image. */
   private lists(artifact: ArchiveArtifact, local: StoredArchive[], repository: string, manifestDigest: string): boolean {
     return local.every(({ archive, digest }) =>
-      artifact.archives.some((d) => {
-        if (d.digest !== digest || d.annotations?.[ANNOTATION_LAYER_DIGEST] !== archive.layerDigest) return false;
+      artifact.layers.some((d) => {
+        if (d.mediaType !== ARCHIVE_MEDIA_TYPE || d.digest !== digest || d.annotations?.[ANNOTATION_LAYER_DIGEST] !== archive.layerDigest) return false;
         try {
           return trustOf(this.own, d, { repository, layerDigest: archive.layerDigest, manifestDigest }).provenance.source === 'signed';
         } catch {

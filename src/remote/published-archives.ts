@@ -347,8 +347,9 @@ export class PublishedArchives {
     const image = await imageP;
     const listing: ImageListing = { layers: new Map(image.layers.map((l) => [l.digest, l])), candidates: new Map() };
     for (const artifact of await artifactsP) {
-      for (const descriptor of artifact.archives) {
-        const layerDigest = descriptor.annotations![ANNOTATION_LAYER_DIGEST]!;
+      for (const descriptor of artifact.layers) {
+        const layerDigest = descriptor.annotations?.[ANNOTATION_LAYER_DIGEST];
+        if (descriptor.mediaType !== ARCHIVE_MEDIA_TYPE || layerDigest === undefined) continue;
         const list = listing.candidates.get(layerDigest) ?? [];
         list.push({ artifact: artifact.digest, descriptor });
         listing.candidates.set(layerDigest, list);
@@ -362,11 +363,11 @@ export class PublishedArchives {
   }
 }
 
-/** A published archive artifact of an image: its manifest's digest and the archive descriptors it lists. */
+/** A published archive artifact of an image: its manifest's digest and the descriptors it lists. */
 export interface ArchiveArtifact {
   digest: string;
-  /** Descriptors of clip archives, each annotated with the layer it describes. */
-  archives: Descriptor[];
+  /** The artifact manifest's `layers`: clip archives, each annotated with the layer it describes. */
+  layers: Descriptor[];
 }
 
 /**
@@ -389,8 +390,7 @@ export async function newestArchiveArtifacts(registry: RegistryClient, ref: Imag
       const manifest = fetched.parsed.manifest as ArtifactManifest;
       if ((manifest.artifactType ?? manifest.config.mediaType) !== ARCHIVE_ARTIFACT_TYPE) throw new InvalidArgumentError(`artifact type ${manifest.artifactType}`);
       if (manifest.subject?.digest !== manifestDigest) throw new InvalidArgumentError(`its subject is ${manifest.subject?.digest ?? '(none)'}`);
-      const archives = manifest.layers.filter((d) => d.mediaType === ARCHIVE_MEDIA_TYPE && d.annotations?.[ANNOTATION_LAYER_DIGEST] !== undefined);
-      artifacts.push({ digest: referrer.digest, archives });
+      artifacts.push({ digest: referrer.digest, layers: manifest.layers });
     } catch (err) {
       logger.warn(`${ref.name}: ignoring published archives ${referrer.digest}: ${errorMessage(err)}`);
     }

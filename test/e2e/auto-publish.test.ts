@@ -116,13 +116,13 @@ describe('auto_publish: a cluster where one node indexes each layer', () => {
     });
     const oldest = artifacts[artifacts.length - 1]!;
     const layerOf = (d: Descriptor): string => d.annotations![ANNOTATION_LAYER_DIGEST]!;
-    assert.deepEqual(oldest.archives.map(layerOf), image().layers.map((l) => l.digest), 'one archive per layer, in order');
-    for (const d of oldest.archives) {
+    assert.deepEqual(oldest.layers.map(layerOf), image().layers.map((l) => l.digest), 'one archive per layer, in order');
+    for (const d of oldest.layers) {
       const { provenance } = trustOf(policy, d, { repository: ref.name, layerDigest: layerOf(d), manifestDigest: image().manifest });
       assert.deepEqual(provenance, { source: 'signed', keyId: policy.keys[0]!.keyId });
     }
     assert.match(a.clipLog(), new RegExp(`auto-publish ${ref.name}@${image().manifest}: published the archives of 2 of 2 layers \\(0 with a start-up profile\\)`));
-    console.log(`# A published ${oldest.digest}: ${oldest.archives.map((d) => `${d.size} bytes`).join(', ')} of archives for ${layerBytes()} bytes of layers`);
+    console.log(`# A published ${oldest.digest}: ${oldest.layers.map((d) => `${d.size} bytes`).join(', ')} of archives for ${layerBytes()} bytes of layers`);
   });
 
   test('once A has recorded the start-up profiles, it publishes again and readers take the profiled archives', { timeout: TEST_TIMEOUT }, async () => {
