@@ -163,6 +163,9 @@ export class LazyLayers implements RemoteLayers {
       }
     }
     this.mounted.set(dir, { fs, reader, release, recorder, provenance: stored.provenance });
+    // After a restart: what an earlier process indexed or profiled but had not published yet (a profile
+    // stored as it stopped, a publish that failed) is published now; one already there is not pushed again.
+    if (options.remount && stored.provenance.source === 'local') this.opts.publisher?.schedule(where);
     if (this.verifier && stored.provenance.source !== 'local') this.verifier.add(where, stored);
     else if (this.opts.backgroundFetch) this.fetcher.add(reader);
     return { diffId: archive.diffId };

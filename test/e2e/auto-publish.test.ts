@@ -11,6 +11,8 @@
  *      and its rootfs is the same tree as containerd's own overlayfs unpack;
  *   C  auto_publish with another key, pulling from a read-only registry serving the same storage: it
  *      indexes, cannot publish (405), says so once with the fix, counts it, and runs the container.
+ *
+ * Last, A restarts: it checks the images of the layers it remounts and finds nothing new to publish.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -176,5 +178,16 @@ describe('auto_publish: a cluster where one node indexes each layer', () => {
     assert.equal(c.clipLog().split('\n').filter((l) => /warn/.test(l) && /auto-publish/.test(l)).length, 1, 'one warning');
     assert.ok(total(await scrape(c), 'clip_auto_publish_total', { outcome: 'failed', reason: 'unsupported' }) >= 1, 'counted');
     assert.equal(await runIn(c, 'large', 'c-second'), MESSAGE, 'the node carries on');
+  });
+
+  test('after a restart, A checks the images it remounts again and pushes nothing that is there already', { timeout: TEST_TIMEOUT }, async () => {
+    const ref = parseReference(a.imageRef('large'));
+    const count = (): Promise<number> => withClient(a, async (registry) => (await newestArchiveArtifacts(registry, ref, image().manifest, recordingLogger())).length);
+    const before = await count();
+    await a.restartClip();
+    const checked = /auto-publish \S+: artifact sha256:[0-9a-f]{64} has these archives already/;
+    await waitFor("A's check of the remounted image", () => checked.test(a.clip!.process.output()) || sleep(500).then(() => false), PUBLISH_WAIT_MS);
+    assert.equal(await count(), before, 'no new artifact');
+    assert.doesNotMatch(a.clip!.process.output(), /auto-publish .*: published/);
   });
 });
