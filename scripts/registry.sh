@@ -10,6 +10,7 @@
 #                     another registry's, to put authentication in front of images pushed there
 #   --tls CERT KEY    serve https with this certificate (PEM) and key; CERT must be trusted by clients
 #                     (e.g. a self-signed certificate for IP 127.0.0.1 given to them as their CA)
+#   --read-only       refuse every upload and manifest PUT (405), as a read-only registry or mirror does
 #
 # Files in STATE_DIR: registry.yml (config), registry-data/ (storage), registry.log,
 # registry.pid, registry.addr (127.0.0.1:PORT, a free port picked at start).
@@ -35,7 +36,7 @@ cmd=${1:-}; state=${2:-}; fixed_port=''
 mkdir -p "$state"
 state=$(realpath "$state")
 cfg=$state/registry.yml pidf=$state/registry.pid addrf=$state/registry.addr log=$state/registry.log
-htpasswd='' storage=$state/registry-data tls_cert='' tls_key=
+htpasswd='' storage=$state/registry-data tls_cert='' tls_key= read_only=false
 if [ "$cmd" = start ]; then
   shift 2
   while [ $# -gt 0 ]; do
@@ -43,6 +44,7 @@ if [ "$cmd" = start ]; then
       --htpasswd) htpasswd=$(realpath "${2:?--htpasswd FILE}"); shift 2 ;;
       --storage) storage=$(realpath "${2:?--storage DIR}"); shift 2 ;;
       --tls) tls_cert=$(realpath "${2:?--tls CERT KEY}"); tls_key=$(realpath "${3:?--tls CERT KEY}"); shift 3 ;;
+      --read-only) read_only=true; shift ;;
       [0-9]*) fixed_port=$1; shift ;;
       *) die "unknown option $1" ;;
     esac
@@ -106,6 +108,8 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false
+    readonly:
+      enabled: $read_only
 http:
   addr: 127.0.0.1:$port
   secret: clip-throwaway-registry

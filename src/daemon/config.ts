@@ -55,6 +55,13 @@ export interface DaemonConfig {
     /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
     startupProfiles: boolean;
     /**
+     * Publish the archives of layers this node indexed (and later their start-up profiles) in the image's
+     * repository, signed with publishKey, so that nodes trusting that key need not index them.
+     */
+    autoPublish: boolean;
+    /** PEM ed25519 private key auto-published archives are signed with; required with autoPublish. */
+    publishKey: string;
+    /**
      * Keep layer mounts served across restarts, crashes and upgrades of clip: their FUSE connections are
      * handed to the next clip process (systemd's fd store, or clip-fd-holder).
      */
@@ -181,6 +188,8 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     trustedRepositories: [],
     verifyPublished: 'off',
     startupProfiles: true,
+    autoPublish: false,
+    publishKey: '',
     liveRestart: true,
     containerdAddress: '/run/containerd/containerd.sock',
   },
@@ -266,6 +275,8 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.trusted_repositories', field: 'lazy.trustedRepositories', kind: 'string-list' },
   { toml: 'lazy.verify_published', field: 'lazy.verifyPublished', kind: 'verify-mode' },
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
+  { toml: 'lazy.auto_publish', field: 'lazy.autoPublish', kind: 'boolean' },
+  { toml: 'lazy.publish_key', field: 'lazy.publishKey', kind: 'optional-path' },
   { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
   { toml: 'lazy.containerd_address', field: 'lazy.containerdAddress', kind: 'optional-path' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
@@ -490,6 +501,9 @@ export function resolveConfig(...layers: ConfigOverrides[]): DaemonConfig {
     }
   }
   const resolved = config as unknown as DaemonConfig;
+  if (resolved.lazy.autoPublish && resolved.lazy.publishKey === '') {
+    throw new ConfigError('[lazy] auto_publish = true needs [lazy] publish_key: the ed25519 private key (PEM) this node signs the archives it publishes with');
+  }
   if (resolved.limits.maxSpanBytes < resolved.lazy.spanSize) {
     throw new InvalidArgumentError(
       `limits.max_span_size (${resolved.limits.maxSpanBytes} bytes) must be at least lazy.span_size (${resolved.lazy.spanSize} bytes)`,

@@ -13,10 +13,11 @@ import { SnapshotsService } from '../generated/containerd/services/snapshots/v1/
 import { CriKeychain, ImageServiceProxy, RAW_IMAGE_SERVICE } from '../cri';
 import { CredentialChain, DockerCredentials, RegistryClient, RegistryHosts } from '../registry';
 import { ContentLayerLocator } from '../containerd/content-layer-locator';
+import { ArchivePublisher } from '../remote/archive-publisher';
 import { ArchiveStore } from '../remote/archive-store';
 import { LazyLayers } from '../remote/lazy-layers';
 import { createSnapshotsServer } from '../snapshotter/grpc-service';
-import { TrustPolicy } from '../trust';
+import { TrustPolicy, loadSigningKey, type SigningKey } from '../trust';
 import { Snapshotter } from '../snapshotter/snapshotter';
 import { MountHandOff } from '../fusefs/mount-handoff';
 import { buildInfo } from '../build-info';
@@ -24,6 +25,7 @@ import { readsWaitingLongerThan } from '../fusefs/layer-filesystem';
 import { ClipMetrics } from '../metrics/clip-metrics';
 import { directoryBytes } from '../metrics/directory-bytes';
 import { parseListenAddress } from '../metrics/listen-address';
+import { ConfigError, errorMessage } from '../errors';
 import { DaemonConfig, ServiceEnvironment, adminSocketPath, diskShareBytes } from './config';
 import { daemonStatus } from './daemon-status';
 import { HttpEndpoint } from './http-endpoint';
@@ -44,6 +46,8 @@ interface Lazy {
   cache: ContentCache;
   /** Finds the layer of a Prepare that names only its chain ID, in containerd's content store. */
   locator: ContentLayerLocator | undefined;
+  /** Publishes the archives this node indexes ([lazy] auto_publish). */
+  publisher: ArchivePublisher | undefined;
 }
 
 async function createLazyLayers(
@@ -57,20 +61,22 @@ async function createLazyLayers(
   const docker = reg.dockerConfig
     ? await DockerCredentials.fromFile(reg.dockerConfig, { logger, helperSearchPath: (process.env.PATH ?? '').split(':') })
     : undefined;
-  const registry = new RegistryClient({
-    hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
-    credentials: new CredentialChain(keychain, docker),
-    logger,
-    timeouts: {
-      headersMs: reg.requestTimeoutMs,
-      bodyMs: reg.requestTimeoutMs,
-      requestMs: reg.requestTimeoutMs,
-      minBytesPerSecond: reg.minTransferRate,
-      progressWindowMs: reg.transferWindowMs,
-    },
-    retry: { maxAttempts: reg.retries + 1 },
-    observer: metrics,
-  });
+  const client = (credentials: CredentialChain): RegistryClient =>
+    new RegistryClient({
+      hosts: { configDir: reg.hostsDirs, plainHttp: reg.plainHttp },
+      credentials,
+      logger,
+      timeouts: {
+        headersMs: reg.requestTimeoutMs,
+        bodyMs: reg.requestTimeoutMs,
+        requestMs: reg.requestTimeoutMs,
+        minBytesPerSecond: reg.minTransferRate,
+        progressWindowMs: reg.transferWindowMs,
+      },
+      retry: { maxAttempts: reg.retries + 1 },
+      observer: metrics,
+    });
+  const registry = client(new CredentialChain(keychain, docker));
   const policy = await TrustPolicy.load({ trustedKeys: lazy.trustedKeys, trustedRepositories: lazy.trustedRepositories });
   if (lazy.publishedArchives && !policy.trustsPublished) {
     logger.info('published archives are not used: no [lazy] trusted_keys or trusted_repositories (layers are indexed on this node)');
@@ -81,9 +87,16 @@ async function createLazyLayers(
     (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
   );
   const { maxArchiveBytes, maxPublishedArchiveBytes, ...limits } = config.limits;
+  const archives = new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes });
+  // Publishing pushes with the node's own credentials only: the CRI keychain holds kubelet's pull secrets,
+  // which would be tried first and usually cannot push.
+  const publisher = lazy.autoPublish
+    ? new ArchivePublisher({ registry: client(new CredentialChain(docker)), archives, signingKey: await publishKey(lazy.publishKey), logger, metrics })
+    : undefined;
+  if (publisher) logger.info(`auto_publish: archives indexed on this node are published in their image's repository, signed by ${publisher.keyId}`);
   const layers = new LazyLayers({
     registry,
-    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes }),
+    archives,
     policy,
     verifyPublished: lazy.verifyPublished === 'background',
     cache,
@@ -100,12 +113,22 @@ async function createLazyLayers(
     archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
     handOff,
     metrics,
+    publisher,
   });
   const hosts = new RegistryHosts({ configDir: reg.hostsDirs });
   const locator = lazy.containerdAddress
     ? new ContentLayerLocator({ address: lazy.containerdAddress, logger, registriesFor: (host) => hosts.domainsNamed(host) })
     : undefined;
-  return { layers, registry, cache, locator };
+  return { layers, registry, cache, locator, publisher };
+}
+
+/** The node's signing key ([lazy] publish_key); a key that cannot be loaded is a configuration error. */
+async function publishKey(file: string): Promise<SigningKey> {
+  try {
+    return await loadSigningKey(file);
+  } catch (err) {
+    throw new ConfigError(`[lazy] publish_key: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 /** The content cache under the root, with its bounds resolved against its filesystem's size ([cache]). */
@@ -271,6 +294,7 @@ export class Daemon {
       }
       snapshotter.close();
       metrics?.close();
+      await lazy?.publisher?.close();
       await lazy?.layers.close();
       lazy?.locator?.close();
       throw err;
@@ -295,6 +319,7 @@ export class Daemon {
     this.snapshotter.close();
     // With live restart the layer mounts stay, kept for the next clip process (reads meanwhile wait in the
     // kernel); without it they are unmounted and containers still running on them lose their lower layers.
+    await this.lazy?.publisher?.close();
     await this.lazy?.layers.close();
     await this.lazy?.registry.close();
     this.lazy?.locator?.close();

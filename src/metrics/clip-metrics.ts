@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { fuseStats, setFuseStats } from '../fusefs/layer-server';
 import type { FetchKind } from '../fusefs/layer-span-reader';
+import { PUBLISH_OUTCOMES, type PublishOutcome } from '../remote/archive-publisher';
 import { FALLBACK_REASONS, type FallbackReason } from '../snapshotter/fallback-reason';
 import { type Family, fuseFamilies, FUSE_DURATION, FUSE_ERRORS } from './fuse-families';
 import { type RequestOutcome, registryStatusLabel } from './status-label';
@@ -53,6 +54,7 @@ export class ClipMetrics {
   private readonly indexBytes: Counter;
   private readonly indexSeconds: Counter;
   private readonly indexedLayers: Counter;
+  private readonly autoPublishes: Counter<'outcome' | 'reason'>;
   private disk?: { at: number; archives: number; cache: number };
   private nativeHitsSeen = 0;
 
@@ -105,6 +107,14 @@ export class ClipMetrics {
     this.indexBytes = new Counter({ name: 'clip_index_bytes_total', help: 'Compressed layer bytes streamed to index layers.', registers });
     this.indexSeconds = new Counter({ name: 'clip_index_seconds_total', help: 'Time spent indexing layers.', registers });
     this.indexedLayers = new Counter({ name: 'clip_indexed_layers_total', help: 'Layers indexed on this node.', registers });
+    this.autoPublishes = new Counter({
+      name: 'clip_auto_publish_total',
+      help: "Auto-publishes of an image's archives ([lazy] auto_publish): published, already there (exists), failed (with the reason), or dropped (queue full).",
+      labelNames: ['outcome', 'reason'],
+      registers,
+    });
+    for (const outcome of PUBLISH_OUTCOMES) if (outcome !== 'failed') this.autoPublishes.inc({ outcome, reason: '' }, 0);
+    for (const reason of FALLBACK_REASONS) this.autoPublishes.inc({ outcome: 'failed', reason }, 0);
     const diskGauge = (name: string, help: string, part: 'archives' | 'cache'): Gauge =>
       new Gauge({
         name,
@@ -174,6 +184,10 @@ export class ClipMetrics {
     this.indexBytes.inc(bytes);
     this.indexSeconds.inc(seconds);
     this.indexedLayers.inc();
+  }
+
+  autoPublished(outcome: PublishOutcome, reason: FallbackReason | ''): void {
+    this.autoPublishes.inc({ outcome, reason: outcome === 'failed' ? reason : '' });
   }
 
   private collectNativeHits(): void {

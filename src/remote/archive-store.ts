@@ -162,6 +162,11 @@ export class ArchiveStore {
     );
   }
 
+  /** Whether the layer's archive is being built (and stored) now. */
+  isBuilding(layerDigest: string): boolean {
+    return this.building.has(layerDigest);
+  }
+
   /**
    * Stores `archive` with its provenance, replacing what the store had for the layer. `encoded`, when the
    * caller has it, is the archive file `archive` was decoded from (a published archive, checked against its

@@ -29,6 +29,7 @@ import {
 import { RemoteLayers, type RemoteLayerInfo, type RemoteMountOptions } from '../snapshotter/remote-layers';
 import { Labels } from '../snapshotter/types';
 import { LOCAL, TrustPolicy, type ArchiveProvenance } from '../trust';
+import type { ArchivePublishing } from './archive-publisher';
 import { ArchiveStore, type StoredArchive } from './archive-store';
 import { ArchiveVerifier } from './archive-verifier';
 import { type IndexMetrics, LayerIndexer, LayerLocation } from './layer-indexer';
@@ -64,6 +65,8 @@ export interface LazyLayersOptions {
   handOff?: MountHandOff;
   /** Counts fetches, cache lookups and indexing (metrics). */
   metrics?: ReadMetrics & IndexMetrics;
+  /** Told when this node indexed a layer or recorded its start-up profile ([lazy] auto_publish). */
+  publisher?: ArchivePublishing;
 }
 
 /** What `clip status` shows of a mounted layer. */
@@ -153,9 +156,16 @@ export class LazyLayers implements RemoteLayers {
     let recorder: ProfileRecorder | undefined;
     if (this.opts.startupProfiles !== false) {
       if (archive.startupSpans?.length) this.replay(where, archive);
-      else recorder = new ProfileRecorder(stored, fs, this.opts.archives, this.opts.logger);
+      else {
+        // A profile recorded on an archive this node indexed is published with it (auto_publish).
+        const onSaved = stored.provenance.source === 'local' ? () => this.opts.publisher?.schedule(where) : undefined;
+        recorder = new ProfileRecorder(stored, fs, this.opts.archives, this.opts.logger, onSaved);
+      }
     }
     this.mounted.set(dir, { fs, reader, release, recorder, provenance: stored.provenance });
+    // After a restart: what an earlier process indexed or profiled but had not published yet (a profile
+    // stored as it stopped, a publish that failed) is published now; one already there is not pushed again.
+    if (options.remount && stored.provenance.source === 'local') this.opts.publisher?.schedule(where);
     if (this.verifier && stored.provenance.source !== 'local') this.verifier.add(where, stored);
     else if (this.opts.backgroundFetch) this.fetcher.add(reader);
     return { diffId: archive.diffId };
@@ -238,6 +248,8 @@ export class LazyLayers implements RemoteLayers {
         const published = await this.published?.find(where);
         if (published) return published;
         const archive = await this.limiter.run(() => this.indexer.index(where, { signal: buildSignal }), buildSignal);
+        // Published once it is stored and the image's other layers have settled (archive-publisher.ts).
+        this.opts.publisher?.schedule(where);
         return { archive, provenance: LOCAL as ArchiveProvenance };
       },
       signal,

@@ -50,6 +50,8 @@ export const ARCHIVE_MEDIA_TYPE = 'application/vnd.clip.archive.v1';
 export const ANNOTATION_LAYER_DIGEST = 'dev.clip.layer.digest';
 /** Annotation of an archive's descriptor: a DSSE envelope signing its archive statement. */
 export const ANNOTATION_SIGNATURE = 'dev.clip.signature';
+/** Annotation of an archive's descriptor, "true" when the archive carries a start-up profile: readers try it first. */
+export const ANNOTATION_STARTUP_PROFILE = 'dev.clip.startup-profile';
 
 /** OCI 1.1's empty descriptor, the config of an artifact that needs none. */
 const EMPTY_CONFIG = Buffer.from('{}');
@@ -73,7 +75,10 @@ interface ArtifactManifest extends ImageManifest {
  * The artifact manifest for the archives of an image's layers. Deterministic: the same archives for the
  * same image give the same manifest, so publishing twice adds nothing.
  */
-export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string }>): Buffer {
+export function archiveArtifactManifest(
+  subject: Descriptor,
+  archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string; profiled?: boolean }>,
+): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: MediaTypes.ociManifest,
@@ -83,7 +88,11 @@ export function archiveArtifactManifest(subject: Descriptor, archives: Array<{ l
       mediaType: ARCHIVE_MEDIA_TYPE,
       digest: a.blob.digest,
       size: a.blob.size,
-      annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest, ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}) },
+      annotations: {
+        [ANNOTATION_LAYER_DIGEST]: a.layerDigest,
+        ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}),
+        ...(a.profiled ? { [ANNOTATION_STARTUP_PROFILE]: 'true' } : {}),
+      },
     })),
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
   };
@@ -176,19 +185,33 @@ export interface PublishResult {
   archives: Array<{ layerDigest: string; digest: string; size: number; existed: boolean }>;
 }
 
+/** Whether `archives` describe layers of `layers` in their order, each once (and every one, with `all`). */
+function inLayerOrder(archives: ClipArchive[], layers: Descriptor[], all: boolean): boolean {
+  if (all && archives.length !== layers.length) return false;
+  let next = 0;
+  for (const archive of archives) {
+    while (next < layers.length && layers[next]!.digest !== archive.layerDigest) next++;
+    if (next === layers.length) return false;
+    next++;
+  }
+  return true;
+}
+
 /**
- * Pushes the archives of an image's layers (one per layer, in the image's order) as an artifact referring
- * to the image manifest, and records it in the referrers tag schema when the registry has no referrers API.
+ * Pushes the archives of an image's layers (one per layer, in the image's order; with `allLayers: false`,
+ * of some of its layers, in the image's order) as an artifact referring to the image manifest, and records
+ * it in the referrers tag schema when the registry has no referrers API. `clip index push` and
+ * auto-publishing (archive-publisher.ts) both publish through here.
  */
 export async function publishArchives(
   registry: RegistryClient,
   image: ResolvedImage,
   archives: ClipArchive[],
-  options: { signal?: AbortSignal; signingKey?: SigningKey } = {},
+  options: { signal?: AbortSignal; signingKey?: SigningKey; allLayers?: boolean } = {},
 ): Promise<PublishResult> {
   const { signal, signingKey } = options;
-  if (archives.length !== image.layers.length || archives.some((a, i) => a.layerDigest !== image.layers[i]!.digest)) {
-    throw new InvalidArgumentError(`${image.reference}: need one archive per layer, in the image's order`);
+  if (!inLayerOrder(archives, image.layers, options.allLayers !== false)) {
+    throw new InvalidArgumentError(`${image.reference}: need ${options.allLayers !== false ? 'one archive per layer' : 'archives of distinct layers'}, in the image's order`);
   }
   const ref = image.reference;
   await pushBlob(registry, ref, EMPTY_CONFIG, { signal });
@@ -208,6 +231,7 @@ export async function publishArchives(
       layerDigest: p.layerDigest,
       blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size },
       signature: signatures[i],
+      profiled: (archives[i]!.startupSpans?.length ?? 0) > 0,
     })),
   );
   const manifest = await pushManifest(registry, ref, body, MediaTypes.ociManifest, { signal });
@@ -316,36 +340,60 @@ export class PublishedArchives {
 
   private async list(ref: ImageReference, manifestDigest: string): Promise<ImageListing> {
     const { registry, logger } = this.opts;
-    // The image manifest (for its layer descriptors) and the referrers list are asked for side by side.
+    // The image manifest (for its layer descriptors) and the published artifacts are asked for side by side.
     const imageP = registry.resolve(ref.withDigest(manifestDigest));
-    const referrersP = listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
-    referrersP.catch(() => undefined);
+    const artifactsP = newestArchiveArtifacts(registry, ref, manifestDigest, logger);
+    artifactsP.catch(() => undefined);
     const image = await imageP;
     const listing: ImageListing = { layers: new Map(image.layers.map((l) => [l.digest, l])), candidates: new Map() };
-    const { referrers, via } = await referrersP;
-    logger.debug(`${ref.name}@${manifestDigest}: ${referrers.length} published archive artifact(s) (referrers ${via === 'api' ? 'API' : 'tag schema'})`);
-    const newest = referrers.slice(-MAX_ARTIFACTS).reverse();
-    // Fetched side by side (at most MAX_ARTIFACTS), each a round trip on the pull's critical path.
-    const fetches = newest.map((referrer) => registry.fetchManifest(ref.withDigest(referrer.digest)));
-    for (const fetch of fetches) fetch.catch(() => undefined);
-    for (const [i, referrer] of newest.entries()) {
-      try {
-        const fetched = await fetches[i]!;
-        if (fetched.parsed.kind !== 'manifest') throw new InvalidArgumentError('not a manifest');
-        const manifest = fetched.parsed.manifest as ArtifactManifest;
-        if ((manifest.artifactType ?? manifest.config.mediaType) !== ARCHIVE_ARTIFACT_TYPE) throw new InvalidArgumentError(`artifact type ${manifest.artifactType}`);
-        if (manifest.subject?.digest !== manifestDigest) throw new InvalidArgumentError(`its subject is ${manifest.subject?.digest ?? '(none)'}`);
-        for (const descriptor of manifest.layers) {
-          const layerDigest = descriptor.annotations?.[ANNOTATION_LAYER_DIGEST];
-          if (descriptor.mediaType !== ARCHIVE_MEDIA_TYPE || layerDigest === undefined) continue;
-          const list = listing.candidates.get(layerDigest) ?? [];
-          list.push({ artifact: referrer.digest, descriptor });
-          listing.candidates.set(layerDigest, list);
-        }
-      } catch (err) {
-        logger.warn(`${ref.name}: ignoring published archives ${referrer.digest}: ${errorMessage(err)}`);
+    for (const artifact of await artifactsP) {
+      for (const descriptor of artifact.layers) {
+        const layerDigest = descriptor.annotations?.[ANNOTATION_LAYER_DIGEST];
+        if (descriptor.mediaType !== ARCHIVE_MEDIA_TYPE || layerDigest === undefined) continue;
+        const list = listing.candidates.get(layerDigest) ?? [];
+        list.push({ artifact: artifact.digest, descriptor });
+        listing.candidates.set(layerDigest, list);
       }
     }
+    // An archive with a start-up profile first, whatever order the registry lists artifacts in (the referrers
+    // API has none); otherwise newest first. Trust is still decided for each candidate on its own.
+    const profiled = (c: Candidate): number => (c.descriptor.annotations?.[ANNOTATION_STARTUP_PROFILE] === 'true' ? 0 : 1);
+    for (const list of listing.candidates.values()) list.sort((x, y) => profiled(x) - profiled(y));
     return listing;
   }
+}
+
+/** A published archive artifact of an image: its manifest's digest and the descriptors it lists. */
+export interface ArchiveArtifact {
+  digest: string;
+  /** The artifact manifest's `layers`: clip archives, each annotated with the layer it describes. */
+  layers: Descriptor[];
+}
+
+/**
+ * The newest archive artifacts published for the image `manifestDigest` (at most MAX_ARTIFACTS, newest
+ * first), each checked to be a clip archive artifact whose subject is that image; one that is not is
+ * logged and left out.
+ */
+export async function newestArchiveArtifacts(registry: RegistryClient, ref: ImageReference, manifestDigest: string, logger: Logger): Promise<ArchiveArtifact[]> {
+  const { referrers, via } = await listReferrers(registry, ref, manifestDigest, { artifactType: ARCHIVE_ARTIFACT_TYPE });
+  logger.debug(`${ref.name}@${manifestDigest}: ${referrers.length} published archive artifact(s) (referrers ${via === 'api' ? 'API' : 'tag schema'})`);
+  const newest = referrers.slice(-MAX_ARTIFACTS).reverse();
+  // Fetched side by side (at most MAX_ARTIFACTS), each a round trip on the pull's critical path.
+  const fetches = newest.map((referrer) => registry.fetchManifest(ref.withDigest(referrer.digest)));
+  for (const fetch of fetches) fetch.catch(() => undefined);
+  const artifacts: ArchiveArtifact[] = [];
+  for (const [i, referrer] of newest.entries()) {
+    try {
+      const fetched = await fetches[i]!;
+      if (fetched.parsed.kind !== 'manifest') throw new InvalidArgumentError('not a manifest');
+      const manifest = fetched.parsed.manifest as ArtifactManifest;
+      if ((manifest.artifactType ?? manifest.config.mediaType) !== ARCHIVE_ARTIFACT_TYPE) throw new InvalidArgumentError(`artifact type ${manifest.artifactType}`);
+      if (manifest.subject?.digest !== manifestDigest) throw new InvalidArgumentError(`its subject is ${manifest.subject?.digest ?? '(none)'}`);
+      artifacts.push({ digest: referrer.digest, layers: manifest.layers });
+    } catch (err) {
+      logger.warn(`${ref.name}: ignoring published archives ${referrer.digest}: ${errorMessage(err)}`);
+    }
+  }
+  return artifacts;
 }

@@ -12,6 +12,11 @@ interface Task<T> {
 export class SharedTasks<T> {
   private readonly tasks = new Map<string, Task<T>>();
 
+  /** Whether work for `key` is running. */
+  has(key: string): boolean {
+    return this.tasks.has(key);
+  }
+
   run(key: string, work: (signal: AbortSignal) => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let task = this.tasks.get(key);

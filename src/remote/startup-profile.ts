@@ -45,6 +45,8 @@ export class ProfileRecorder {
     private readonly source: ProfileSource,
     private readonly store: ArchiveStore,
     private readonly logger: Logger,
+    /** Called once the profile is stored. */
+    private readonly onSaved?: () => void,
   ) {
     this.archive = stored.archive;
     this.timer = setInterval(() => this.poll(), POLL_MS);
@@ -92,6 +94,7 @@ export class ProfileRecorder {
       this.logger.info(
         `layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans (${readBytes} bytes read in ${startupRanges.length} ranges)`,
       );
+      this.onSaved?.();
     } catch (err) {
       this.logger.warn(`layer ${this.archive.layerDigest}: storing its start-up profile: ${errorMessage(err)}`);
     }

@@ -7,51 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import type { DaemonStatus } from '../../src/daemon/daemon-status';
 import { FALLBACK_REASONS } from '../../src/snapshotter/fallback-reason';
+import { clipStatus, scrape, total } from '../helpers/clip-status';
 import { criPull } from '../helpers/cri-run';
 import { assertPulledLazily } from '../helpers/images';
 import { REPO_ROOT } from '../helpers/processes';
 import { CONTAINERD } from '../helpers/containerd-release';
-import { Stack, runClosedStdin, useStack } from '../helpers/stack';
+import { runClosedStdin, useStack } from '../helpers/stack';
 
 const TEST_TIMEOUT = 300_000;
 
-async function clipStatus(stack: Stack): Promise<DaemonStatus> {
-  const r = await runClosedStdin(path.join(REPO_ROOT, 'bin', 'clip'), ['status', '--json', '--address', stack.clipAddress], 30_000);
-  assert.equal(r.code, 0, `clip status --json: ${r.stderr}`);
-  return JSON.parse(r.stdout) as DaemonStatus;
-}
-
-/** The text exposition at the metrics endpoint clip status names (TCP, port picked by the daemon). */
-async function scrape(stack: Stack): Promise<string> {
-  const at = (await clipStatus(stack)).metrics;
-  assert.ok(at, 'clip status names the metrics endpoint');
-  return new Promise((resolve, reject) => {
-    const req = http.get(`http://${at}/metrics`, { timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))));
-    });
-    req.on('timeout', () => req.destroy(new Error('scrape timed out')));
-    req.on('error', reject);
-  });
-}
-
-/** The sum of a family's samples whose labels include every given label (name="value"). */
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
 
 describe(`metrics and clip status (containerd ${CONTAINERD.version})`, () => {
   // Spans are fetched when the container reads them: nothing is cached while indexing or in the background.

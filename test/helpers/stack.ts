@@ -71,6 +71,12 @@ export interface StackOptions {
   layerLabels?: boolean;
   /** PEM certificates containerd trusts instead of the system's (SSL_CERT_FILE), for an https test registry. */
   containerdCaFile?: string;
+  /**
+   * Another node of a cluster: use the images of this started stack (returned by the function, called at
+   * start) instead of building and pushing them: from its registry, or with `readOnly` from a read-only
+   * registry of this stack's own serving the same storage (pushes answer 405).
+   */
+  registryOf?: () => { stack: Stack; readOnly?: boolean };
 }
 
 export interface CtrResult extends RunResult {
@@ -135,6 +141,9 @@ export class Stack {
   private readonly beforeClip: ((stack: Stack) => Promise<void>) | undefined;
   private readonly layerLabels: boolean;
   private readonly containerdCaFile: string | undefined;
+  private readonly registryOf: StackOptions['registryOf'];
+  /** The state dir of the registry this stack uses (another stack's, for a node sharing it). */
+  private registryState = '';
   private tornDown: Promise<void> | undefined;
   /** Set once teardown has finished or the emergency stop has run. */
   private stopped = false;
@@ -156,6 +165,7 @@ export class Stack {
     this.beforeClip = opts.beforeClip;
     this.layerLabels = opts.layerLabels ?? true;
     this.containerdCaFile = opts.containerdCaFile;
+    this.registryOf = opts.registryOf;
   }
 
   get clipRoot(): string {
@@ -187,14 +197,7 @@ export class Stack {
     for (const sig of SIGNALS) process.once(sig, this.onSignal);
     if (`${this.containerdAddress}.ttrpc`.length > 100) throw new Error(`state dir path too long for sockets: ${this.state}`);
 
-    this.registryAddress = (await runOk(path.join(SCRIPTS, 'registry.sh'), ['start', this.state], { timeoutMs: 60_000 })).trim();
-    const layout = path.join(this.state, 'layout');
-    const tagArgs = this.tags.flatMap((t) => ['--tag', t]);
-    const summary = await runOk(path.join(SCRIPTS, 'build-test-image.py'), [layout, ...tagArgs], { timeoutMs: 120_000 });
-    this.images = JSON.parse(summary) as Record<string, ImageSummary>;
-    for (const tag of this.tags) {
-      await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
-    }
+    await this.startRegistry();
     // clip reads this stack's containerd (not the system's) to find layers Prepared without labels.
     const lazy = `[lazy]\ncontainerd_address = "${this.containerdAddress}"\n`;
     const clipConfig = this.clipConfig.includes('[lazy]\n') ? this.clipConfig.replace('[lazy]\n', lazy) : `${lazy}${this.clipConfig}`;
@@ -209,9 +212,37 @@ export class Stack {
     ];
     await runOk(
       path.join(SCRIPTS, 'containerd.sh'),
-      ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter, ...criPull],
+      ['start', this.state, '--bin-dir', await containerdBinDir(), '--clip-address', this.clipAddress, '--cri-snapshotter', this.criSnapshotter,
+        '--registry', this.registryAddress, ...criPull],
       { timeoutMs: 60_000 },
     );
+  }
+
+  /** The registry with the test images: started and filled here, or another stack's (registryOf). */
+  private async startRegistry(): Promise<void> {
+    const shared = this.registryOf?.();
+    if (shared) {
+      if (shared.stack.repo !== this.repo) throw new Error(`registryOf: the other stack's images are in ${shared.stack.repo}, not ${this.repo}`);
+      this.images = shared.stack.images;
+      if (!shared.readOnly) {
+        this.registryAddress = shared.stack.registryAddress;
+        this.registryState = shared.stack.state;
+        return;
+      }
+      const storage = path.join(shared.stack.state, 'registry-data');
+      this.registryAddress = (await runOk(path.join(SCRIPTS, 'registry.sh'), ['start', this.state, '--storage', storage, '--read-only'], { timeoutMs: 60_000 })).trim();
+      this.registryState = this.state;
+      return;
+    }
+    this.registryAddress = (await runOk(path.join(SCRIPTS, 'registry.sh'), ['start', this.state], { timeoutMs: 60_000 })).trim();
+    this.registryState = this.state;
+    const layout = path.join(this.state, 'layout');
+    const tagArgs = this.tags.flatMap((t) => ['--tag', t]);
+    const summary = await runOk(path.join(SCRIPTS, 'build-test-image.py'), [layout, ...tagArgs], { timeoutMs: 120_000 });
+    this.images = JSON.parse(summary) as Record<string, ImageSummary>;
+    for (const tag of this.tags) {
+      await runOk(path.join(SCRIPTS, 'push-test-image.sh'), [layout, tag, this.registryAddress, this.repo], { timeoutMs: 150_000 });
+    }
   }
 
   get clipConfigFile(): string {
@@ -242,7 +273,7 @@ export class Stack {
 
   /** Body bytes the registry has sent for blob GETs so far (of the given blobs only, if any), from its access log. */
   async registryBlobBytes(digests: string[] = []): Promise<number> {
-    return Number((await runOk(path.join(SCRIPTS, 'registry.sh'), ['bytes', this.state, ...digests], { timeoutMs: 30_000 })).trim());
+    return Number((await runOk(path.join(SCRIPTS, 'registry.sh'), ['bytes', this.registryState, ...digests], { timeoutMs: 30_000 })).trim());
   }
 
   /** `ctr --address <containerd.sock> ARGS` through scripts/ctr.sh, stdin closed, bounded by a timeout. */

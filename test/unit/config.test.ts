@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_ARCHIVE_LIMITS } from '../../src/archive';
 import { DEFAULT_CONFIG, diskShareBytes, parseConfigText, parseDiskShare, parseDuration, resolveConfig } from '../../src/daemon/config';
 import { DEFAULT_INDEX_LIMITS } from '../../src/indexer';
-import { InvalidArgumentError } from '../../src/errors';
+import { ConfigError, InvalidArgumentError } from '../../src/errors';
 import { REPO_ROOT } from '../helpers/processes';
 
 describe('daemon config', () => {
@@ -117,5 +117,17 @@ describe('daemon config', () => {
   it('rejects relative paths', () => {
     assert.throws(() => resolveConfig({ root: 'relative/root' }), /root must be an absolute path/);
     assert.throws(() => resolveConfig({ address: 'clip.sock' }), /address must be an absolute path/);
+  });
+
+  it('auto_publish needs a publish_key', () => {
+    assert.equal(DEFAULT_CONFIG.lazy.autoPublish, false);
+    assert.throws(
+      () => resolveConfig(parseConfigText('[lazy]\nauto_publish = true\n', 'c.toml')),
+      (err: unknown) => err instanceof ConfigError && /\[lazy\] auto_publish = true needs \[lazy\] publish_key/.test((err as Error).message),
+    );
+    const config = resolveConfig(parseConfigText('[lazy]\nauto_publish = true\npublish_key = "/etc/clip/keys/node.pem"\n', 'c.toml'));
+    assert.equal(config.lazy.autoPublish, true);
+    assert.equal(config.lazy.publishKey, '/etc/clip/keys/node.pem');
+    assert.throws(() => parseConfigText('[lazy]\npublish_key = "node.pem"\n', 'c.toml'), /publish_key must be/);
   });
 });

@@ -14,6 +14,8 @@ import { TestRepository, sendError, serveRegistry, sha256 } from '../../integrat
 export interface OciRegistryOptions {
   referrersApi?: boolean;
   auth?: boolean;
+  /** Writes (uploads, manifest PUTs) answer 403 DENIED, or 405 UNSUPPORTED as a read-only registry's do. */
+  writes?: 'denied' | 'unsupported';
 }
 
 interface Seen {
@@ -100,6 +102,10 @@ export class OciRegistry {
     }
     const name = /^\/v2\/(.+?)\/(?:blobs|manifests|referrers)\//.exec(path)?.[1] ?? '';
     if (name && !this.authorized(req, res, name)) return;
+    if (this.options.writes && req.method !== 'GET' && req.method !== 'HEAD') {
+      if (this.options.writes === 'denied') return sendError(res, 403, 'DENIED', 'requested access to the resource is denied');
+      return void res.writeHead(405, { 'content-type': 'text/plain' }).end('Method Not Allowed');
+    }
 
     let m = UPLOAD.exec(path);
     if (m && req.method === 'POST') {

@@ -85,4 +85,21 @@ describe('start-up profile recording', () => {
     await new ProfileRecorder(recorded, unread.source, unread.store, logger).stop();
     assert.equal(unread.stored.length, 0);
   });
+
+  it('tells onSaved once the profile is stored (auto_publish publishes it), and never when nothing is', async () => {
+    const saved = setup();
+    let told = 0;
+    const recorder = new ProfileRecorder(recorded, saved.source, saved.store, logger, () => told++);
+    saved.touch([3]);
+    await recorder.stop();
+    assert.equal(saved.stored.length, 1);
+    assert.equal(told, 1);
+
+    const replaced = setup(`sha256:${'d'.repeat(64)}`);
+    let toldReplaced = 0;
+    const other = new ProfileRecorder(recorded, replaced.source, replaced.store, logger, () => toldReplaced++);
+    replaced.touch([1]);
+    await other.stop();
+    assert.equal(toldReplaced, 0, 'not stored, not told');
+  });
 });
