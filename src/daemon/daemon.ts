@@ -80,10 +80,14 @@ async function createLazyLayers(
     (n) => n > 0 && logger.info(`removed ${n} span files of an older cache layout (named by index, not by digest)`),
     (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
   );
-  const { maxArchiveBytes, maxPublishedArchiveBytes, ...limits } = config.limits;
+  const { maxArchiveBytes, maxPublishedArchiveBytes, maxStartupBundleBytes, ...limits } = config.limits;
   const layers = new LazyLayers({
     registry,
-    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes }),
+    archives: new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, {
+      ...limits,
+      maxBytes: maxArchiveBytes,
+      maxStartupBundleBytes,
+    }),
     policy,
     verifyPublished: lazy.verifyPublished === 'background',
     cache,
@@ -96,8 +100,9 @@ async function createLazyLayers(
     readTimeoutMs: lazy.readTimeoutMs,
     publishedArchives: lazy.publishedArchives,
     startupProfiles: lazy.startupProfiles,
+    startupBundles: lazy.startupBundles,
     limits,
-    archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
+    archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes, maxStartupBundleBytes },
     handOff,
     metrics,
   });
