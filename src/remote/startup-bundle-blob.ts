@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
 import type { ClipArchive, StartupBundle } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
-import { DigestMismatchError, decodeSpan, spanRange } from '../indexer';
+import { DigestMismatchError, decodeSpan, sha256Digest, spanRange } from '../indexer';
 import type { RangeSource } from '../fusefs/layer-span-reader';
 
 /** Media type of a start-up bundle blob in the published archives' artifact. */
@@ -85,7 +85,8 @@ function spanHolding(archive: ClipArchive, at: number): number {
  */
 export async function inflateStartupBundle(blob: Buffer, bundle: StartupBundle): Promise<Buffer> {
   if (blob.length !== bundle.compressedSize) throw new InvalidArgumentError(`start-up bundle ${bundle.digest}: ${blob.length} bytes, the archive says ${bundle.compressedSize}`);
-  const digest = sha256(blob);
+  // Hashed on the thread pool: the FUSE requests of starting containers are answered meanwhile.
+  const digest = await sha256Digest(blob);
   if (digest !== bundle.digest) throw new DigestMismatchError('start-up bundle', bundle.digest, digest);
   let data: Buffer;
   try {
@@ -98,7 +99,7 @@ export async function inflateStartupBundle(blob: Buffer, bundle: StartupBundle):
   if (data.length !== bundle.uncompressedSize) {
     throw new InvalidArgumentError(`start-up bundle ${bundle.digest}: inflates to ${data.length} bytes, the archive says ${bundle.uncompressedSize}`);
   }
-  const inflated = sha256(data);
+  const inflated = await sha256Digest(data);
   if (inflated !== bundle.uncompressedDigest) {
     throw new DigestMismatchError(`start-up bundle ${bundle.digest}: inflated bytes`, bundle.uncompressedDigest, inflated);
   }
