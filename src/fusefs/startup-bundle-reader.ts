@@ -51,10 +51,16 @@ export class StartupBundleReader {
   private loading?: Promise<boolean>;
   /** Set once the bundle failed or went missing: reads stop asking. */
   private unusable = false;
+  /** Resolves true as soon as checked bytes can be served (from memory while they are written to the cache). */
+  private readonly servable: Promise<boolean>;
+  private resolveServable!: (ok: boolean) => void;
+  /** The checked, inflated bytes, between their check and the end of their cache write. */
+  private memory?: Buffer;
 
   constructor(private readonly opts: StartupBundleReaderOptions) {
     this.bundle = opts.archive.startupBundle;
     this.ranges = new BundleRanges(opts.archive.startupRanges ?? []);
+    this.servable = new Promise((resolve) => (this.resolveServable = resolve));
   }
 
   private get layer(): string {
@@ -66,10 +72,12 @@ export class StartupBundleReader {
     this.loading ??= this.get().then(
       (ok) => {
         if (!ok) this.unusable = true;
+        this.resolveServable(ok);
         return ok;
       },
       (err: unknown) => {
         this.unusable = true;
+        this.resolveServable(false);
         this.opts.metrics?.startupBundle('failed');
         this.opts.logger.warn(`layer ${this.layer}: start-up bundle ${this.bundle.digest}: ${errorMessage(err)}; reading spans instead`);
         return false;
@@ -94,7 +102,13 @@ export class StartupBundleReader {
     const fetchedAt = Date.now();
     metrics?.fetched('bundle', blob.length, 0);
     const data = await this.opts.inflate(blob, this.bundle);
-    await cache.put(this.layer, name, data);
+    this.memory = data;
+    this.resolveServable(true);
+    try {
+      await cache.put(this.layer, name, data);
+    } finally {
+      this.memory = undefined;
+    }
     metrics?.startupBundle('fetched');
     logger.info(
       `layer ${this.layer}: start-up bundle: ${blob.length} bytes fetched, ${data.length} bytes of ${this.opts.archive.startupRanges?.length ?? 0} ranges cached in ` +
@@ -117,7 +131,12 @@ export class StartupBundleReader {
     if (this.unusable) return undefined;
     const at = this.ranges.bundleOffset(offset, length);
     if (at === undefined) return undefined;
-    if (!(await bounded(this.load(), signal, this.opts.waitMs ?? 15_000))) return undefined;
+    void this.load();
+    if (!(await bounded(this.servable, signal, this.opts.waitMs ?? 15_000)) || this.unusable) return undefined;
+    if (this.memory) {
+      this.opts.metrics?.bundleRead(length);
+      return this.memory.subarray(at, at + length);
+    }
     const bytes = await this.opts.cache.readSlice(this.layer, this.bundle.uncompressedDigest, at, length).catch(() => undefined);
     if (!bytes) {
       // Evicted (or removed by `clip cache prune`): not fetched again; spans serve the rest.
