@@ -28,12 +28,15 @@ export interface StartupBundleReaderOptions {
   archive: ClipArchive & { startupBundle: StartupBundle };
   cache: ContentCache;
   /**
-   * Fetches the bundle blob (one request, at most its declared size, checked against its digest), or
-   * undefined when it may only be used if it is in the cache already (an archive of local provenance).
+   * The bundle blob as it arrives (one request), or undefined when the bundle may only be used if it is in
+   * the cache already (an archive of local provenance).
    */
-  fetch?: (signal: AbortSignal) => Promise<Buffer>;
-  /** Inflates and checks the blob against the archive's field (inflateStartupBundle). */
-  inflate: (blob: Buffer, bundle: StartupBundle) => Promise<Buffer>;
+  fetch?: (signal: AbortSignal) => AsyncIterable<Buffer>;
+  /**
+   * Inflates and checks the blob against the archive's field as it arrives, counting its bytes
+   * (inflateStartupBundle); resolves only once every check passed.
+   */
+  inflate: (blob: AsyncIterable<Buffer>, bundle: StartupBundle, onChunk: (bytes: number) => void) => Promise<Buffer>;
   logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
   /** Fetching the bundle gives up after this long (default 60 s). */
   timeoutMs?: number;
@@ -98,10 +101,10 @@ export class StartupBundleReader {
     }
     if (!fetch) return false;
     const started = Date.now();
-    const blob = await fetch(AbortSignal.timeout(this.opts.timeoutMs ?? 60_000));
-    const fetchedAt = Date.now();
-    metrics?.fetched('bundle', blob.length, 0);
-    const data = await this.opts.inflate(blob, this.bundle);
+    let fetched = 0;
+    const data = await this.opts.inflate(fetch(AbortSignal.timeout(this.opts.timeoutMs ?? 60_000)), this.bundle, (n) => (fetched += n));
+    metrics?.fetched('bundle', fetched, 0);
+    const checkedAt = Date.now();
     this.memory = data;
     this.resolveServable(true);
     try {
@@ -111,8 +114,8 @@ export class StartupBundleReader {
     }
     metrics?.startupBundle('fetched');
     logger.info(
-      `layer ${this.layer}: start-up bundle: ${blob.length} bytes fetched, ${data.length} bytes of ${this.opts.archive.startupRanges?.length ?? 0} ranges cached in ` +
-        `${Date.now() - started} ms (fetch ${fetchedAt - started} ms, check and cache ${Date.now() - fetchedAt} ms)`,
+      `layer ${this.layer}: start-up bundle: ${fetched} bytes fetched and checked in ${checkedAt - started} ms, ${data.length} bytes of ` +
+        `${this.opts.archive.startupRanges?.length ?? 0} ranges cached ${Date.now() - checkedAt} ms later`,
     );
     return true;
   }

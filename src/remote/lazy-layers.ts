@@ -13,7 +13,7 @@ import type { Logger } from 'winston';
 import { createHash } from 'node:crypto';
 import type { ArchiveLimits, ClipArchive } from '../archive';
 import type { IndexLimits } from '../indexer';
-import { errorMessage } from '../errors';
+import { InvalidArgumentError, errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
@@ -295,7 +295,11 @@ export class LazyLayers implements RemoteLayers {
     const fetch =
       provenance.source === 'local'
         ? undefined
-        : (signal: AbortSignal) => registry.fetchBlob(where.imageRef, blob, { signal, maxBytes: bundle.compressedSize, what: 'start-up bundle' });
+        : async function* (signal: AbortSignal): AsyncGenerator<Buffer> {
+            const remote = await registry.openBlob(where.imageRef, blob.digest, { signal });
+            if (remote.size !== blob.size) throw new InvalidArgumentError(`start-up bundle ${blob.digest}: the registry has ${remote.size} bytes, the archive says ${blob.size}`);
+            yield* remote.stream({ signal });
+          };
     const bundleReader = new StartupBundleReader({
       archive: { ...archive, startupBundle: bundle },
       cache,

@@ -4,10 +4,10 @@
  */
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
-import { gunzip, gzip } from 'node:zlib';
+import { createGunzip, gzip } from 'node:zlib';
 import type { ClipArchive, StartupBundle } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
-import { DigestMismatchError, decodeSpan, sha256Digest, spanRange } from '../indexer';
+import { DigestMismatchError, decodeSpan, spanRange } from '../indexer';
 import type { RangeSource } from '../fusefs/layer-span-reader';
 
 /** Media type of a start-up bundle blob in the published archives' artifact. */
@@ -16,7 +16,6 @@ export const STARTUP_BUNDLE_MEDIA_TYPE = 'application/vnd.clip.startup-bundle.v1
 const GZIP_LEVEL = 9;
 
 const gzipAsync = promisify(gzip);
-const gunzipAsync = promisify(gunzip);
 
 function sha256(bytes: Buffer): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -81,27 +80,57 @@ function spanHolding(archive: ClipArchive, at: number): number {
 /**
  * The inflated bytes of a bundle blob, once they are exactly what the archive's field declares: the blob's
  * size and sha256, then at most uncompressedSize bytes inflated (more is an error, not a truncation), that
- * many exactly, and their sha256. Throws DigestMismatchError or InvalidArgumentError saying what failed.
+ * many exactly, and their sha256. The blob may arrive as chunks: it is hashed and inflated as they come, so
+ * the checks cost little after the last one. Throws DigestMismatchError or InvalidArgumentError saying what
+ * failed; nothing is returned before every check passed.
  */
-export async function inflateStartupBundle(blob: Buffer, bundle: StartupBundle): Promise<Buffer> {
-  if (blob.length !== bundle.compressedSize) throw new InvalidArgumentError(`start-up bundle ${bundle.digest}: ${blob.length} bytes, the archive says ${bundle.compressedSize}`);
-  // Hashed on the thread pool: the FUSE requests of starting containers are answered meanwhile.
-  const digest = await sha256Digest(blob);
+export async function inflateStartupBundle(blob: Buffer | AsyncIterable<Buffer>, bundle: StartupBundle, onChunk?: (bytes: number) => void): Promise<Buffer> {
+  const what = `start-up bundle ${bundle.digest}`;
+  const blobHash = createHash('sha256');
+  const dataHash = createHash('sha256');
+  const out: Buffer[] = [];
+  let blobBytes = 0;
+  let dataBytes = 0;
+  /** Why inflating failed; the blob is still read and hashed to the end, so a changed blob is named as such. */
+  let failure: Error | undefined;
+  const gunzip = createGunzip();
+  gunzip.on('data', (chunk: Buffer) => {
+    dataBytes += chunk.length;
+    if (dataBytes > bundle.uncompressedSize) {
+      failure ??= new InvalidArgumentError(`${what}: inflates to more than ${bundle.uncompressedSize} bytes`);
+      gunzip.destroy();
+      return;
+    }
+    dataHash.update(chunk);
+    out.push(chunk);
+  });
+  const ended = new Promise<void>((resolve) => {
+    gunzip.once('end', resolve).once('close', resolve);
+    gunzip.on('error', (err) => {
+      failure ??= new InvalidArgumentError(`${what}: does not inflate: ${errorMessage(err)}`, { cause: err });
+      resolve();
+    });
+  });
+  for await (const chunk of Buffer.isBuffer(blob) ? [blob] : blob) {
+    blobBytes += chunk.length;
+    if (blobBytes > bundle.compressedSize) throw new InvalidArgumentError(`${what}: more than the ${bundle.compressedSize} bytes the archive says`);
+    blobHash.update(chunk);
+    onChunk?.(chunk.length);
+    if (!failure && !gunzip.destroyed && !gunzip.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        gunzip.once('drain', resolve);
+        void ended.then(resolve);
+      });
+    }
+  }
+  if (!gunzip.destroyed) gunzip.end();
+  await ended;
+  if (blobBytes !== bundle.compressedSize) throw new InvalidArgumentError(`${what}: ${blobBytes} bytes, the archive says ${bundle.compressedSize}`);
+  const digest = `sha256:${blobHash.digest('hex')}`;
   if (digest !== bundle.digest) throw new DigestMismatchError('start-up bundle', bundle.digest, digest);
-  let data: Buffer;
-  try {
-    // maxOutputLength must be at least 1; a bundle is never empty (it has at least one range).
-    data = await gunzipAsync(blob, { maxOutputLength: Math.max(1, bundle.uncompressedSize) });
-  } catch (err) {
-    const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than ${bundle.uncompressedSize} bytes` : errorMessage(err);
-    throw new InvalidArgumentError(`start-up bundle ${bundle.digest}: ${detail}`, { cause: err });
-  }
-  if (data.length !== bundle.uncompressedSize) {
-    throw new InvalidArgumentError(`start-up bundle ${bundle.digest}: inflates to ${data.length} bytes, the archive says ${bundle.uncompressedSize}`);
-  }
-  const inflated = await sha256Digest(data);
-  if (inflated !== bundle.uncompressedDigest) {
-    throw new DigestMismatchError(`start-up bundle ${bundle.digest}: inflated bytes`, bundle.uncompressedDigest, inflated);
-  }
-  return data;
+  if (failure) throw failure;
+  if (dataBytes !== bundle.uncompressedSize) throw new InvalidArgumentError(`${what}: inflates to ${dataBytes} bytes, the archive says ${bundle.uncompressedSize}`);
+  const inflated = `sha256:${dataHash.digest('hex')}`;
+  if (inflated !== bundle.uncompressedDigest) throw new DigestMismatchError(`${what}: inflated bytes`, bundle.uncompressedDigest, inflated);
+  return Buffer.concat(out, dataBytes);
 }

@@ -87,9 +87,12 @@ describe('LayerFilesystem with a start-up bundle', () => {
     const bundle = new StartupBundleReader({
       archive,
       cache,
-      fetch: async () => {
+      fetch: async function* () {
         fetches++;
-        return fetch();
+        const bytes = fetch();
+        // In two pieces, as a registry's body arrives.
+        yield bytes.subarray(0, bytes.length >> 1);
+        yield bytes.subarray(bytes.length >> 1);
       },
       inflate: inflateStartupBundle,
       logger,
