@@ -88,6 +88,7 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       spanSha256: [],
       startupSpans: [],
       startupRanges: [],
+      startupBundle: undefined,
     },
     writer,
   );
@@ -139,13 +140,25 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       uncompressedSize: 0,
       entries: [],
       checkpoints: [],
-      spanSha256: a.spanDigests.map((d) => Buffer.from(d.slice(SHA256_PREFIX.length), 'hex')),
+      spanSha256: a.spanDigests.map(rawDigest),
       startupSpans: a.startupSpans ?? [],
       startupRanges: encodeStartupRanges(a.startupRanges ?? []),
+      startupBundle: a.startupBundle && {
+        sha256: rawDigest(a.startupBundle.digest),
+        compressedSize: a.startupBundle.compressedSize,
+        uncompressedSize: a.startupBundle.uncompressedSize,
+        compression: COMPRESSION_TO_BODY[a.startupBundle.compression],
+        uncompressedSha256: rawDigest(a.startupBundle.uncompressedDigest),
+      },
     },
     writer,
   );
   return writer.finish();
+}
+
+/** The 32 raw bytes of a validated "sha256:<hex>" digest. */
+function rawDigest(digest: string): Buffer {
+  return Buffer.from(digest.slice(SHA256_PREFIX.length), 'hex');
 }
 
 function sharedPrefixLength(a: Buffer, b: Buffer): number {

@@ -14,13 +14,14 @@ import {
   Archive as ArchiveBody,
   Checkpoint as CheckpointBody,
   Entry as EntryBody,
+  type StartupBundle as StartupBundleBody,
 } from '../generated/clip/archive/v1/archive';
 import { COMPRESSION_FROM_BODY, ENTRY_TYPE_FROM_BODY, SHA256_BYTES, SHA256_PREFIX, rememberStoredWindow } from './body-codec';
 import { ArchiveFormatError } from './format-error';
 import { ArchiveLimitError, pathLengthProblem, type ArchiveLimits } from './limits';
 import { ITEMS_PER_STEP, type Steps } from './slices';
 import { decodeStartupRanges } from './startup-ranges';
-import { MAX_STARTUP_RANGES, type ArchiveEntry, type Checkpoint, type ClipArchive } from './types';
+import { MAX_STARTUP_RANGES, type ArchiveEntry, type Checkpoint, type ClipArchive, type StartupBundle } from './types';
 import { WINDOW_SIZE } from './validate';
 
 const ENTRIES_FIELD = 7;
@@ -89,12 +90,30 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchi
     uncompressedSize: rest.uncompressedSize,
     entries: entries.entries,
     checkpoints,
-    spanDigests: rest.spanSha256.map((d, i) => {
-      if (d.length !== SHA256_BYTES) throw new ArchiveFormatError(`span ${i} digest is ${d.length} bytes, want ${SHA256_BYTES}`);
-      return SHA256_PREFIX + d.toString('hex');
-    }),
+    spanDigests: rest.spanSha256.map((d, i) => hexDigest(d, `span ${i} digest`)),
     ...(rest.startupSpans.length > 0 ? { startupSpans: [...rest.startupSpans] } : {}),
     ...(rest.startupRanges.length > 0 ? { startupRanges: decodeStartupRanges(rest.startupRanges, rest.uncompressedSize) } : {}),
+    ...(rest.startupBundle !== undefined ? { startupBundle: startupBundleFromBody(rest.startupBundle, limits) } : {}),
+  };
+}
+
+function hexDigest(d: Uint8Array, what: string): string {
+  if (d.length !== SHA256_BYTES) throw new ArchiveFormatError(`${what} is ${d.length} bytes, want ${SHA256_BYTES}`);
+  return SHA256_PREFIX + Buffer.from(d).toString('hex');
+}
+
+function startupBundleFromBody(b: StartupBundleBody, limits: ArchiveLimits): StartupBundle {
+  if (COMPRESSION_FROM_BODY.get(b.compression) !== 'gzip') throw new ArchiveFormatError(`start-up bundle: compression ${b.compression} is not gzip`);
+  const max = limits.maxStartupBundleBytes;
+  if (b.uncompressedSize > max) {
+    throw new ArchiveLimitError(`start-up bundle inflates to ${b.uncompressedSize} bytes`, 'maxStartupBundleBytes', max);
+  }
+  return {
+    digest: hexDigest(b.sha256, 'start-up bundle digest'),
+    compressedSize: b.compressedSize,
+    uncompressedSize: b.uncompressedSize,
+    compression: 'gzip',
+    uncompressedDigest: hexDigest(b.uncompressedSha256, 'start-up bundle uncompressed digest'),
   };
 }
 

@@ -27,7 +27,8 @@ export function encodeArchiveAsync(archive: ClipArchive, sliceMs?: number): Prom
 
 function* encodeSteps(archive: ClipArchive): Steps<Buffer> {
   yield* validationSteps(archive);
-  return yield* frameSteps(yield* encodeBody(archive));
+  // An archive that uses nothing of 1.1 (the start-up bundle) is written as 1.0, byte for byte as before.
+  return yield* frameSteps(yield* encodeBody(archive), archive.startupBundle ? 1 : 0);
 }
 
 /**

@@ -18,23 +18,23 @@ import { runToEnd, type Steps } from './slices';
 export const MAGIC = Buffer.from([0x89, 0x43, 0x4c, 0x49, 0x50, 0x0d, 0x0a, 0x1a]);
 export const HEADER_SIZE = 56;
 /** The version this code writes; it reads every 1.x. */
-export const FORMAT_VERSION = { major: 1, minor: 0 } as const;
+export const FORMAT_VERSION = { major: 1, minor: 1 } as const;
 
 const CHECKSUM_OFFSET = 24;
 /** Body bytes hashed between two yields (about 2 ms). */
 const HASH_STEP = 1 << 20;
 
-/** Prefixes `body` with a header for FORMAT_VERSION. */
-export function frameBody(body: Uint8Array): Buffer {
-  return runToEnd(frameSteps(body));
+/** Prefixes `body` with a header for FORMAT_VERSION (or an older minor version of it). */
+export function frameBody(body: Uint8Array, minor: number = FORMAT_VERSION.minor): Buffer {
+  return runToEnd(frameSteps(body, minor));
 }
 
 /** frameBody, yielding while it hashes the body. */
-export function* frameSteps(body: Uint8Array): Steps<Buffer> {
+export function* frameSteps(body: Uint8Array, minor: number = FORMAT_VERSION.minor): Steps<Buffer> {
   const out = Buffer.alloc(HEADER_SIZE + body.length);
   MAGIC.copy(out, 0);
   out.writeUInt16LE(FORMAT_VERSION.major, 8);
-  out.writeUInt16LE(FORMAT_VERSION.minor, 10);
+  out.writeUInt16LE(minor, 10);
   out.writeUInt32LE(0, 12);
   out.writeBigUInt64LE(BigInt(body.length), 16);
   out.set(body, HEADER_SIZE);

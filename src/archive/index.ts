@@ -2,9 +2,10 @@
  * The clip archive: the metadata-only description of one image layer (entries and gzip checkpoints),
  * its file format (docs/format.md) and reading and writing it.
  */
-export type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType } from './types';
+export type { ArchiveEntry, Checkpoint, ClipArchive, Compression, EntryType, StartupBundle } from './types';
 export { MAX_STARTUP_RANGES, STARTUP_RANGE_BLOCK } from './types';
 export { startupRangesFromBlockMap, type StartupRange } from './startup-ranges';
+export { BundleRanges, startupRangeBytes } from './startup-bundle';
 export { ArchiveFormatError } from './format-error';
 export { FORMAT_VERSION, HEADER_SIZE, checkArchiveHeader, type ArchiveHeader } from './header';
 export {

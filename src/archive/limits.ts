@@ -27,6 +27,8 @@ export interface ContentLimits {
 export interface ArchiveLimits extends ContentLimits {
   /** Bytes of the whole archive file, header included (limits.max_archive_size). */
   maxBytes: number;
+  /** Inflated bytes of the archive's start-up bundle (limits.max_startup_bundle_size): a node keeps them in its cache. */
+  maxStartupBundleBytes: number;
 }
 
 const KIB = 1024;
@@ -44,6 +46,7 @@ export const DEFAULT_CONTENT_LIMITS: Readonly<ContentLimits> = Object.freeze({
 export const DEFAULT_ARCHIVE_LIMITS: Readonly<ArchiveLimits> = Object.freeze({
   ...DEFAULT_CONTENT_LIMITS,
   maxBytes: 1024 * MIB,
+  maxStartupBundleBytes: 256 * MIB,
 });
 
 /** The cap recommended for an archive fetched from a registry (published archives): see docs/limits.md. */
@@ -52,6 +55,7 @@ export const DEFAULT_PUBLISHED_ARCHIVE_BYTES = 64 * MIB;
 /** The setting that configures each limit, for messages. */
 export const LIMIT_SETTINGS: Readonly<Record<keyof ArchiveLimits, string>> = Object.freeze({
   maxBytes: 'limits.max_archive_size',
+  maxStartupBundleBytes: 'limits.max_startup_bundle_size',
   maxEntries: 'limits.max_entries',
   maxPathBytes: 'limits.max_path_bytes',
   maxNameBytes: 'limits.max_name_bytes',

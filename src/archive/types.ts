@@ -77,6 +77,23 @@ export interface ClipArchive {
    * or uncompressedSize. At most MAX_STARTUP_RANGES.
    */
   startupRanges?: Array<[number, number]>;
+  /**
+   * The start-up bundle published with the archive (format 1.1): the bytes of startupRanges in stream
+   * order, concatenated, gzip-compressed as one stream. Requires startupRanges.
+   */
+  startupBundle?: StartupBundle;
+}
+
+/** A start-up bundle blob (docs/format.md, "Start-up bundles"). */
+export interface StartupBundle {
+  /** sha256 of the blob as stored ("sha256:…"). */
+  digest: string;
+  compressedSize: number;
+  /** The sum of the lengths of the archive's start-up ranges. */
+  uncompressedSize: number;
+  compression: 'gzip';
+  /** sha256 of the inflated blob ("sha256:…"). */
+  uncompressedDigest: string;
 }
 
 /** The granularity of start-up read ranges (docs/format.md). */

@@ -7,6 +7,7 @@
  */
 import { ArchiveFormatError } from './format-error';
 import { ITEMS_PER_STEP, runToEnd, type Steps } from './slices';
+import { startupBundleProblem } from './startup-bundle';
 import { startupRangesProblem } from './startup-ranges';
 import type { ArchiveEntry, Checkpoint, ClipArchive, EntryType } from './types';
 
@@ -54,6 +55,10 @@ export function* validationSteps(a: ClipArchive): Steps<void> {
   }
   if (a.startupRanges !== undefined) {
     const problem = startupRangesProblem(a.startupRanges, a.uncompressedSize);
+    if (problem !== undefined) fail(problem);
+  }
+  if (a.startupBundle !== undefined) {
+    const problem = startupBundleProblem(a.startupBundle, a.startupRanges);
     if (problem !== undefined) fail(problem);
   }
 }

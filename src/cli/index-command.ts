@@ -27,6 +27,8 @@ interface IndexFlags extends RegistryFlags {
   spanSize: string;
   reuse?: string;
   signKey?: string;
+  /** commander's --no-startup-bundles: false when given. */
+  startupBundles?: boolean;
 }
 
 const SPAN_SIZE_HELP = 'uncompressed bytes per span (one range request each), e.g. 4MiB';
@@ -93,13 +95,17 @@ function pushCommand(): Command {
       .argument('<image>', 'image reference, e.g. registry.example.com/app:1.0')
       .option('--span-size <size>', SPAN_SIZE_HELP, '4MiB')
       .option('--reuse <dir>', REUSE_HELP)
-      .option('--sign-key <file>', 'sign each archive with this ed25519 private key (PEM), for nodes that list its public key in [lazy] trusted_keys'),
+      .option('--sign-key <file>', 'sign each archive with this ed25519 private key (PEM), for nodes that list its public key in [lazy] trusted_keys')
+      .option('--no-startup-bundles', 'do not build and publish start-up bundles for archives that have start-up profiles'),
   ).action(async (image: string, flags: IndexFlags) => {
     const signingKey = flags.signKey ? await loadSigningKey(path.resolve(flags.signKey)) : undefined;
     const result = await indexing(`index push ${image}`, flags, async (options, progress) => {
       const indexed = await indexImage(image, options);
       progress.stop();
-      const published = await publishArchives(options.registry, indexed.image, indexed.layers.map((l) => l.archive), { signingKey });
+      const published = await publishArchives(options.registry, indexed.image, indexed.layers.map((l) => l.archive), {
+        signingKey,
+        startupBundles: flags.startupBundles !== false,
+      });
       return { indexed, published };
     });
     const { indexed, published } = result;
@@ -109,6 +115,10 @@ function pushCommand(): Command {
       `published ${published.archives.length} archives (${formatBytes(bytes)}) of ${indexed.image.reference}@${indexed.image.digest} as ${published.digest} (${where})` +
         `${signingKey ? `, signed by ${signingKey.keyId}` : ', unsigned'}\n`,
     );
+    const bundles = published.archives.flatMap((a) => (a.bundle ? [a.bundle.size] : []));
+    if (bundles.length > 0) {
+      process.stdout.write(`with ${bundles.length} start-up bundles (${formatBytes(bundles.reduce((n, b) => n + b, 0))}) in the archives\n`);
+    }
   });
 }
 

@@ -54,6 +54,8 @@ export interface DaemonConfig {
     verifyPublished: 'off' | 'background';
     /** Record which spans containers read as they start, and load a recorded profile's spans at mount. */
     startupProfiles: boolean;
+    /** Fetch the start-up bundle of a trusted published archive with one request and answer start-up reads from it. */
+    startupBundles: boolean;
     /**
      * Publish the archives of layers this node indexed (and later their start-up profiles) in the image's
      * repository, signed with publishKey, so that nodes trusting that key need not index them.
@@ -97,6 +99,8 @@ export interface DaemonConfig {
     maxArchiveBytes: number;
     /** Largest archive taken from a registry (published archives). */
     maxPublishedArchiveBytes: number;
+    /** Largest inflated start-up bundle an archive may declare. */
+    maxStartupBundleBytes: number;
     maxEntries: number;
     maxPathBytes: number;
     maxNameBytes: number;
@@ -190,6 +194,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     startupProfiles: true,
     autoPublish: false,
     publishKey: '',
+    startupBundles: true,
     liveRestart: true,
     containerdAddress: '/run/containerd/containerd.sock',
   },
@@ -205,6 +210,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
   limits: {
     maxArchiveBytes: DEFAULT_ARCHIVE_LIMITS.maxBytes,
     maxPublishedArchiveBytes: DEFAULT_PUBLISHED_ARCHIVE_BYTES,
+    maxStartupBundleBytes: DEFAULT_ARCHIVE_LIMITS.maxStartupBundleBytes,
     maxEntries: DEFAULT_INDEX_LIMITS.maxEntries,
     maxPathBytes: DEFAULT_INDEX_LIMITS.maxPathBytes,
     maxNameBytes: DEFAULT_INDEX_LIMITS.maxNameBytes,
@@ -277,6 +283,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.startup_profiles', field: 'lazy.startupProfiles', kind: 'boolean' },
   { toml: 'lazy.auto_publish', field: 'lazy.autoPublish', kind: 'boolean' },
   { toml: 'lazy.publish_key', field: 'lazy.publishKey', kind: 'optional-path' },
+  { toml: 'lazy.startup_bundles', field: 'lazy.startupBundles', kind: 'boolean' },
   { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
   { toml: 'lazy.containerd_address', field: 'lazy.containerdAddress', kind: 'optional-path' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
@@ -288,6 +295,7 @@ const SETTINGS: Setting[] = [
   { toml: 'registry.retries', field: 'registry.retries', kind: 'count' },
   { toml: 'limits.max_archive_size', field: 'limits.maxArchiveBytes', kind: 'bytes' },
   { toml: 'limits.max_published_archive_size', field: 'limits.maxPublishedArchiveBytes', kind: 'bytes' },
+  { toml: 'limits.max_startup_bundle_size', field: 'limits.maxStartupBundleBytes', kind: 'bytes' },
   { toml: 'limits.max_entries', field: 'limits.maxEntries', kind: 'limit' },
   { toml: 'limits.max_path_bytes', field: 'limits.maxPathBytes', kind: 'limit' },
   { toml: 'limits.max_name_bytes', field: 'limits.maxNameBytes', kind: 'limit' },

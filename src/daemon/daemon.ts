@@ -86,8 +86,12 @@ async function createLazyLayers(
     (n) => n > 0 && logger.info(`removed ${n} span files of an older cache layout (named by index, not by digest)`),
     (err: unknown) => logger.warn(`cleaning the older cache layout: ${String(err)}`),
   );
-  const { maxArchiveBytes, maxPublishedArchiveBytes, ...limits } = config.limits;
-  const archives = new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, { ...limits, maxBytes: maxArchiveBytes });
+  const { maxArchiveBytes, maxPublishedArchiveBytes, maxStartupBundleBytes, ...limits } = config.limits;
+  const archives = new ArchiveStore(path.join(config.root, 'archives'), lazy.archiveStoreMaxBytes, logger, policy, {
+    ...limits,
+    maxBytes: maxArchiveBytes,
+    maxStartupBundleBytes,
+  });
   // Publishing pushes with the node's own credentials only: the CRI keychain holds kubelet's pull secrets,
   // which would be tried first and usually cannot push.
   const publisher = lazy.autoPublish
@@ -109,8 +113,9 @@ async function createLazyLayers(
     readTimeoutMs: lazy.readTimeoutMs,
     publishedArchives: lazy.publishedArchives,
     startupProfiles: lazy.startupProfiles,
+    startupBundles: lazy.startupBundles,
     limits,
-    archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes },
+    archiveLimits: { ...limits, maxBytes: maxPublishedArchiveBytes, maxStartupBundleBytes },
     handOff,
     metrics,
     publisher,

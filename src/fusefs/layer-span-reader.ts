@@ -15,6 +15,7 @@ import { CacheFullError, UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, DigestMismatchError, indexLayer, sha256Digest, spanRange, type SpanWriter } from '../indexer';
 import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
+import type { StartupBundleReader } from './startup-bundle-reader';
 
 /** Random access to a layer blob as stored in the registry. */
 export interface RangeSource {
@@ -26,9 +27,9 @@ export interface RangeSource {
 /**
  * Why a span is fetched: a reader waits for it (foreground), it is read ahead of a reader walking the
  * layer in order (prefetch), it is in the layer's start-up profile (profile), or the background fetcher
- * fills the cache (background).
+ * fills the cache (background); `bundle` counts a start-up bundle's blob (startup-bundle-reader.ts).
  */
-export type FetchKind = 'foreground' | 'prefetch' | 'profile' | 'background';
+export type FetchKind = 'foreground' | 'prefetch' | 'profile' | 'background' | 'bundle';
 
 /** What the read path counts (src/metrics); optional. */
 export interface ReadMetrics {
@@ -95,6 +96,8 @@ export class LayerSpanReader implements SpanReader {
   private readonly metrics?: ReadMetrics;
   /** Bytes fetched from the registry by this reader (for logs and tests). */
   fetchedBytes = 0;
+  /** The layer's start-up bundle, when its archive has one this node may use (setBundle). */
+  private bundle?: StartupBundleReader;
 
   constructor(opts: LayerSpanReaderOptions) {
     this.archive = opts.archive;
@@ -117,6 +120,21 @@ export class LayerSpanReader implements SpanReader {
   readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
     this.noteRead(index);
     return this.loadOnce(index, 'foreground', signal);
+  }
+
+  /** Answers reads inside the start-up ranges from `bundle` from now on. */
+  setBundle(bundle: StartupBundleReader): void {
+    this.bundle = bundle;
+  }
+
+  /** The start-up bundle, if one is set. */
+  get startupBundle(): StartupBundleReader | undefined {
+    return this.bundle;
+  }
+
+  /** From the start-up bundle (no read-ahead: a starting container's other reads are in the bundle too). */
+  readBundled(offset: number, length: number, signal: AbortSignal): Promise<Buffer | undefined> {
+    return this.bundle?.read(offset, length, signal) ?? Promise.resolve(undefined);
   }
 
   /** A slice of a span this process has verified and cached, read from its cache file alone. */

@@ -45,11 +45,13 @@ export class LayerStream {
   }
 
   /**
-   * The bytes [offset, offset + length) of the stream, which must lie inside it, as consecutive pieces.
-   * Each piece comes from a span kept in memory, else from the reader's slice of a verified cached span
+   * The bytes [offset, offset + length) of the stream, which must lie inside it, as consecutive pieces:
+   * from the layer's start-up bundle when it holds them all (SpanReader.readBundled); otherwise each piece comes from a span kept in memory, else from the reader's slice of a verified cached span
    * (without loading all of it), else from the whole span, loaded (and kept) once for every request.
    */
-  read(offset: number, length: number, signal: AbortSignal): Promise<Buffer[]> {
+  async read(offset: number, length: number, signal: AbortSignal): Promise<Buffer[]> {
+    const bundled = await this.reader.readBundled?.(offset, length, signal);
+    if (bundled) return [bundled];
     return Promise.all(this.pieces(offset, length, (i, from, to) => this.piece(i, from, to, signal)));
   }
 

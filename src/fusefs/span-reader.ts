@@ -12,6 +12,11 @@ export interface SpanReader {
    */
   readSlice?(index: number, from: number, length: number): Promise<Buffer | undefined>;
   /**
+   * Bytes [offset, offset + length) of the layer's stream from its start-up bundle, when the bundle holds
+   * them all (waiting for it while it is on its way); otherwise undefined, and the caller reads spans.
+   */
+  readBundled?(offset: number, length: number, signal: AbortSignal): Promise<Buffer | undefined>;
+  /**
    * Where verified spans are kept as files, for a server that reads them itself; `watch` reports each
    * verified span with its file's name in `dir` (those verified already first), until the returned function
    * is called.

@@ -7,12 +7,14 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { fuseStats, setFuseStats } from '../fusefs/layer-server';
 import type { FetchKind } from '../fusefs/layer-span-reader';
+import type { BundleOutcome } from '../fusefs/startup-bundle-reader';
 import { PUBLISH_OUTCOMES, type PublishOutcome } from '../remote/archive-publisher';
 import { FALLBACK_REASONS, type FallbackReason } from '../snapshotter/fallback-reason';
 import { type Family, fuseFamilies, FUSE_DURATION, FUSE_ERRORS } from './fuse-families';
 import { type RequestOutcome, registryStatusLabel } from './status-label';
 
-export const FETCH_KINDS: readonly FetchKind[] = ['foreground', 'prefetch', 'profile', 'background'];
+export const FETCH_KINDS: readonly FetchKind[] = ['foreground', 'prefetch', 'profile', 'background', 'bundle'];
+const BUNDLE_OUTCOMES: readonly BundleOutcome[] = ['fetched', 'cached', 'failed'];
 export type PrepareOutcome = 'remote' | 'fallback' | 'local';
 
 /** State read on scrape. */
@@ -46,6 +48,8 @@ export class ClipMetrics {
   private sources?: MetricSources;
   private readonly fetchedBytes: Counter<'kind'>;
   private readonly fetchedSpans: Counter<'kind'>;
+  private readonly startupBundles: Counter<'outcome'>;
+  private readonly bundleReadBytes: Counter;
   private readonly cacheHits: Counter;
   private readonly cacheMisses: Counter;
   private readonly registryDuration: Histogram;
@@ -76,6 +80,14 @@ export class ClipMetrics {
       this.fetchedBytes.inc({ kind }, 0);
       this.fetchedSpans.inc({ kind }, 0);
     }
+    this.startupBundles = new Counter({
+      name: 'clip_startup_bundles_total',
+      help: 'Start-up bundles of mounted layers: fetched and checked, found in the cache, or failed (reads then go to spans).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of BUNDLE_OUTCOMES) this.startupBundles.inc({ outcome }, 0);
+    this.bundleReadBytes = new Counter({ name: 'clip_startup_bundle_read_bytes_total', help: 'Bytes of reads answered from start-up bundles.', registers });
     this.cacheHits = new Counter({
       name: 'clip_content_cache_hits_total',
       help: 'Reads answered from the content cache: FUSE reads the native server answered from cache files, and span loads found in the cache.',
@@ -165,6 +177,14 @@ export class ClipMetrics {
   fetched(kind: FetchKind, bytes: number, spans: number): void {
     if (bytes > 0) this.fetchedBytes.inc({ kind }, bytes);
     if (spans > 0) this.fetchedSpans.inc({ kind }, spans);
+  }
+
+  startupBundle(outcome: BundleOutcome): void {
+    this.startupBundles.inc({ outcome });
+  }
+
+  bundleRead(bytes: number): void {
+    this.bundleReadBytes.inc(bytes);
   }
 
   cacheLookup(hit: boolean): void {

@@ -22,7 +22,7 @@ import type { ArchiveStore, StoredArchive } from './archive-store';
 import type { LayerLocation } from './layer-indexer';
 import { Limiter } from './limiter';
 import { isTransient, publishFailureHint, publishFailureReason } from './publish-failure';
-import { ANNOTATION_LAYER_DIGEST, ARCHIVE_MEDIA_TYPE, ArchiveArtifact, newestArchiveArtifacts, publishArchives, trustOf } from './published-archives';
+import { ANNOTATION_LAYER_DIGEST, ANNOTATION_STARTUP_PROFILE, ARCHIVE_MEDIA_TYPE, ArchiveArtifact, newestArchiveArtifacts, publishArchives, trustOf } from './published-archives';
 
 export type PublishOutcome = 'published' | 'exists' | 'failed' | 'dropped';
 export const PUBLISH_OUTCOMES: readonly PublishOutcome[] = ['published', 'exists', 'failed', 'dropped'];
@@ -220,11 +220,17 @@ export class ArchivePublisher implements ArchivePublishing {
     }
   }
 
-  /** Whether `artifact` lists each of `local`'s archive files, signed with this node's key for this image. */
+  /**
+   * Whether `artifact` lists each of `local`'s archives, signed with this node's key for this image: the same
+   * file, or, for an archive with a start-up profile, one published with a profile (publishing adds the
+   * profile's start-up bundle to the archive, so its file differs; a layer's profile is recorded once).
+   */
   private lists(artifact: ArchiveArtifact, local: StoredArchive[], repository: string, manifestDigest: string): boolean {
     return local.every(({ archive, digest }) =>
       artifact.layers.some((d) => {
-        if (d.mediaType !== ARCHIVE_MEDIA_TYPE || d.digest !== digest || d.annotations?.[ANNOTATION_LAYER_DIGEST] !== archive.layerDigest) return false;
+        if (d.mediaType !== ARCHIVE_MEDIA_TYPE || d.annotations?.[ANNOTATION_LAYER_DIGEST] !== archive.layerDigest) return false;
+        const profiled = (archive.startupSpans?.length ?? 0) > 0 && d.annotations?.[ANNOTATION_STARTUP_PROFILE] === 'true';
+        if (d.digest !== digest && !profiled) return false;
         try {
           return trustOf(this.own, d, { repository, layerDigest: archive.layerDigest, manifestDigest }).provenance.source === 'signed';
         } catch {

@@ -4,14 +4,15 @@
  * says. Once a layer served from a published archive is mounted, and readers have left the registry alone
  * for a while, the layer is indexed again from its real bytes (streamed once, checked against the layer
  * digest, its spans kept in the cache, so this replaces the background fetch of that layer) and the two
- * archives are compared: diff ID, sizes, every entry, and every span's digest.
+ * archives are compared: diff ID, sizes, every entry, every span's digest, and the start-up bundle's
+ * digest against the real bytes of its ranges.
  *
  *   match     the archive is stored again as verified by this node (provenance local)
  *   mismatch  logged at error level with both digests, counted, the archive marked distrusted (never used
  *             again, from any publisher), and the locally indexed archive stored in its place: new mounts
  *             of the layer get the real content. Mounts made before keep what they have.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { Logger } from 'winston';
 import { ClipArchive, contentDifference, sameSpans } from '../archive';
 import { errorMessage } from '../errors';
@@ -88,7 +89,7 @@ export class ArchiveVerifier {
     const claimed = stored.archive;
     logger.info(`layer ${where.layerDigest}: verifying the archive ${stored.digest} (${describeProvenance(stored.provenance)}) against the layer`);
     const real = await indexer.index(where, { signal, keepSpans: true, spanSize: spanSizeOf(claimed) });
-    const problem = contentDifference(claimed, real) ?? (await this.spanDifference(claimed, real));
+    const problem = contentDifference(claimed, real) ?? (await this.spanDifference(claimed, real)) ?? (await this.bundleDifference(claimed, real));
     if (problem === undefined) {
       this.counts.verified++;
       logger.info(`layer ${where.layerDigest}: the published archive ${stored.digest} matches the layer`);
@@ -116,22 +117,30 @@ export class ArchiveVerifier {
       const i = claimed.spanDigests.findIndex((d, k) => d !== real.spanDigests[k]);
       return i < 0 ? undefined : `span ${i}: ${claimed.spanDigests[i]}, the layer has ${real.spanDigests[i]}`;
     }
-    const bounds = (a: ClipArchive, i: number): number => (i < a.checkpoints.length ? a.checkpoints[i]!.uncompressedOffset : a.uncompressedSize);
-    let r = 0;
-    let piece = await this.realSpan(real, 0);
+    const bytes = new RealBytes(real, (i) => this.realSpan(real, i));
+    const bound = (i: number): number => (i < claimed.checkpoints.length ? claimed.checkpoints[i]!.uncompressedOffset : claimed.uncompressedSize);
     for (let i = 0; i < claimed.checkpoints.length; i++) {
       const hash = createHash('sha256');
-      const end = bounds(claimed, i + 1);
-      for (let at = bounds(claimed, i); at < end; ) {
-        while (bounds(real, r + 1) <= at) piece = await this.realSpan(real, ++r);
-        const to = Math.min(end, bounds(real, r + 1));
-        hash.update(piece.subarray(at - bounds(real, r), to - bounds(real, r)));
-        at = to;
-      }
+      await bytes.hash(hash, bound(i), bound(i + 1));
       const digest = `sha256:${hash.digest('hex')}`;
       if (digest !== claimed.spanDigests[i]) return `span ${i}: ${claimed.spanDigests[i]}, the layer has ${digest}`;
     }
     return undefined;
+  }
+
+  /**
+   * Whether the claimed archive's start-up bundle holds the layer's real bytes: a node serves the bundle
+   * only once its inflated bytes hash to the archive's uncompressed digest, so hashing the real bytes of the
+   * start-up ranges and comparing with that digest compares the bundle with the layer.
+   */
+  private async bundleDifference(claimed: ClipArchive, real: ClipArchive): Promise<string | undefined> {
+    const bundle = claimed.startupBundle;
+    if (!bundle) return undefined;
+    const bytes = new RealBytes(real, (i) => this.realSpan(real, i));
+    const hash = createHash('sha256');
+    for (const [start, end] of claimed.startupRanges ?? []) await bytes.hash(hash, start, end);
+    const digest = `sha256:${hash.digest('hex')}`;
+    return digest === bundle.uncompressedDigest ? undefined : `start-up bundle ${bundle.digest}: holds ${bundle.uncompressedDigest}, the layer's bytes at its ranges hash to ${digest}`;
   }
 
   private async realSpan(real: ClipArchive, i: number): Promise<Buffer> {
@@ -141,6 +150,32 @@ export class ArchiveVerifier {
       throw new Error(`span ${i} of the re-indexed layer is not in the cache (is the disk full?)`);
     }
     return data;
+  }
+}
+
+/** The re-indexed layer's stream, read forward from its cached spans (one span in memory at a time). */
+class RealBytes {
+  private span = -1;
+  private piece: Buffer = Buffer.alloc(0);
+
+  constructor(
+    private readonly real: ClipArchive,
+    private readonly load: (i: number) => Promise<Buffer>,
+  ) {}
+
+  private bound(i: number): number {
+    return i < this.real.checkpoints.length ? this.real.checkpoints[i]!.uncompressedOffset : this.real.uncompressedSize;
+  }
+
+  /** Feeds the stream bytes [start, end) to `hash`; calls go forward through the stream. */
+  async hash(hash: Hash, start: number, end: number): Promise<void> {
+    for (let at = start; at < end; ) {
+      if (this.span < 0) this.piece = await this.load((this.span = 0));
+      while (this.bound(this.span + 1) <= at) this.piece = await this.load(++this.span);
+      const to = Math.min(end, this.bound(this.span + 1));
+      hash.update(this.piece.subarray(at - this.bound(this.span), to - this.bound(this.span)));
+      at = to;
+    }
   }
 }
 

@@ -13,12 +13,13 @@ import type { Logger } from 'winston';
 import { createHash } from 'node:crypto';
 import type { ArchiveLimits, ClipArchive } from '../archive';
 import type { IndexLimits } from '../indexer';
-import { errorMessage } from '../errors';
+import { InvalidArgumentError, errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
 import { LayerFilesystem, forceUnmount, listFuseMounts } from '../fusefs';
 import type { MountHandOff } from '../fusefs/mount-handoff';
+import { StartupBundleReader, type BundleMetrics } from '../fusefs/startup-bundle-reader';
 import { RegistryClient } from '../registry';
 import {
   LABEL_CRI_IMAGE_LAYERS,
@@ -37,6 +38,7 @@ import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
 import { PublishedArchives } from './published-archives';
 import { ProfileRecorder, replayProfile } from './startup-profile';
+import { STARTUP_BUNDLE_MEDIA_TYPE, inflateStartupBundle } from './startup-bundle-blob';
 
 export interface LazyLayersOptions {
   registry: RegistryClient;
@@ -61,10 +63,12 @@ export interface LazyLayersOptions {
   archiveLimits?: Partial<ArchiveLimits>;
   /** Record start-up profiles of mounted layers and replay recorded ones (default true). */
   startupProfiles?: boolean;
+  /** Use the start-up bundles of archives (default true). */
+  startupBundles?: boolean;
   /** Hand layer mounts to the next clip process and take over those of an earlier one (live restart). */
   handOff?: MountHandOff;
-  /** Counts fetches, cache lookups and indexing (metrics). */
-  metrics?: ReadMetrics & IndexMetrics;
+  /** Counts fetches, cache lookups, start-up bundles and indexing (metrics). */
+  metrics?: ReadMetrics & IndexMetrics & BundleMetrics;
   /** Told when this node indexed a layer or recorded its start-up profile ([lazy] auto_publish). */
   publisher?: ArchivePublishing;
 }
@@ -142,6 +146,7 @@ export class LazyLayers implements RemoteLayers {
     const { archive } = stored;
     const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
+    this.startBundle(where, stored, reader);
     const { logger, readTimeoutMs, handOff } = this.opts;
     let fs: LayerFilesystem;
     try {
@@ -288,6 +293,38 @@ export class LazyLayers implements RemoteLayers {
     return reader;
   }
 
+  /**
+   * Starts getting the layer's start-up bundle, once per reader, as soon as its archive is known: fetched
+   * from the registry when a trusted publisher vouches for the archive (and so for the bundle's digests in
+   * it), taken from the cache only when the archive is this node's own (a bundle it fetched before).
+   */
+  private startBundle(where: LayerLocation, stored: StoredArchive, reader: LayerSpanReader): void {
+    const { archive, provenance } = stored;
+    const bundle = archive.startupBundle;
+    if (!bundle || reader.startupBundle || this.opts.startupBundles === false) return;
+    const { registry, cache, logger, metrics, readTimeoutMs } = this.opts;
+    const blob = { mediaType: STARTUP_BUNDLE_MEDIA_TYPE, digest: bundle.digest, size: bundle.compressedSize };
+    const fetch =
+      provenance.source === 'local'
+        ? undefined
+        : async function* (signal: AbortSignal): AsyncGenerator<Buffer> {
+            const remote = await registry.openBlob(where.imageRef, blob.digest, { signal });
+            if (remote.size !== blob.size) throw new InvalidArgumentError(`start-up bundle ${blob.digest}: the registry has ${remote.size} bytes, the archive says ${blob.size}`);
+            yield* remote.stream({ signal });
+          };
+    const bundleReader = new StartupBundleReader({
+      archive: { ...archive, startupBundle: bundle },
+      cache,
+      fetch,
+      inflate: inflateStartupBundle,
+      logger,
+      metrics,
+      waitMs: Math.floor(readTimeoutMs / 2),
+    });
+    reader.setBundle(bundleReader);
+    void bundleReader.load();
+  }
+
   /** Fetches the spans of the layer's start-up profile, once per layer and process. */
   private replay(where: LayerLocation, archive: ClipArchive): void {
     if (this.replayed.has(where.layerDigest)) return;
@@ -308,7 +345,9 @@ export class LazyLayers implements RemoteLayers {
       if (!DIGEST.test(digest) || digest === where.layerDigest) continue;
       const layer = { ...where, layerDigest: digest };
       this.archiveOf(layer).then(
-        ({ archive }) => {
+        (stored) => {
+          const { archive } = stored;
+          this.startBundle(layer, stored, this.readerFor(layer, archive));
           if (this.opts.startupProfiles !== false && archive.startupSpans?.length) this.replay(layer, archive);
         },
         (err: unknown) => this.opts.logger.warn(`background indexing of layer ${digest}: ${errorMessage(err)}`),

@@ -41,6 +41,8 @@ import {
 } from '../registry';
 import { describeProvenance, signStatement, TrustPolicy, UntrustedError, type ArchiveProvenance, type SigningKey } from '../trust';
 import type { LayerLocation } from './layer-indexer';
+import { LazyBlobSource } from './lazy-blob-source';
+import { STARTUP_BUNDLE_MEDIA_TYPE, buildStartupBundle } from './startup-bundle-blob';
 
 /** The artifact type of a set of published clip archives; `v1` is the archive format's major version. */
 export const ARCHIVE_ARTIFACT_TYPE = 'application/vnd.clip.archive.v1';
@@ -77,23 +79,30 @@ interface ArtifactManifest extends ImageManifest {
  */
 export function archiveArtifactManifest(
   subject: Descriptor,
-  archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string; profiled?: boolean }>,
+  archives: Array<{ layerDigest: string; blob: Descriptor; signature?: string; profiled?: boolean; bundle?: Descriptor }>,
 ): Buffer {
   const manifest = {
     schemaVersion: 2,
     mediaType: MediaTypes.ociManifest,
     artifactType: ARCHIVE_ARTIFACT_TYPE,
     config: EMPTY_DESCRIPTOR,
-    layers: archives.map((a) => ({
-      mediaType: ARCHIVE_MEDIA_TYPE,
-      digest: a.blob.digest,
-      size: a.blob.size,
-      annotations: {
-        [ANNOTATION_LAYER_DIGEST]: a.layerDigest,
-        ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}),
-        ...(a.profiled ? { [ANNOTATION_STARTUP_PROFILE]: 'true' } : {}),
+    layers: archives.flatMap((a) => [
+      {
+        mediaType: ARCHIVE_MEDIA_TYPE,
+        digest: a.blob.digest,
+        size: a.blob.size,
+        annotations: {
+          [ANNOTATION_LAYER_DIGEST]: a.layerDigest,
+          ...(a.signature !== undefined ? { [ANNOTATION_SIGNATURE]: a.signature } : {}),
+          ...(a.profiled ? { [ANNOTATION_STARTUP_PROFILE]: 'true' } : {}),
+        },
       },
-    })),
+      // The archive's start-up bundle right after it: readers find it through the archive (its digest is in
+      // the archive), the descriptor keeps the blob referenced in the registry.
+      ...(a.bundle
+        ? [{ mediaType: STARTUP_BUNDLE_MEDIA_TYPE, digest: a.bundle.digest, size: a.bundle.size, annotations: { [ANNOTATION_LAYER_DIGEST]: a.layerDigest } }]
+        : []),
+    ]),
     subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.size },
   };
   return Buffer.from(JSON.stringify(manifest));
@@ -181,8 +190,8 @@ export interface PublishResult {
   /** How readers find it: the registry's referrers API, or the referrers tag schema's tag. */
   via: 'api' | 'tag';
   tag?: string;
-  /** One per image layer, in order. */
-  archives: Array<{ layerDigest: string; digest: string; size: number; existed: boolean }>;
+  /** One per image layer, in order, with its start-up bundle blob when it has one. */
+  archives: Array<{ layerDigest: string; digest: string; size: number; existed: boolean; bundle?: { digest: string; size: number } }>;
 }
 
 /** Whether `archives` describe layers of `layers` in their order, each once (and every one, with `all`). */
@@ -200,14 +209,16 @@ function inLayerOrder(archives: ClipArchive[], layers: Descriptor[], all: boolea
 /**
  * Pushes the archives of an image's layers (one per layer, in the image's order; with `allLayers: false`,
  * of some of its layers, in the image's order) as an artifact referring to the image manifest, and records
- * it in the referrers tag schema when the registry has no referrers API. `clip index push` and
+ * it in the referrers tag schema when the registry has no referrers API. An archive with start-up ranges
+ * gets its start-up bundle (built from the layer in the registry, pushed beside it, recorded in the archive,
+ * so its digest and signature cover it) unless `startupBundles` is false. `clip index push` and
  * auto-publishing (archive-publisher.ts) both publish through here.
  */
 export async function publishArchives(
   registry: RegistryClient,
   image: ResolvedImage,
   archives: ClipArchive[],
-  options: { signal?: AbortSignal; signingKey?: SigningKey; allLayers?: boolean } = {},
+  options: { signal?: AbortSignal; signingKey?: SigningKey; allLayers?: boolean; startupBundles?: boolean } = {},
 ): Promise<PublishResult> {
   const { signal, signingKey } = options;
   if (!inLayerOrder(archives, image.layers, options.allLayers !== false)) {
@@ -217,9 +228,19 @@ export async function publishArchives(
   await pushBlob(registry, ref, EMPTY_CONFIG, { signal });
   const pushed: PublishResult['archives'] = [];
   const signatures: Array<string | undefined> = [];
-  for (const archive of archives) {
+  for (const original of archives) {
+    let archive: ClipArchive = { ...original, startupBundle: undefined };
+    let bundle: { digest: string; size: number } | undefined;
+    if (options.startupBundles !== false) {
+      const built = await buildStartupBundle(archive, new LazyBlobSource(registry, ref.toString(), archive.layerDigest), signal);
+      if (built) {
+        const { digest, size } = await pushBlob(registry, ref, built.blob, { signal });
+        bundle = { digest, size };
+        archive = { ...archive, startupBundle: built.bundle };
+      }
+    }
     const blob = await pushBlob(registry, ref, await encodeArchiveAsync(archive), { signal });
-    pushed.push({ layerDigest: archive.layerDigest, ...blob });
+    pushed.push({ layerDigest: archive.layerDigest, ...blob, ...(bundle ? { bundle } : {}) });
     signatures.push(
       signingKey && signStatement({ archive: blob.digest, layer: archive.layerDigest, diffId: archive.diffId, manifest: image.digest }, signingKey),
     );
@@ -232,6 +253,7 @@ export async function publishArchives(
       blob: { mediaType: ARCHIVE_MEDIA_TYPE, digest: p.digest, size: p.size },
       signature: signatures[i],
       profiled: (archives[i]!.startupSpans?.length ?? 0) > 0,
+      bundle: p.bundle && { mediaType: STARTUP_BUNDLE_MEDIA_TYPE, ...p.bundle },
     })),
   );
   const manifest = await pushManifest(registry, ref, body, MediaTypes.ociManifest, { signal });

@@ -8,7 +8,8 @@
  *
  * Replay: a node that mounts a layer whose archive carries a profile loads those spans at once, a few at a
  * time and in order, as foreground fetches (the background fetcher yields to them), while containerd is
- * still preparing the container; its reads then find the spans cached or already on their way.
+ * still preparing the container; its reads then find the spans cached or already on their way. Spans the
+ * layer's start-up bundle holds any of are left out (startup-bundle-reader.ts).
  */
 import type { Logger } from 'winston';
 import { startupRangesFromBlockMap, type ClipArchive } from '../archive';
@@ -89,7 +90,10 @@ export class ProfileRecorder {
       // that failed verification, say), and must not get it back.
       const current = await this.store.get(this.archive.layerDigest);
       if (current?.digest !== this.stored.digest) return;
-      await this.store.put({ ...this.archive, startupSpans, ...(startupRanges.length > 0 ? { startupRanges } : {}) }, this.stored.provenance);
+      // A bundle holds the ranges it was built for: it goes with them.
+      const profiled: ClipArchive = { ...this.archive, startupSpans, startupBundle: undefined };
+      if (startupRanges.length > 0) profiled.startupRanges = startupRanges;
+      await this.store.put(profiled, this.stored.provenance);
       const readBytes = startupRanges.reduce((n, [start, end]) => n + end - start, 0);
       this.logger.info(
         `layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans (${readBytes} bytes read in ${startupRanges.length} ranges)`,
@@ -101,9 +105,19 @@ export class ProfileRecorder {
   }
 }
 
-/** Loads the profile's spans that are not cached yet; resolves with how many were fetched. */
+/**
+ * Loads the profile's spans that are not cached yet; resolves with how many were fetched. With a start-up
+ * bundle it waits for the bundle first and then loads only the spans the bundle does not hold whole (all of
+ * them if the bundle could not be had). A span the bundle holds part of is not loaded either: the start-up
+ * reads in it come from the bundle, and loading the rest of it is what the bundle saves.
+ */
 export async function replayProfile(archive: ClipArchive, reader: LayerSpanReader, logger: Logger): Promise<number> {
-  const spans = archive.startupSpans ?? [];
+  let spans = archive.startupSpans ?? [];
+  const bundle = reader.startupBundle;
+  if (bundle && (await bundle.load())) {
+    const { checkpoints, uncompressedSize } = archive;
+    spans = spans.filter((i) => !bundle.overlaps(checkpoints[i]?.uncompressedOffset ?? 0, checkpoints[i + 1]?.uncompressedOffset ?? uncompressedSize));
+  }
   const started = Date.now();
   const fetched = await reader.warm(spans, REPLAY_CONCURRENCY);
   if (fetched > 0) {

@@ -4,8 +4,10 @@
  * archives of the `large` image (a busybox layer and a layer with a 128 MiB random file and a small
  * file); a node with a fresh clip root and no image then pulls it through CRI and runs a container that
  * reads the small file, and the registry serves little more than the archives and the bytes read. A
- * tampered artifact is rejected and the layers are indexed locally. Registry traffic is measured at the
- * registry (its access log).
+ * tampered artifact is rejected and the layers are indexed locally. A start-up profile recorded on one node
+ * is published with a start-up bundle, which the next node fetches with one request during the pull and
+ * reads the container's start-up from; a tampered bundle blob is rejected and spans serve the reads.
+ * Registry traffic is measured at the registry (its access log).
  *
  * Trust (docs/security.md): clip is configured with a trusted public key and the archives are pushed with
  * its private key. An attacker's copy of the image in another repository, whose referrer carries a forged
@@ -21,7 +23,7 @@ import { mkdtempSync, promises as fsp, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { decodeArchive, encodeArchive } from '../../src/archive';
+import { decodeArchive, encodeArchive, type ClipArchive } from '../../src/archive';
 import { spanRange } from '../../src/indexer';
 import {
   ANNOTATION_LAYER_DIGEST,
@@ -189,7 +191,20 @@ describe('published archives', () => {
     assert.doesNotMatch(log, /indexing layer/);
   });
 
-  test('a start-up profile recorded where the image ran is published and loaded ahead on the next node', { timeout: TEST_TIMEOUT }, async () => {
+  /** GET requests of one blob in the registry's access log. */
+  async function requestsFor(digest: string): Promise<number> {
+    const log = await fsp.readFile(path.join(stack.state, 'registry.log'), 'utf8');
+    return log.split('\n').map((l) => l.split(' ')).filter((f) => f[5] === '"GET' && f[6]?.endsWith(`/blobs/${digest}`)).length;
+  }
+
+  /** The file in which the registry (distribution's filesystem storage) keeps a blob's bytes. */
+  const storedBlob = (digest: string): string =>
+    path.join(stack.state, 'registry-data', 'docker', 'registry', 'v2', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data');
+
+  /** The large layer's archive as clip stored it, with the start-up bundle the publisher added. */
+  let bundled: { archive: ClipArchive; smallSpan: number } | undefined;
+
+  test('a start-up profile recorded where the image ran is published with a start-up bundle, which the next node fetches in one request', { timeout: TEST_TIMEOUT }, async () => {
     assert.ok(artifact, 'published by an earlier test');
     const [, large] = layers() as [LayerSummary, LayerSummary];
     // The node of the previous test ran the container; stopping clip unmounts its layers, which stores the
@@ -201,6 +216,8 @@ describe('published archives', () => {
     assert.ok(smallEntry, 'the large layer holds data/small.txt');
     const smallSpan = recorded.checkpoints.filter((c) => c.uncompressedOffset <= smallEntry.dataOffset).length - 1;
     assert.deepEqual(recorded.startupSpans, [smallSpan], 'the profile is the one span the container read');
+    const ranges = recorded.startupRanges ?? [];
+    assert.ok(ranges.some(([s, e]) => s <= smallEntry.dataOffset && smallEntry.dataOffset + smallEntry.size <= e), `small.txt in the ranges ${JSON.stringify(ranges)}`);
     await restartClip();
 
     const r = await run(CLIP, ['index', 'push', ref(), '--hosts-dir', stack.hostsDir, '--reuse', archiveDir, '--sign-key', SIGN_KEY], { timeoutMs: 240_000 });
@@ -208,16 +225,50 @@ describe('published archives', () => {
     await freshNode();
     const largeBefore = await servedFor(large.digest);
     await criPull();
-    const { compressedStart, compressedEnd } = spanRange(recorded, smallSpan);
-    const fetchedAhead = new RegExp(`layer ${large.digest}: start-up profile: fetched 1 of 1 spans ahead`);
-    await waitFor('clip to fetch the profile span ahead', () => fetchedAhead.test(clipLog()), 30_000);
-    assert.equal((await servedFor(large.digest)) - largeBefore, compressedEnd - compressedStart, 'the registry served that span, before any container ran');
-    const afterPull = await servedFor(large.digest);
-    const run2 = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', ref(), 'profiled']);
+    const fetched = new RegExp(`layer ${large.digest}: start-up bundle: (\\d+) bytes fetched`);
+    await waitFor('clip to fetch the start-up bundle', () => fetched.test(clipLog()), 30_000);
+    const archive = decodeArchive(await fsp.readFile(path.join(stack.clipRoot, 'archives', 'sha256', `${large.digest.slice(7)}.clip`)));
+    const bundle = archive.startupBundle;
+    assert.ok(bundle, 'the published archive carries its start-up bundle');
+    assert.deepEqual(archive.startupRanges, ranges);
+    assert.equal(await requestsFor(bundle.digest), 1, 'the bundle was fetched with one request');
+    assert.equal(await servedFor(bundle.digest), bundle.compressedSize);
+    const run2 = await stack.ctr([...K8S, 'run', '--rm', '--snapshotter', 'clip', ref(), 'bundled']);
     assert.equal(run2.code, 0, run2.stderr);
     assert.equal(run2.stdout, MESSAGE);
-    assert.equal(await servedFor(large.digest), afterPull, 'the container found its span already cached');
-    console.log(`# start-up profile: span ${smallSpan} (${compressedEnd - compressedStart} bytes) fetched during the pull; the run fetched nothing of the large layer`);
+    assert.equal((await servedFor(large.digest)) - largeBefore, 0, 'no span of the large layer was fetched: its reads were in the bundle');
+    assert.equal(await requestsFor(bundle.digest), 1, 'and the bundle was not fetched again');
+    assert.doesNotMatch(clipLog(), new RegExp(`layer ${large.digest}: start-up profile: fetched`), 'the profile span the bundle covers was not loaded ahead');
+    console.log(
+      `# start-up bundle: ${bundle.compressedSize} bytes (${bundle.uncompressedSize} inflated, ${ranges.length} ranges) fetched in one request during the pull; ` +
+        `the run fetched nothing of the ${large.size}-byte layer (span ${smallSpan} would have been ${spanRange(recorded, smallSpan).compressedEnd - spanRange(recorded, smallSpan).compressedStart} bytes)`,
+    );
+    bundled = { archive, smallSpan };
+  });
+
+  test('a tampered start-up bundle is rejected and logged, and the container reads the real bytes from spans', { timeout: TEST_TIMEOUT }, async () => {
+    assert.ok(bundled, 'published by the previous test');
+    const [, large] = layers() as [LayerSummary, LayerSummary];
+    const bundle = bundled.archive.startupBundle!;
+    const file = storedBlob(bundle.digest);
+    const original = await fsp.readFile(file);
+    const tampered = Buffer.from(original);
+    tampered[tampered.length >> 1]! ^= 0x20; // same size, other bytes: the registry serves it under the old digest
+    await fsp.writeFile(file, tampered);
+    try {
+      await freshNode();
+      const largeBefore = await servedFor(large.digest);
+      await pullAndRun('tampered-bundle');
+      const log = clipLog();
+      const rejected = log.split('\n').filter((l) => l.includes(`layer ${large.digest}: start-up bundle ${bundle.digest}`) && l.includes('reading spans instead'));
+      assert.equal(rejected.length, 1, log.slice(-3000));
+      assert.match(rejected[0]!, /digest/i);
+      const { compressedStart, compressedEnd } = spanRange(bundled.archive, bundled.smallSpan);
+      assert.equal((await servedFor(large.digest)) - largeBefore, compressedEnd - compressedStart, 'the span the container read came from the registry instead');
+      console.log(`# tampered start-up bundle: rejected (${rejected[0]!.slice(0, 200)}…); the container read the real file through span ${bundled.smallSpan}`);
+    } finally {
+      await fsp.writeFile(file, original);
+    }
   });
 
   /**

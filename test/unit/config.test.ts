@@ -82,9 +82,10 @@ describe('daemon config', () => {
   }
 
   it('reads [limits] into the IndexLimits the indexer takes, with the same defaults', () => {
-    const { maxArchiveBytes, maxPublishedArchiveBytes, ...indexLimits } = DEFAULT_CONFIG.limits;
+    const { maxArchiveBytes, maxPublishedArchiveBytes, maxStartupBundleBytes, ...indexLimits } = DEFAULT_CONFIG.limits;
     assert.deepEqual(indexLimits, DEFAULT_INDEX_LIMITS);
     assert.equal(maxArchiveBytes, DEFAULT_ARCHIVE_LIMITS.maxBytes);
+    assert.equal(maxStartupBundleBytes, 256 * 1024 * 1024);
     assert.equal(maxPublishedArchiveBytes, 64 * 1024 * 1024);
     const config = resolveConfig(parseConfigText('[limits]\nmax_entries = 300000\nmax_span_size = "32MiB"\nmax_layer_size = "8GiB"\n', 'l.toml'));
     assert.equal(config.limits.maxEntries, 300_000);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { ClipArchive, encodeArchive } from '../../../src/archive';
 import { ContentCache } from '../../../src/fusefs/content-cache';
@@ -109,5 +110,26 @@ describe('ArchiveVerifier', () => {
     const { verifier, logger } = await verify('spans', forged);
     assert.deepEqual(verifier.counts, { verified: 0, mismatched: 1, failed: 0 });
     assert.match(logger.lines.join('\n'), /span 2: sha256:[0-9a-f]{64}, the layer has sha256:/);
+  });
+
+  it('checks a start-up bundle against the layer: the real bytes of its ranges must hash to its inflated digest', async () => {
+    const [, large] = layers as [TestLayer, TestLayer];
+    const stream = gunzipSync(large.blob);
+    const ranges: Array<[number, number]> = [[4096, 3 * 4096], [16 * 4096, 20 * 4096]];
+    const real = Buffer.concat(ranges.map(([s, e]) => stream.subarray(s, e)));
+    const withBundle = (data: Buffer): ClipArchive => {
+      const blob = gzipSync(data);
+      const bundle = { digest: computeDigest(blob), compressedSize: blob.length, uncompressedSize: data.length, compression: 'gzip' as const, uncompressedDigest: computeDigest(data) };
+      return { ...large.archive, startupSpans: [0, 1], startupRanges: ranges, startupBundle: bundle };
+    };
+    const genuine = await verify('bundle-genuine', withBundle(real));
+    assert.deepEqual(genuine.verifier.counts, { verified: 1, mismatched: 0, failed: 0 });
+
+    const other = Buffer.from(real);
+    other[100]! ^= 0xff;
+    const forged = await verify('bundle-forged', withBundle(other));
+    assert.deepEqual(forged.verifier.counts, { verified: 0, mismatched: 1, failed: 0 });
+    assert.ok(await forged.archives.isDistrusted(forged.stored.digest));
+    assert.match(forged.logger.lines.join('\n'), /start-up bundle sha256:[0-9a-f]{64}: holds sha256:[0-9a-f]{64}, the layer's bytes at its ranges hash to sha256:/);
   });
 });
