@@ -1,8 +1,8 @@
 /**
  * One clip archive presented as a read-only FUSE filesystem on a directory, served by the native server
  * (native/clip_fuse.c, libfuse3's low-level API): metadata from a table built once from the LayerTree, file
- * bytes from verified cache files, and only reads of spans not yet verified passed up to JavaScript (the
- * LayerStream: fetched, checked and cached, then answered).
+ * bytes from verified cache files (spans, and the start-up bundle once it is there), and only other reads
+ * passed up to JavaScript (the LayerStream: fetched, checked and cached, then answered).
  *
  * Mount options, and why:
  * - ro, default_permissions: the layer is immutable; the kernel refuses writes (EROFS) and checks
@@ -170,9 +170,11 @@ export class LayerFilesystem {
       if (cachedRead) server.onCachedRead(cachedRead);
       const unwatch = files.watch((index, name) => server.markReady(index, name));
       const untrack = files.trackReads?.(() => server.spanReadTimes()) ?? ((): void => undefined);
+      const unbundle = files.watchBundle?.((name, ranges) => server.bundleReady(name, ranges)) ?? ((): void => undefined);
       stopWatching = () => {
         unwatch();
         untrack();
+        unbundle();
       };
     }
     server.setReadTimeout(this.readTimeoutMs);

@@ -13,6 +13,12 @@ export interface NativeLayerServer {
    * cache file after markReady(i) (reads passed up through onRead of the constructor are not reported).
    */
   onCachedRead(onRead: (index: number) => void): void;
+  /**
+   * The layer's start-up bundle is verified in the cache as `<cacheDir>/<fileName>`, holding the stream
+   * ranges [ranges[2k], ranges[2k + 1]) one after another: the server answers reads inside one range from it.
+   * Once per server.
+   */
+  bundleReady(fileName: string, ranges: Float64Array): void;
   /** The spans read so far, in the order of their first read. */
   touchedSpans(): number[];
   /** Which 4096-byte blocks of the layer stream were read so far: bit b of byte b >> 3 for block b. */

@@ -167,6 +167,19 @@ export class LayerSpanReader implements SpanReader {
       cachedRead: (index) => {
         if (index < this.spanCount) this.noteRead(index);
       },
+      watchBundle: (onReady) => {
+        const bundle = this.bundle;
+        let watching = true;
+        bundle
+          ?.inCache()
+          .then((name) => {
+            if (watching && name) onReady(name, bundle.rangePairs());
+          })
+          .catch((err: unknown) => this.logger?.warn(`layer ${this.archive.layerDigest}: start-up bundle: ${errorMessage(err)}; JavaScript answers its reads`));
+        return () => {
+          watching = false;
+        };
+      },
     };
   }
 

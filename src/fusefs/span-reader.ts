@@ -38,4 +38,10 @@ export interface SpanFiles {
    * the read path never sees otherwise has reached span i (a sequential reader's read-ahead moves on).
    */
   cachedRead?(index: number): void;
+  /**
+   * Reports the layer's start-up bundle once it is verified in `dir` (its file's name, and the stream
+   * ranges it holds as [start, end) pairs, in order), for a server that reads it itself; never if the layer
+   * has none or it cannot be had. Until the returned function is called.
+   */
+  watchBundle?(onReady: (fileName: string, ranges: Float64Array) => void): () => void;
 }

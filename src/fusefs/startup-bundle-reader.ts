@@ -11,7 +11,7 @@ import type { Logger } from 'winston';
 import { BundleRanges, type ClipArchive, type StartupBundle } from '../archive';
 import { errorMessage } from '../errors';
 import { sha256Digest } from '../indexer';
-import type { ContentCache } from './content-cache';
+import { spanFileName, type ContentCache } from './content-cache';
 import type { ReadMetrics } from './layer-span-reader';
 
 export type BundleOutcome = 'fetched' | 'cached' | 'failed';
@@ -118,6 +118,16 @@ export class StartupBundleReader {
         `${this.opts.archive.startupRanges?.length ?? 0} ranges cached ${Date.now() - checkedAt} ms later`,
     );
     return true;
+  }
+
+  /** The name of the bundle's file in the layer's cache directory once it is there, checked; undefined if it never will be. */
+  async inCache(): Promise<string | undefined> {
+    return (await this.load()) && !this.unusable ? spanFileName(this.bundle.uncompressedDigest) : undefined;
+  }
+
+  /** The stream ranges the bundle holds, one after another, as [start, end) pairs. */
+  rangePairs(): Float64Array {
+    return Float64Array.from((this.opts.archive.startupRanges ?? []).flat());
   }
 
   /** Whether the bundle holds any byte of [start, end) of the stream. */

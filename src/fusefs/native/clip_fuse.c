@@ -282,6 +282,12 @@ typedef struct {
      on_cached_read (when set): the read path learns where a reader is that it never sees otherwise */
   atomic_uchar *report_read;
   napi_threadsafe_function on_cached_read;
+  /* The layer's start-up bundle (docs/format.md), once verified in the cache: the stream ranges it holds, in
+     order, and where each starts in the file; set once by bundleReady before bundle_ready is stored. */
+  atomic_int bundle_ready;
+  char bundle_name[SPAN_NAME_MAX + 1];
+  uint64_t *bundle_ranges; /* start, end, file offset per range */
+  uint32_t bundle_count;
   struct fuse_session *se;
   char *mountpoint;
   pthread_t thread;
@@ -557,6 +563,41 @@ static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, cha
   return 0;
 }
 
+/* Reads [at, at + len) of the stream from the start-up bundle's file when one of its ranges holds all of it;
+   0 on success. A missing or short file turns the bundle off (JS then reads spans). */
+static int read_bundled(server_t *s, uint64_t at, size_t len, char *out) {
+  if (!atomic_load(&s->bundle_ready)) return -1;
+  uint32_t lo = 0, hi = s->bundle_count;
+  while (lo < hi) { /* the number of ranges starting at or before `at` */
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (s->bundle_ranges[3 * mid] <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo == 0) return -1;
+  const uint64_t *r = &s->bundle_ranges[3 * (lo - 1)]; /* the last of them */
+  if (at + len > r[1]) return -1;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", s->cache_dir, s->bundle_name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    atomic_store(&s->bundle_ready, 0);
+    return -1;
+  }
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, out + got, len - got, (off_t)(r[2] + (at - r[0]) + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  close(fd);
+  if (got != len) {
+    atomic_store(&s->bundle_ready, 0);
+    return -1;
+  }
+  return 0;
+}
+
 /* Milliseconds of CLOCK_MONOTONIC at the coarse clock's resolution (read from the vDSO, no system call). */
 static unsigned long long coarse_now_ms(void) {
   struct timespec ts;
@@ -661,6 +702,12 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   if (read_cached(s, first, at, len, buf) == 0) {
     stats_cache_hit();
     report_cached_reads(s, first, at, len);
+    fuse_reply_buf(req, buf, len);
+    free(buf);
+    return;
+  }
+  if (read_bundled(s, at, len, buf) == 0) {
+    stats_cache_hit();
     fuse_reply_buf(req, buf, len);
     free(buf);
     return;
@@ -804,6 +851,7 @@ static void server_release(server_t *s) {
   free(s->read_map);
   free(s->last_read);
   free(s->report_read);
+  free(s->bundle_ranges);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->wake);
   free(s);
@@ -905,6 +953,64 @@ static napi_value server_mark_ready(napi_env env, napi_callback_info info) {
   memcpy(s->names[i], name, len + 1);
   atomic_store(&s->report_read[i], 1);
   atomic_store(&s->ready[i], 1);
+  return NULL;
+}
+
+/* bundleReady(fileName, ranges): the start-up bundle is verified in the cache as <cacheDir>/<fileName>, holding
+   the stream ranges [ranges[2k], ranges[2k + 1]) (a Float64Array, in increasing order, inside the stream)
+   one after another; reads inside one range are answered from it from now on. Once. */
+static napi_value server_bundle_ready(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  server_t *s = unwrap(env, info, &argc, argv);
+  if (!s) return NULL;
+  char name[SPAN_NAME_MAX + 2];
+  size_t len = 0;
+  NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &len));
+  napi_typedarray_type type;
+  size_t count = 0;
+  void *data = NULL;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[1], &type, &count, &data, NULL, NULL) != napi_ok || type != napi_float64_array) {
+    napi_throw_type_error(env, NULL, "bundleReady(fileName, ranges: Float64Array)");
+    return NULL;
+  }
+  if (len == 0 || len > SPAN_NAME_MAX || strspn(name, "0123456789abcdef") != len) {
+    napi_throw_error(env, "CLIP_FUSE_INVALID", "bundleReady: the file name must be 1-64 lowercase hex digits");
+    return NULL;
+  }
+  if (s->bundle_ranges) {
+    napi_throw_error(env, "CLIP_FUSE_STATE", "bundleReady: once per server");
+    return NULL;
+  }
+  const double *v = data;
+  double stream = (double)(s->table.span_count ? s->table.bounds[s->table.span_count] : 0);
+  if (count % 2 || count / 2 > UINT32_MAX) {
+    napi_throw_error(env, "CLIP_FUSE_INVALID", "bundleReady: ranges come in (start, end) pairs");
+    return NULL;
+  }
+  /* starts in increasing order (the lookup searches them) */
+  for (size_t k = 0; k < count; k += 2) {
+    if (!(v[k] >= 0 && v[k + 1] > v[k] && v[k + 1] <= stream && (k == 0 || v[k] >= v[k - 2]))) {
+      napi_throw_error(env, "CLIP_FUSE_INVALID", "bundleReady: ranges must be non-empty, in increasing order and inside the stream");
+      return NULL;
+    }
+  }
+  uint64_t *ranges = malloc((count / 2 ? count / 2 : 1) * 3 * sizeof(uint64_t));
+  if (!ranges) {
+    napi_throw_error(env, "CLIP_FUSE_INTERNAL", "out of memory");
+    return NULL;
+  }
+  uint64_t at = 0;
+  for (size_t k = 0; k < count / 2; k++) {
+    ranges[3 * k] = (uint64_t)v[2 * k];
+    ranges[3 * k + 1] = (uint64_t)v[2 * k + 1];
+    ranges[3 * k + 2] = at;
+    at += ranges[3 * k + 1] - ranges[3 * k];
+  }
+  memcpy(s->bundle_name, name, len + 1);
+  s->bundle_count = (uint32_t)(count / 2);
+  s->bundle_ranges = ranges;
+  atomic_store(&s->bundle_ready, 1);
   return NULL;
 }
 
@@ -1299,6 +1405,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"markReady", NULL, server_mark_ready, NULL, NULL, NULL, napi_default, NULL},
       {"onCachedRead", NULL, server_on_cached_read, NULL, NULL, NULL, napi_default, NULL},
+      {"bundleReady", NULL, server_bundle_ready, NULL, NULL, NULL, napi_default, NULL},
       {"touchedSpans", NULL, server_touched_spans, NULL, NULL, NULL, napi_default, NULL},
       {"readMap", NULL, server_read_map, NULL, NULL, NULL, napi_default, NULL},
       {"spanReadTimes", NULL, server_span_read_times, NULL, NULL, NULL, napi_default, NULL},
