@@ -190,7 +190,7 @@ export class RegistryClient {
   }
 
   /** Opens a blob of the reference's repository for range reads and streaming; resolves its size first. */
-  async openBlob(ref: ImageReference | string, digest: string, options: { signal?: AbortSignal } = {}): Promise<RemoteBlob> {
+  async openBlob(ref: ImageReference | string, digest: string, options: { signal?: AbortSignal; size?: number } = {}): Promise<RemoteBlob> {
     const reference = typeof ref === 'string' ? parseReference(ref) : ref;
     validateDigest(digest);
     const locator = new BlobLocator(this.http, reference, digest, await this.endpoints(reference, ['pull']), this.logger);

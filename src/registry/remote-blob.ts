@@ -71,9 +71,22 @@ export class RemoteBlob {
     return this.ranges;
   }
 
-  /** Finds the blob and its size. */
-  static async open(locator: BlobLocator, policy: RetryPolicy, limits: TransferLimits, logger: RegistryLogger, options: BlobReadOptions = {}): Promise<RemoteBlob> {
-    const { signal } = options;
+  /**
+   * Finds the blob and its size; with `size` (from a descriptor or an archive that the reads are checked
+   * against anyway) it asks nothing, and a server that ignores Range shows it on the first read.
+   */
+  static async open(
+    locator: BlobLocator,
+    policy: RetryPolicy,
+    limits: TransferLimits,
+    logger: RegistryLogger,
+    options: BlobReadOptions & { size?: number } = {},
+  ): Promise<RemoteBlob> {
+    const { signal, size } = options;
+    if (size !== undefined) {
+      if (!Number.isSafeInteger(size) || size < 0) throw new RegistryProtocolError(`blob ${locator.digest}: invalid size ${size}`);
+      return new RemoteBlob(locator, size, policy, limits, logger, true);
+    }
     try {
       const res = await locator.send({ method: 'HEAD', signal });
       discard(res.body);

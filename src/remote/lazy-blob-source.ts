@@ -13,6 +13,8 @@ export class LazyBlobSource implements RangeSource {
     private readonly registry: RegistryClient,
     private readonly imageRef: string,
     private readonly digest: string,
+    /** The blob's size when known (the archive's compressed_size): no request is spent on finding it. */
+    private readonly size?: number,
   ) {}
 
   async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -24,7 +26,7 @@ export class LazyBlobSource implements RangeSource {
   }
 
   private async open(signal?: AbortSignal): Promise<RemoteBlob> {
-    this.blob ??= this.registry.openBlob(this.imageRef, this.digest, { signal });
+    this.blob ??= this.registry.openBlob(this.imageRef, this.digest, { signal, size: this.size });
     try {
       return await this.blob;
     } catch (err) {

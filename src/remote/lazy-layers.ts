@@ -13,7 +13,7 @@ import type { Logger } from 'winston';
 import { createHash } from 'node:crypto';
 import type { ArchiveLimits, ClipArchive } from '../archive';
 import type { IndexLimits } from '../indexer';
-import { InvalidArgumentError, errorMessage } from '../errors';
+import { errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
@@ -282,7 +282,7 @@ export class LazyLayers implements RemoteLayers {
     if (!reader) {
       reader = new LayerSpanReader({
         archive,
-        source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest),
+        source: new LazyBlobSource(this.opts.registry, where.imageRef, where.layerDigest, archive.compressedSize),
         cache: this.opts.cache,
         activity: this.activity,
         logger: this.opts.logger,
@@ -308,8 +308,8 @@ export class LazyLayers implements RemoteLayers {
       provenance.source === 'local'
         ? undefined
         : async function* (signal: AbortSignal): AsyncGenerator<Buffer> {
-            const remote = await registry.openBlob(where.imageRef, blob.digest, { signal });
-            if (remote.size !== blob.size) throw new InvalidArgumentError(`start-up bundle ${blob.digest}: the registry has ${remote.size} bytes, the archive says ${blob.size}`);
+            // The archive gives the size (checked with the digest as the bytes arrive): one GET, no HEAD first.
+            const remote = await registry.openBlob(where.imageRef, blob.digest, { signal, size: blob.size });
             yield* remote.stream({ signal });
           };
     const bundleReader = new StartupBundleReader({

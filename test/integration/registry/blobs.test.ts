@@ -99,6 +99,18 @@ describe('blobs', () => {
     assert.equal(logger.lines.filter((l) => /ignored a Range request/.test(l)).length, 1, 'warned once');
   });
 
+  it('asks nothing to open a blob whose size is known, and still reads from a server that ignores Range', async () => {
+    const blob = await client.openBlob(name(), big.digest, { size: big.size });
+    assert.equal(server.requests(/\/blobs\//).length, 0, 'no HEAD and no size probe');
+    assert.deepEqual(await blob.readRange(4096, 100), big.data.subarray(4096, 4196));
+    behaviour.ignoreRange = true;
+    const blind = await client.openBlob(name(), small.digest, { size: small.size });
+    assert.deepEqual(await blind.readRange(10, 20), small.data.subarray(10, 30));
+    assert.equal(blind.rangesSupported, false);
+    assert.deepEqual(server.requests(/\/blobs\//).map((s) => s.method), ['GET', 'GET']);
+    await assert.rejects(client.openBlob(name(), small.digest, { size: -1 }), RegistryProtocolError);
+  });
+
   it('finds the size with a range request when HEAD is refused', async () => {
     behaviour.refuseHead = true;
     const blob = await client.openBlob(name(), small.digest);
