@@ -1245,6 +1245,8 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+napi_value layer_table_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   fuse_set_log_func(capture_log);
   napi_property_descriptor methods[] = {
@@ -1270,7 +1272,7 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, exports, "fuseStats", fn));
   NAPI_CALL(env, napi_create_function(env, "setFuseStats", NAPI_AUTO_LENGTH, set_fuse_stats_js, NULL, &fn));
   NAPI_CALL(env, napi_set_named_property(env, exports, "setFuseStats", fn));
-  return exports;
+  return layer_table_register(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
