@@ -1,12 +1,11 @@
-# Builds, against the system libfuse3, clip_fuse.node (the FUSE layer server, clip_fuse.c, and the decoder of
-# archive entries into its table, layer_table.c); and, without
+# Builds, against the system libfuse3, clip_fuse.node (the FUSE layer server, clip_fuse.c); and, without
 # libfuse, clip_handoff.node (fd passing, sd_notify, flock: handoff.c) and the clip-fd-holder program
 # (clip_fd_holder.c). Run by `npm run build:native`.
 {
   "targets": [
     {
       "target_name": "clip_fuse",
-      "sources": ["clip_fuse.c", "fuse_stats.c", "layer_table.c", "layer_table_js.c"],
+      "sources": ["clip_fuse.c", "fuse_stats.c"],
       "include_dirs": ["../../native"],
       "cflags": ["-Wall", "-Wextra", "-std=gnu11", "<!@(pkg-config --cflags fuse3)"],
       "libraries": ["<!@(pkg-config --libs fuse3)"]

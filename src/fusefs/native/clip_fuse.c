@@ -6,7 +6,7 @@
  * thread hand-off (kernel <-> FUSE thread) instead of three (kernel <-> FUSE thread <-> JS thread).
  *
  *   new LayerServer(table, cacheDir, ttlSeconds, onRead, onExit)
- *     table     the layer as src/fusefs/native-table.ts encodes it (inodes, directory entries, xattrs,
+ *     table     the layer as src/archive/native/layer_table.c encodes it (inodes, directory entries, xattrs,
  *               span bounds; format below). Copied; the buffer may be reused afterwards.
  *     cacheDir  directory holding span i's verified bytes in the file named i (src/fusefs/content-cache).
  *     onRead(id, ino, offset, length)   a read of a file (inode ino, at offset in the file, length
@@ -1245,8 +1245,6 @@ static napi_value server_destroy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-napi_value layer_table_register(napi_env env, napi_value exports);
-
 static napi_value init(napi_env env, napi_value exports) {
   fuse_set_log_func(capture_log);
   napi_property_descriptor methods[] = {
@@ -1272,7 +1270,7 @@ static napi_value init(napi_env env, napi_value exports) {
   NAPI_CALL(env, napi_set_named_property(env, exports, "fuseStats", fn));
   NAPI_CALL(env, napi_create_function(env, "setFuseStats", NAPI_AUTO_LENGTH, set_fuse_stats_js, NULL, &fn));
   NAPI_CALL(env, napi_set_named_property(env, exports, "setFuseStats", fn));
-  return layer_table_register(env, exports);
+  return exports;
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

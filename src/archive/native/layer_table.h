@@ -1,7 +1,7 @@
 /*
  * layer_table: decodes the entries of a clip archive body (docs/format.md, protobuf
  * clip.archive.v1.Archive) straight into the table the FUSE server answers from (format at the top of
- * clip_fuse.c), checking every entry rule and limit of docs/format.md "Validation" and docs/limits.md on
+ * src/fusefs/native/clip_fuse.c), checking every entry rule and limit of docs/format.md "Validation" and docs/limits.md on
  * the way. Plain C without N-API, so that it can be fuzzed on its own; layer_table_js.c is its binding.
  *
  * The input is hostile: every length is checked against what is left, every sum against overflow, and

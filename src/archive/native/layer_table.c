@@ -15,7 +15,7 @@
  *    unless <name> is real, `.wh..wh..opq` marks its directory opaque, other `.wh..wh.*` names are ignored.
  *    Entries that cannot be applied are counted as problems.
  * 3. Table. Inode numbers are given depth first (the root is 1), records are written breadth first, in
- *    the format at the top of clip_fuse.c.
+ *    the format at the top of src/fusefs/native/clip_fuse.c.
  *
  * Names are hashed with a per-call random seed, so that a hostile archive cannot choose colliding names.
  */
@@ -638,7 +638,7 @@ static int check_entry(state_t *s, uint64_t i, const entry_wire_t *w, entry_t *e
   return LT_OK;
 }
 
-/* ---- the tree (layer-tree semantics) ---------------------------------------------------------- */
+/* ---- the tree (tar extraction, whiteouts) --------------------------------------------------------- */
 
 static void problem(state_t *s, bytes_t path, const char *what) {
   lt_output *o = s->out;

@@ -8,13 +8,13 @@
  *                bounds: Float64Array, opaqueXattrNames: string[], table: boolean }
  *     result   { entryCount, problemCount, problems: string[], table?: Buffer }
  *              or { error: 'format' | 'limit', message, limit?, limitValue? } for an archive that breaks
- *              a rule or a limit (src/fusefs/native-table.ts turns it into the typed error).
+ *              a rule or a limit (src/archive/entry-table.ts turns it into the typed error).
  */
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NAPI_INTERNAL_CODE "CLIP_FUSE_INTERNAL"
+#define NAPI_INTERNAL_CODE "CLIP_ARCHIVE_INTERNAL"
 #include "napi_call.h"
 #include "layer_table.h"
 
@@ -192,9 +192,13 @@ static napi_value build_layer_table(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-napi_value layer_table_register(napi_env env, napi_value exports) {
+static napi_value layer_table_register(napi_env env, napi_value exports) {
   napi_value fn;
   NAPI_CALL(env, napi_create_function(env, "buildLayerTable", NAPI_AUTO_LENGTH, build_layer_table, NULL, &fn));
   NAPI_CALL(env, napi_set_named_property(env, exports, "buildLayerTable", fn));
   return exports;
 }
+
+static napi_value init(napi_env env, napi_value exports) { return layer_table_register(env, exports); }
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
