@@ -74,7 +74,7 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boo
     const [field, wireType] = reader.tag();
     if (field === ENTRIES_FIELD && wireType === WireType.LengthDelimited) {
       if (withEntries) entries.add(EntryBody.decode(reader, reader.uint32()));
-      else reader.skip(wireType, field);
+      else skipBytes(reader); // not reader.skip: that makes a subarray of every entry
     } else if (field === CHECKPOINTS_FIELD && wireType === WireType.LengthDelimited) {
       if (checkpoints.length === limits.maxCheckpoints) {
         throw new ArchiveLimitError(`more than ${limits.maxCheckpoints} checkpoints`, 'maxCheckpoints', limits.maxCheckpoints);
@@ -113,6 +113,12 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boo
     ...(rest.startupSpans.length > 0 ? { startupSpans: [...rest.startupSpans] } : {}),
     ...(rest.startupRanges.length > 0 ? { startupRanges: decodeStartupRanges(rest.startupRanges, rest.uncompressedSize) } : {}),
   };
+}
+
+function skipBytes(reader: BinaryReader): void {
+  const length = reader.uint32();
+  if (length > reader.len - reader.pos) throw new ArchiveFormatError('malformed body: premature end of a length-delimited field');
+  reader.pos += length;
 }
 
 /** Front-codes entries back to full paths, counting entries and metadata bytes against the limits. */
