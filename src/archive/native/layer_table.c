@@ -78,8 +78,8 @@ typedef struct chunk {
   uint8_t data[];
 } chunk_t;
 
-/* Copies bytes somewhere stable until the end of the call. */
-static uint8_t *arena_copy(chunk_t **arena, const uint8_t *p, size_t len) {
+/* `len` bytes that stay where they are until the end of the call. */
+static uint8_t *arena_alloc(chunk_t **arena, size_t len) {
   chunk_t *c = *arena;
   if (!c || c->cap - c->used < len) {
     size_t cap = len > (1u << 16) ? len : (1u << 16);
@@ -91,7 +91,6 @@ static uint8_t *arena_copy(chunk_t **arena, const uint8_t *p, size_t len) {
     *arena = c;
   }
   uint8_t *at = c->data + c->used;
-  if (len) memcpy(at, p, len);
   c->used += len;
   return at;
 }
@@ -550,8 +549,9 @@ static int check_entry(state_t *s, uint64_t i, const entry_wire_t *w, entry_t *e
   }
   if (count_metadata(s, i, path_len)) return s->out->error;
   /* The full path, kept until the end (names in the tree point into it). */
-  uint8_t *path = arena_copy(&s->arena, prev_path->p, (size_t)path_len);
+  uint8_t *path = arena_alloc(&s->arena, (size_t)path_len);
   if (!path) return nomem(s);
+  if (w->prefix) memcpy(path, prev_path->p, (size_t)w->prefix);
   if (w->suffix.len) memcpy(path + w->prefix, w->suffix.p, w->suffix.len);
   e->path = (bytes_t){path, (size_t)path_len};
   if (!valid_utf8(path, (size_t)path_len)) return fail(s, LT_FORMAT, "entry %llu: path is not valid UTF-8", (unsigned long long)i);
@@ -876,28 +876,6 @@ static int apply_entry(state_t *s, const entry_t *e) {
 
 /* ---- freezing and the table -------------------------------------------------------------------- */
 
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-} buf_t;
-
-static int buf_add(buf_t *b, const void *p, size_t len) {
-  if (b->cap - b->len < len) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < len) {
-      if (cap > SIZE_MAX / 2) return 0;
-      cap *= 2;
-    }
-    uint8_t *np = realloc(b->p, cap);
-    if (!np) return 0;
-    b->p = np;
-    b->cap = cap;
-  }
-  if (len) memcpy(b->p + b->len, p, len);
-  b->len += len;
-  return 1;
-}
-
 static void put32(uint8_t *p, uint32_t v) {
   for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
 }
@@ -907,8 +885,27 @@ static void put64(uint8_t *p, uint64_t v) {
   put32(p + 4, (uint32_t)(v >> 32));
 }
 
-/* Adds whiteout nodes, numbers the inodes depth first (as a stack pops), counts directory links. */
-static int freeze(state_t *s, uint32_t *inode_count, uint64_t *file_bytes, int *any_xattrs) {
+/* What the table holds, counted while freezing so that it is written in place. */
+typedef struct {
+  uint32_t inodes;
+  uint64_t dirents, xattrs, pool, file_bytes;
+  int any_xattrs;
+} sizes_t;
+
+/* Whether opaque marker `o` is one of the inode's own xattrs (it then keeps its own value). */
+static int has_own_xattr(const state_t *s, const inode_t *inode, uint32_t o) {
+  const xattr_t *xs = (const xattr_t *)s->xattrs.items + inode->first_xattr;
+  for (uint32_t j = 0; j < inode->xattr_count; j++) {
+    if (xs[j].name.len == s->in->opaque_lens[o] && memcmp(xs[j].name.p, s->in->opaque_names[o], xs[j].name.len) == 0) return 1;
+  }
+  return 0;
+}
+
+/*
+ * Adds whiteout nodes, numbers the inodes depth first (as a stack pops), counts directory links and the
+ * table's sizes.
+ */
+static int freeze(state_t *s, sizes_t *z) {
   vec_t stack = {.size = sizeof(uint32_t)};
   uint32_t next_ino = 1;
   uint32_t *top = vec_push(&stack);
@@ -917,32 +914,40 @@ static int freeze(state_t *s, uint32_t *inode_count, uint64_t *file_bytes, int *
   while (stack.count > 0) {
     uint32_t at = ((uint32_t *)stack.items)[--stack.count];
     inode_t *inode = &INODE(s, NODE(s, at).inode);
-    if (inode->xattr_count > 0 || NODE(s, at).opaque) *any_xattrs = 1;
-    if (inode->ino == 0) {
-      inode->ino = next_ino++;
-      if (inode->kind == T_FILE) *file_bytes += inode->size;
-    }
+    if (inode->xattr_count > 0 || NODE(s, at).opaque) z->any_xattrs = 1;
+    if (inode->ino != 0) continue; /* a hard link to an inode numbered already (never a directory) */
+    inode->ino = next_ino++;
+    if (inode->kind == T_FILE) z->file_bytes += inode->size;
+    const xattr_t *xs = (const xattr_t *)s->xattrs.items + inode->first_xattr;
+    for (uint32_t k = 0; k < inode->xattr_count; k++) z->pool += xs[k].name.len + xs[k].value.len;
+    z->xattrs += inode->xattr_count;
+    if (inode->kind == T_SYMLINK) z->pool += inode->link.len + 1;
     if (!NODE(s, at).is_dir) continue;
+    if (NODE(s, at).opaque) {
+      for (uint32_t o = 0; o < s->in->opaque_count; o++) {
+        if (has_own_xattr(s, inode, o)) continue;
+        z->xattrs++;
+        z->pool += s->in->opaque_lens[o] + 1;
+      }
+    }
     for (uint32_t w = NODE(s, at).first_wh; w != NONE; w = ((whiteout_t *)s->whiteouts.items)[w].next) {
       whiteout_t wh = ((whiteout_t *)s->whiteouts.items)[w];
       if (map_get(&s->children, at, wh.name, wh.name_len) != NONE) continue;
       uint32_t wi = new_inode(s);
-      if (wi == NONE) {
+      uint32_t node = wi == NONE ? NONE : new_node(s, wi, at, wh.name, wh.name_len);
+      if (node == NONE || !append_child(s, at, node)) {
         free(stack.items);
         return nomem(s);
       }
       INODE(s, wi).kind = K_WHITEOUT;
       INODE(s, wi).mtime_ms = wh.mtime_ms;
       INODE(s, wi).nlink = 1;
-      uint32_t node = new_node(s, wi, at, wh.name, wh.name_len);
-      if (node == NONE || !append_child(s, at, node)) {
-        free(stack.items);
-        return nomem(s);
-      }
     }
     uint32_t subdirs = 0;
     for (uint32_t c = NODE(s, at).first_child; c != NONE; c = NODE(s, c).next) {
       subdirs += NODE(s, c).is_dir;
+      z->dirents++;
+      z->pool += NODE(s, c).name_len;
       uint32_t *slot = vec_push(&stack);
       if (!slot) {
         free(stack.items);
@@ -953,7 +958,7 @@ static int freeze(state_t *s, uint32_t *inode_count, uint64_t *file_bytes, int *
     INODE(s, NODE(s, at).inode).nlink = 2 + subdirs;
   }
   free(stack.items);
-  *inode_count = next_ino - 1;
+  z->inodes = next_ino - 1;
   return LT_OK;
 }
 
@@ -962,103 +967,99 @@ static uint64_t mtime_ns(int64_t ms) {
   return (uint64_t)ms > UINT64_MAX / 1000000u ? UINT64_MAX : (uint64_t)ms * 1000000u;
 }
 
-static int encode_table(state_t *s) {
-  uint32_t inode_count = 0;
-  uint64_t file_bytes = 0;
-  int any_xattrs = 0;
-  if (freeze(s, &inode_count, &file_bytes, &any_xattrs)) return s->out->error;
+/* Where the next dirent, xattr and pool bytes go. */
+typedef struct {
+  uint8_t *dirent, *xattr, *pool_start, *pool;
+} cursor_t;
+
+static uint32_t pool_add(cursor_t *c, const void *p, size_t len) {
+  uint32_t at = (uint32_t)(c->pool - c->pool_start);
+  if (len) memcpy(c->pool, p, len);
+  c->pool += len;
+  return at;
+}
+
+static void add_xattr(cursor_t *c, bytes_t name, bytes_t value) {
+  put32(c->xattr, pool_add(c, name.p, name.len));
+  put32(c->xattr + 4, (uint32_t)name.len);
+  put32(c->xattr + 8, pool_add(c, value.p, value.len));
+  put32(c->xattr + 12, (uint32_t)value.len);
+  c->xattr += XATTR_SIZE;
+}
+
+/* Writes one inode's record, its directory entries, xattrs and link target; queues its children. */
+static void write_inode(state_t *s, const node_t *node, uint8_t *r, cursor_t *c, uint32_t *first, uint32_t *queue, size_t *tail) {
   const lt_input *in = s->in;
-  uint8_t *records = calloc(inode_count, INODE_SIZE);
-  uint32_t *queue = malloc(s->nodes.count * sizeof(uint32_t));
-  buf_t dirents = {0}, xattrs = {0}, pool = {0};
-  int ok = records && queue;
-  uint32_t dirent_count = 0, xattr_count = 0;
-  size_t head = 0, tail = 0;
-  if (ok) queue[tail++] = 0;
-  /* Breadth first from the root; each inode is recorded once, at its number. */
-  while (ok && head < tail) {
-    uint32_t at = queue[head++];
-    const node_t *node = &NODE(s, at);
-    const inode_t *inode = &INODE(s, node->inode);
-    uint8_t *r = records + (size_t)(inode->ino - 1) * INODE_SIZE;
-    if (r[0] | r[1] | r[2] | r[3]) continue; /* every record has a type in its mode */
-    uint32_t first_dirent = dirent_count, first_xattr = xattr_count, children = 0, nx = 0, link_off = 0, link_len = 0;
-    for (uint32_t c = node->first_child; ok && c != NONE; c = NODE(s, c).next) {
-      uint8_t d[DIRENT_SIZE];
-      put32(d, INODE(s, NODE(s, c).inode).ino);
-      put32(d + 4, (uint32_t)pool.len);
-      put32(d + 8, NODE(s, c).name_len);
-      ok = buf_add(&pool, NODE(s, c).name, NODE(s, c).name_len) && buf_add(&dirents, d, sizeof d);
-      queue[tail++] = c;
-      children++;
-    }
-    const xattr_t *xs = (const xattr_t *)s->xattrs.items + inode->first_xattr;
-    for (uint32_t k = 0; ok && k < inode->xattr_count + (node->opaque ? in->opaque_count : 0); k++) {
-      bytes_t name, value;
-      if (k < inode->xattr_count) {
-        name = xs[k].name;
-        value = xs[k].value;
-      } else {
-        uint32_t o = k - inode->xattr_count;
-        name = (bytes_t){(const uint8_t *)in->opaque_names[o], in->opaque_lens[o]};
-        value = (bytes_t){(const uint8_t *)"y", 1};
-        int present = 0;
-        for (uint32_t j = 0; j < inode->xattr_count; j++) present |= xs[j].name.len == name.len && memcmp(xs[j].name.p, name.p, name.len) == 0;
-        if (present) continue;
-      }
-      uint8_t x[XATTR_SIZE];
-      put32(x, (uint32_t)pool.len);
-      put32(x + 4, (uint32_t)name.len);
-      ok = buf_add(&pool, name.p, name.len);
-      put32(x + 8, (uint32_t)pool.len);
-      put32(x + 12, (uint32_t)value.len);
-      ok = ok && buf_add(&pool, value.p, value.len) && buf_add(&xattrs, x, sizeof x);
-      nx++;
-    }
-    if (inode->kind == T_SYMLINK) {
-      link_off = (uint32_t)pool.len;
-      link_len = (uint32_t)inode->link.len;
-      ok = ok && buf_add(&pool, inode->link.p, inode->link.len) && buf_add(&pool, "", 1);
-    }
-    dirent_count += children;
-    xattr_count += nx;
-    int device = inode->kind == T_CHAR || inode->kind == T_BLOCK;
-    uint64_t size = inode->kind == T_DIR ? DIR_SIZE : inode->kind == T_SYMLINK ? inode->link.len : inode->size;
-    uint32_t fields[12] = {TYPE_BITS[inode->kind] | inode->perm, inode->uid, inode->gid, inode->nlink, device ? inode->dev_major : 0,
-                           device ? inode->dev_minor : 0, link_off, link_len, first_dirent, children, first_xattr, nx};
-    for (int k = 0; k < 12; k++) put32(r + 4 * k, fields[k]);
-    put64(r + 48, size);
-    put64(r + 56, inode->kind == T_FILE ? inode->data_offset : 0);
-    put64(r + 64, mtime_ns(inode->mtime_ms));
+  const inode_t *inode = &INODE(s, node->inode);
+  uint32_t children = 0, nx = 0, link_off = 0, link_len = 0;
+  for (uint32_t ch = node->first_child; ch != NONE; ch = NODE(s, ch).next) {
+    put32(c->dirent, INODE(s, NODE(s, ch).inode).ino);
+    put32(c->dirent + 4, pool_add(c, NODE(s, ch).name, NODE(s, ch).name_len));
+    put32(c->dirent + 8, NODE(s, ch).name_len);
+    c->dirent += DIRENT_SIZE;
+    queue[(*tail)++] = ch;
+    children++;
   }
-  if (ok && pool.len > UINT32_MAX) ok = 0;
+  const xattr_t *xs = (const xattr_t *)s->xattrs.items + inode->first_xattr;
+  for (uint32_t k = 0; k < inode->xattr_count; k++, nx++) add_xattr(c, xs[k].name, xs[k].value);
+  for (uint32_t o = 0; node->opaque && o < in->opaque_count; o++) {
+    if (has_own_xattr(s, inode, o)) continue;
+    add_xattr(c, (bytes_t){(const uint8_t *)in->opaque_names[o], in->opaque_lens[o]}, (bytes_t){(const uint8_t *)"y", 1});
+    nx++;
+  }
+  if (inode->kind == T_SYMLINK) {
+    link_len = (uint32_t)inode->link.len;
+    link_off = pool_add(c, inode->link.p, link_len);
+    pool_add(c, "", 1);
+  }
+  int device = inode->kind == T_CHAR || inode->kind == T_BLOCK;
+  uint64_t size = inode->kind == T_DIR ? DIR_SIZE : inode->kind == T_SYMLINK ? inode->link.len : inode->size;
+  uint32_t fields[12] = {TYPE_BITS[inode->kind] | inode->perm, inode->uid, inode->gid, inode->nlink, device ? inode->dev_major : 0,
+                         device ? inode->dev_minor : 0, link_off, link_len, first[0], children, first[1], nx};
+  for (int k = 0; k < 12; k++) put32(r + 4 * k, fields[k]);
+  put64(r + 48, size);
+  put64(r + 56, inode->kind == T_FILE ? inode->data_offset : 0);
+  put64(r + 64, mtime_ns(inode->mtime_ms));
+  first[0] += children;
+  first[1] += nx;
+}
+
+static int encode_table(state_t *s) {
+  sizes_t z = {0};
+  if (freeze(s, &z)) return s->out->error;
+  const lt_input *in = s->in;
   uint32_t span_count = in->bound_count > 1 ? in->bound_count - 1 : 0;
-  size_t total = HEADER_SIZE + (size_t)inode_count * INODE_SIZE + dirents.len + xattrs.len + ((size_t)span_count + 1) * 8 + pool.len;
-  uint8_t *table = ok ? malloc(total) : NULL;
-  if (table) {
-    uint8_t *p = table;
-    uint32_t header[8] = {TABLE_MAGIC, inode_count, dirent_count, xattr_count, span_count, (uint32_t)pool.len, any_xattrs ? 1u : 0u, 0};
-    for (int k = 0; k < 8; k++) put32(p + 4 * k, header[k]);
-    put64(p + 32, file_bytes);
-    p += HEADER_SIZE;
-    memcpy(p, records, (size_t)inode_count * INODE_SIZE);
-    p += (size_t)inode_count * INODE_SIZE;
-    if (dirents.len) memcpy(p, dirents.p, dirents.len);
-    p += dirents.len;
-    if (xattrs.len) memcpy(p, xattrs.p, xattrs.len);
-    p += xattrs.len;
-    if (span_count == 0) put64(p, 0), p += 8;
-    else for (uint32_t k = 0; k < in->bound_count; k++) put64(p, in->bounds[k]), p += 8;
-    if (pool.len) memcpy(p, pool.p, pool.len);
-    s->out->table = table;
-    s->out->table_len = total;
+  if (z.dirents > UINT32_MAX || z.xattrs > UINT32_MAX || z.pool > UINT32_MAX) return fail(s, LT_FORMAT, "the layer is too large for a table");
+  uint64_t total = HEADER_SIZE + (uint64_t)z.inodes * INODE_SIZE + z.dirents * DIRENT_SIZE + z.xattrs * XATTR_SIZE + ((uint64_t)span_count + 1) * 8 + z.pool;
+  uint8_t *table = total <= SIZE_MAX ? calloc(1, (size_t)total) : NULL;
+  uint32_t *queue = malloc(s->nodes.count * sizeof(uint32_t));
+  if (!table || !queue) {
+    free(table);
+    free(queue);
+    return nomem(s);
   }
-  free(records);
+  uint8_t *records = table + HEADER_SIZE;
+  cursor_t c = {.dirent = records + (size_t)z.inodes * INODE_SIZE};
+  c.xattr = c.dirent + z.dirents * DIRENT_SIZE;
+  uint8_t *bounds = c.xattr + z.xattrs * XATTR_SIZE;
+  c.pool_start = c.pool = bounds + ((size_t)span_count + 1) * 8;
+  /* Breadth first from the root; each inode is recorded once, at its number (every record has a type). */
+  uint32_t first[2] = {0, 0};
+  size_t head = 0, tail = 0;
+  queue[tail++] = 0;
+  while (head < tail) {
+    const node_t *node = &NODE(s, queue[head++]);
+    uint8_t *r = records + (size_t)(INODE(s, node->inode).ino - 1) * INODE_SIZE;
+    if (!(r[0] | r[1] | r[2] | r[3])) write_inode(s, node, r, &c, first, queue, &tail);
+  }
+  uint32_t header[8] = {TABLE_MAGIC, z.inodes, (uint32_t)z.dirents, (uint32_t)z.xattrs, span_count, (uint32_t)z.pool, z.any_xattrs ? 1u : 0u, 0};
+  for (int k = 0; k < 8; k++) put32(table + 4 * k, header[k]);
+  put64(table + 32, z.file_bytes);
+  for (uint32_t k = 0; span_count > 0 && k < in->bound_count; k++) put64(bounds + 8 * k, in->bounds[k]);
   free(queue);
-  free(dirents.p);
-  free(xattrs.p);
-  free(pool.p);
-  return table ? LT_OK : nomem(s);
+  s->out->table = table;
+  s->out->table_len = (size_t)total;
+  return LT_OK;
 }
 
 /* ---- the call ---------------------------------------------------------------------------------- */

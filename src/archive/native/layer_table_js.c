@@ -45,6 +45,12 @@ static void execute(napi_env env, void *data) {
   lt_build(&job->in, &job->out);
 }
 
+static void free_table(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
 static napi_value number(napi_env env, double v) {
   napi_value out;
   return napi_create_double(env, v, &out) == napi_ok ? out : NULL;
@@ -76,8 +82,9 @@ static napi_value result_of(napi_env env, job_t *job) {
   }
   NAPI_CALL(env, napi_set_named_property(env, r, "problems", list));
   if (job->out.table) {
-    void *copy;
-    NAPI_CALL(env, napi_create_buffer_copy(env, job->out.table_len, job->out.table, &copy, &v));
+    /* The table becomes the Buffer's memory (no copy); freed with it. */
+    NAPI_CALL(env, napi_create_external_buffer(env, job->out.table_len, job->out.table, free_table, NULL, &v));
+    job->out.table = NULL;
     NAPI_CALL(env, napi_set_named_property(env, r, "table", v));
   }
   return r;
