@@ -155,6 +155,7 @@ export class LayerFilesystem {
       if (kind !== 'dir') throw new UnavailableError(`mount ${target}: ${kind}`);
     }
 
+    const started = performance.now();
     let table: LayerTable;
     try {
       table = await this.table();
@@ -183,6 +184,7 @@ export class LayerFilesystem {
         untrack();
       };
     }
+    const built = performance.now();
     server.setReadTimeout(this.readTimeoutMs);
     try {
       if (handed) this.takeOver(server, handed);
@@ -200,7 +202,8 @@ export class LayerFilesystem {
     this.lastServer = server;
     if (handed) closeFd(handed.fd); // the server serves its own copy
     else if (this.handOff) session.keptAs = await this.handOff.keep(target, server.fd());
-    this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target}`);
+    const timing = `table of ${table.entryCount} entries in ${(built - started).toFixed(0)} ms, mount ${(performance.now() - built).toFixed(0)} ms`;
+    this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target} (${timing})`);
   }
 
   private mountOptions(): string[] {
