@@ -13,13 +13,16 @@
  * discarded and the layer resolved again. Archives from before provenance was recorded are discarded
  * too: they may have come from an untrusted publisher.
  *
- * Writes are atomic. Concurrent requests for one layer build it once. The store's size is bounded: after
+ * Writes are atomic but not synced to disk (no fsync): every read checks the archive against the digest
+ * in its .trust file, so a file a crash left empty or stale is discarded like any other mismatch, and
+ * waiting for the disk (tens to hundreds of ms on a busy node) stays off a lazy pull's path. Concurrent
+ * requests for one layer build it once. The store's size is bounded: after
  * each new archive, the least recently used archives not in use are removed until the store fits.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { ArchiveLimits, ClipArchive, archiveLimits, decodeArchiveAsync, writeArchiveFile, writeFileAtomic } from '../archive';
+import { ArchiveLimits, ClipArchive, archiveLimits, decodeArchiveAsync, encodeArchiveAsync, writeFileAtomic } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { computeDigest } from '../registry';
 import { describeProvenance, TrustPolicy, type ArchiveProvenance } from '../trust';
@@ -172,11 +175,10 @@ export class ArchiveStore {
     await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     // The archive first, then the record naming its bytes: a crash in between leaves a record that does not
     // match, and the pair is discarded.
-    let bytes: Buffer;
-    if (encoded) await writeFileAtomic(file, (bytes = encoded));
-    else bytes = await writeArchiveFile(file, archive);
+    const bytes = encoded ?? (await encodeArchiveAsync(archive));
+    await writeFileAtomic(file, bytes, { durable: false });
     const digest = computeDigest(bytes);
-    await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })));
+    await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })), { durable: false });
     await this.evict();
     return { archive, provenance, digest };
   }
