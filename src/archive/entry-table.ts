@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { InternalError } from '../errors';
+import { lazyAddon } from '../native-addon';
 import { ArchiveFormatError } from './format-error';
 import { ArchiveLimitError, type ArchiveLimits, type ContentLimits } from './limits';
 
@@ -38,19 +39,7 @@ interface Addon {
   ): Promise<NativeResult>;
 }
 
-const ADDON_PATH = path.join(__dirname, 'native', 'clip_archive.node');
-let addon: Addon | undefined;
-
-function loaded(): Addon {
-  if (addon === undefined) {
-    try {
-      addon = require(ADDON_PATH) as Addon;
-    } catch (err) {
-      throw new InternalError(`archive addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
-    }
-  }
-  return addon;
-}
+const loaded = lazyAddon<Addon>(path.join(__dirname, 'native', 'clip_archive.node'), 'archive addon');
 
 export type EntryLimits = Pick<ContentLimits, 'maxEntries' | 'maxPathBytes' | 'maxNameBytes' | 'maxMetadataBytes'>;
 
