@@ -66,8 +66,23 @@ function parseProvenance(text: string): { archive: string; provenance: ArchivePr
   }
 }
 
+/** A file as stat sees it (inode, size, mtime in ns): a file rewritten or replaced has another stamp. */
+async function stampOf(file: string): Promise<string> {
+  const st = await fsp.stat(file, { bigint: true }).catch(() => undefined);
+  return st ? `${st.ino}:${st.size}:${st.mtimeNs}` : '';
+}
+
+/** At most this many archives written by this process are kept in memory for get(). */
+const MAX_WRITTEN = 32;
+
 export class ArchiveStore {
   private readonly building = new SharedTasks<StoredArchive>();
+  /**
+   * Archives this process wrote, with the stamps of their two files: while both files are unchanged, get()
+   * gives the archive back without reading, hashing and decoding it again (the next Prepare of an image
+   * whose layers were fetched ahead).
+   */
+  private readonly written = new Map<string, { stored: StoredArchive; archive: string; trust: string }>();
   /** Layer digests whose archives are in use (mounted); never evicted. */
   private readonly pinned = new Map<string, number>();
 
@@ -93,6 +108,7 @@ export class ArchiveStore {
 
   private async discard(layerDigest: string, why: string): Promise<undefined> {
     this.logger.warn(`discarding the stored archive of ${layerDigest}: ${why}`);
+    this.written.delete(layerDigest);
     await fsp.rm(this.fileOf(layerDigest), { force: true });
     await fsp.rm(this.trustFileOf(layerDigest), { force: true });
     return undefined;
@@ -105,6 +121,18 @@ export class ArchiveStore {
    */
   async get(layerDigest: string): Promise<StoredArchive | undefined> {
     const file = this.fileOf(layerDigest);
+    const written = this.written.get(layerDigest);
+    if (written) {
+      const unchanged = (await stampOf(file)) === written.archive && (await stampOf(this.trustFileOf(layerDigest))) === written.trust;
+      const { provenance, digest } = written.stored;
+      if (unchanged && this.policy.allows(provenance) && (provenance.source === 'local' || !(await this.isDistrusted(digest)))) {
+        const now = new Date();
+        await fsp.utimes(file, now, now).catch(() => undefined); // recency for eviction
+        written.archive = await stampOf(file);
+        return written.stored;
+      }
+      this.written.delete(layerDigest); // read from disk below, with every check
+    }
     const { maxBytes } = archiveLimits(this.limits);
     let bytes: Buffer;
     try {
@@ -178,9 +206,14 @@ export class ArchiveStore {
     const bytes = encoded ?? (await encodeArchiveAsync(archive));
     await writeFileAtomic(file, bytes, { durable: false });
     const digest = computeDigest(bytes);
-    await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })), { durable: false });
+    const trustFile = this.trustFileOf(archive.layerDigest);
+    await writeFileAtomic(trustFile, Buffer.from(JSON.stringify({ archive: digest, ...provenance })), { durable: false });
+    const stored = { archive, provenance, digest };
+    this.written.delete(archive.layerDigest);
+    this.written.set(archive.layerDigest, { stored, archive: await stampOf(file), trust: await stampOf(trustFile) });
+    if (this.written.size > MAX_WRITTEN) this.written.delete(this.written.keys().next().value!);
     await this.evict();
-    return { archive, provenance, digest };
+    return stored;
   }
 
   /** Marks a published archive as not matching its layer: it is never used again, from any source. */
@@ -229,6 +262,7 @@ export class ArchiveStore {
       if (this.pinned.has(f.digest)) continue;
       await fsp.rm(f.file, { force: true });
       await fsp.rm(this.trustFileOf(f.digest), { force: true });
+      this.written.delete(f.digest);
       total -= f.size;
       removed++;
       this.logger.info(`archive store over its bound: removed the archive of ${f.digest}`);
