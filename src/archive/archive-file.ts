@@ -48,15 +48,19 @@ export async function writeArchiveFile(file: string, archive: ClipArchive): Prom
   return bytes;
 }
 
-/** Atomically replaces `file` with `bytes` (temporary file, fsync, rename, fsync of the directory). */
-export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Atomically replaces `file` with `bytes` (temporary file, fsync, rename, fsync of the directory). With
+ * `durable` false, without the two fsyncs: for files that are checked against a digest when read back
+ * (after a crash the file may be empty or old; the reader then finds out and discards it).
+ */
+export async function writeFileAtomic(file: string, bytes: Uint8Array, { durable = true } = {}): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     const handle = await open(tmp, 'wx', 0o644);
     try {
       await handle.writeFile(bytes);
-      await handle.sync();
+      if (durable) await handle.sync();
     } finally {
       await handle.close();
     }
@@ -65,6 +69,7 @@ export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
+  if (!durable) return;
   const dirHandle = await open(dir, 'r');
   try {
     await dirHandle.sync();

@@ -36,17 +36,33 @@ const PER_CHECKPOINT_BYTES = 40;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The archive in `body`, decoded within `limits`, yielding every ITEMS_PER_STEP fields; the caller validates it. */
-export function* decodeBody(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchive> {
+/**
+ * The archive in `body`, decoded within `limits`, yielding every ITEMS_PER_STEP fields; the caller validates
+ * it. With `entries` false the entries are skipped (left empty): the caller checks them otherwise
+ * (entry-table.ts) and decodes them with decodeEntries when they are needed.
+ */
+export function* decodeBody(body: Uint8Array, limits: ArchiveLimits, entries = true): Steps<ClipArchive> {
   try {
-    return yield* decodeFields(body, limits);
+    return yield* decodeFields(body, limits, entries);
   } catch (err) {
     if (err instanceof ArchiveFormatError) throw err;
     throw new ArchiveFormatError(`malformed body: ${errorMessage(err)}`, { cause: err });
   }
 }
 
-function* decodeFields(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchive> {
+/** The entries of `body` alone, decoded within `limits`. */
+export function decodeEntries(body: Uint8Array, limits: ArchiveLimits): ArchiveEntry[] {
+  const reader = new BinaryReader(body);
+  const entries = new EntryDecoder(limits);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === ENTRIES_FIELD && wireType === WireType.LengthDelimited) entries.add(EntryBody.decode(reader, reader.uint32()));
+    else reader.skip(wireType, field);
+  }
+  return entries.entries;
+}
+
+function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boolean): Steps<ClipArchive> {
   const reader = new BinaryReader(body);
   const entries = new EntryDecoder(limits);
   const checkpoints: Checkpoint[] = [];
@@ -58,7 +74,8 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits): Steps<ClipArchi
     const start = reader.pos;
     const [field, wireType] = reader.tag();
     if (field === ENTRIES_FIELD && wireType === WireType.LengthDelimited) {
-      entries.add(EntryBody.decode(reader, reader.uint32()));
+      if (withEntries) entries.add(EntryBody.decode(reader, reader.uint32()));
+      else skipBytes(reader); // not reader.skip: that makes a subarray of every entry
     } else if (field === CHECKPOINTS_FIELD && wireType === WireType.LengthDelimited) {
       if (checkpoints.length === limits.maxCheckpoints) {
         throw new ArchiveLimitError(`more than ${limits.maxCheckpoints} checkpoints`, 'maxCheckpoints', limits.maxCheckpoints);
@@ -115,6 +132,12 @@ function startupBundleFromBody(b: StartupBundleBody, limits: ArchiveLimits): Sta
     compression: 'gzip',
     uncompressedDigest: hexDigest(b.uncompressedSha256, 'start-up bundle uncompressed digest'),
   };
+}
+
+function skipBytes(reader: BinaryReader): void {
+  const length = reader.uint32();
+  if (length > reader.len - reader.pos) throw new ArchiveFormatError('malformed body: premature end of a length-delimited field');
+  reader.pos += length;
 }
 
 /** Front-codes entries back to full paths, counting entries and metadata bytes against the limits. */

@@ -18,7 +18,8 @@ export {
   type ContentLimits,
 } from './limits';
 export { WINDOW_SIZE } from './validate';
-export { decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync } from './format';
+export { archiveBody, decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync } from './format';
+export { buildLayerTable, type LayerTable, type LayerTableInput } from './entry-table';
 export { compressWindow } from './body-codec';
 export { readArchiveFile, writeArchiveFile, writeFileAtomic } from './archive-file';
 export { summarizeArchive } from './archive-summary';

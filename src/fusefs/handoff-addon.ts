@@ -3,7 +3,7 @@
  * passing to clip-fd-holder, sd_notify and flock, which Node has no API for. Loads it on first use.
  */
 import path from 'node:path';
-import { InternalError } from '../errors';
+import { lazyAddon } from '../native-addon';
 
 export interface HeldFd {
   name: string;
@@ -20,19 +20,8 @@ interface HandoffAddon {
 }
 
 const NATIVE_DIR = path.join(__dirname, 'native');
-let addon: HandoffAddon | undefined;
 
-export function handoffAddon(): HandoffAddon {
-  if (addon === undefined) {
-    const file = path.join(NATIVE_DIR, 'clip_handoff.node');
-    try {
-      addon = require(file) as HandoffAddon;
-    } catch (err) {
-      throw new InternalError(`hand-off addon ${file}: cannot load it (was npm run build run?)`, { cause: err });
-    }
-  }
-  return addon;
-}
+export const handoffAddon = lazyAddon<HandoffAddon>(path.join(NATIVE_DIR, 'clip_handoff.node'), 'hand-off addon');
 
 /** The clip-fd-holder program built beside the addon. */
 export const FD_HOLDER_PROGRAM = path.join(NATIVE_DIR, 'clip-fd-holder');

@@ -1,6 +1,7 @@
 /**
  * One clip archive presented as a read-only FUSE filesystem on a directory, served by the native server
- * (native/clip_fuse.c, libfuse3's low-level API): metadata from a table built once from the LayerTree, file
+ * (native/clip_fuse.c, libfuse3's low-level API): metadata from a table built at mount from the archive's
+ * entries in C (src/archive/entry-table.ts: tar extraction order, OCI whiteouts as overlayfs ones), file
  * bytes from verified cache files (spans, and the start-up bundle once it is there), and only other reads
  * passed up to JavaScript (the LayerStream: fetched, checked and cached, then answered).
  *
@@ -23,18 +24,18 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
+import { archiveBody, buildLayerTable, type LayerTable } from '../archive';
 import type { ClipArchive } from '../archive/types';
 import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors';
 import { FuseErrorReporter } from './errno';
 import { NativeLayerServer, nativeLayerServer } from './layer-server';
 import { LayerStream } from './layer-stream';
-import { LayerTree } from './layer-tree';
 import type { HandedConnection, MountHandOff } from './mount-handoff';
 import { closeFd } from './fd-store';
 import { forceUnmount, mountAt } from './mounts';
-import { encodeLayerTable } from './native-table';
 import { readRequests } from './read-requests';
 import type { SpanReader } from './span-reader';
+import { TableFiles } from './table-files';
 
 export type OpaqueXattr = 'trusted' | 'user' | 'both';
 
@@ -56,6 +57,12 @@ export interface LayerFilesystemOptions {
 }
 
 const CACHE_SECONDS = 365 * 24 * 3600;
+/**
+ * The entries were checked within the configured archive limits when the archive was decoded (or built by
+ * the indexer within them); the table of the same bytes is built without limits of its own.
+ */
+const CHECKED = Number.MAX_SAFE_INTEGER;
+const TABLE_LIMITS = { maxEntries: CHECKED, maxPathBytes: CHECKED, maxNameBytes: CHECKED, maxMetadataBytes: CHECKED };
 
 const OPAQUE_NAMES: Record<OpaqueXattr, string[]> = {
   trusted: ['trusted.overlay.opaque'],
@@ -82,7 +89,6 @@ export function readsWaitingLongerThan(ms: number): number {
 }
 
 export class LayerFilesystem {
-  private readonly tree: LayerTree;
   private readonly stream: LayerStream;
   private readonly logger: Logger;
   private readonly readTimeoutMs: number;
@@ -94,7 +100,6 @@ export class LayerFilesystem {
   private lastServer?: NativeLayerServer;
   private unmounting?: Promise<void>;
 
-  /** Builds the layer's index; throws InvalidArgumentError for an archive that cannot be served. */
   constructor(
     private readonly archive: ClipArchive,
     private readonly spans: SpanReader,
@@ -105,13 +110,23 @@ export class LayerFilesystem {
     this.mountTimeoutMs = options.mountTimeoutMs ?? 10_000;
     this.opaqueXattrNames = OPAQUE_NAMES[options.opaqueXattr ?? 'trusted'];
     this.handOff = options.handOff;
-    this.tree = LayerTree.build(archive);
     this.stream = new LayerStream(archive, spans, options.spanMemoryBytes ?? 16 << 20);
-    const { problems } = this.tree;
-    if (problems.length > 0) {
-      const shown = problems.slice(0, 5).join('; ');
-      this.logger.warn(`layer ${archive.layerDigest}: ${problems.length} entries left out: ${shown}${problems.length > 5 ? '; …' : ''}`);
+  }
+
+  /** The table the native server answers from; logs the entries that could not be applied. */
+  private async table(): Promise<LayerTable> {
+    const { checkpoints, uncompressedSize, layerDigest } = this.archive;
+    const table = await buildLayerTable(await archiveBody(this.archive), {
+      limits: TABLE_LIMITS,
+      uncompressedSize,
+      bounds: [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize],
+      opaqueXattrNames: this.opaqueXattrNames,
+    });
+    const { problems, problemCount } = table;
+    if (problemCount > 0) {
+      this.logger.warn(`layer ${layerDigest}: ${problemCount} entries left out: ${problems.join('; ')}${problemCount > problems.length ? '; …' : ''}`);
     }
+    return table;
   }
 
   /** The spans read through the mount so far, in order of first read (empty before the first mount). */
@@ -140,20 +155,16 @@ export class LayerFilesystem {
       if (kind !== 'dir') throw new UnavailableError(`mount ${target}: ${kind}`);
     }
 
-    const { checkpoints, uncompressedSize } = this.archive;
-    let table: ReturnType<typeof encodeLayerTable>;
+    const started = performance.now();
+    let table: LayerTable;
     try {
-      table = encodeLayerTable({
-        tree: this.tree,
-        bounds: [...checkpoints.map((c) => c.uncompressedOffset), uncompressedSize],
-        opaqueXattrNames: this.opaqueXattrNames,
-      });
+      table = await this.table();
     } catch (err) {
       if (handed) await this.handOff!.abandon(handed, errorMessage(err));
       throw err;
     }
     const files = this.spans.spanFiles?.();
-    const onRead = readRequests(this.stream, table.nodes, new FuseErrorReporter(this.logger, `layer ${digest}`), this.readTimeoutMs, () => server);
+    const onRead = readRequests(this.stream, new TableFiles(table.bytes), new FuseErrorReporter(this.logger, `layer ${digest}`), this.readTimeoutMs, () => server);
     let stopWatching = (): void => undefined;
     let session: Session | undefined;
     const server = nativeLayerServer(table.bytes, files?.dir ?? '/nonexistent', CACHE_SECONDS, onRead, () => {
@@ -177,6 +188,7 @@ export class LayerFilesystem {
         unbundle();
       };
     }
+    const built = performance.now();
     server.setReadTimeout(this.readTimeoutMs);
     try {
       if (handed) this.takeOver(server, handed);
@@ -194,7 +206,8 @@ export class LayerFilesystem {
     this.lastServer = server;
     if (handed) closeFd(handed.fd); // the server serves its own copy
     else if (this.handOff) session.keptAs = await this.handOff.keep(target, server.fd());
-    this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target}`);
+    const timing = `table of ${table.entryCount} entries in ${(built - started).toFixed(0)} ms, mount ${(performance.now() - built).toFixed(0)} ms`;
+    this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target} (${timing})`);
   }
 
   private mountOptions(): string[] {

@@ -3,7 +3,7 @@
  * it on first use and types it. See clip_fuse.c for what the server answers itself and what it asks for.
  */
 import path from 'node:path';
-import { InternalError } from '../errors';
+import { lazyAddon } from '../native-addon';
 
 export interface NativeLayerServer {
   /** Span i's cache file `<cacheDir>/<fileName>` is verified: the server reads it directly from now on. */
@@ -82,19 +82,7 @@ interface Addon {
   ) => NativeLayerServer;
 }
 
-const ADDON_PATH = path.join(__dirname, 'native', 'clip_fuse.node');
-let addon: Addon | undefined;
-
-function loaded(): Addon {
-  if (addon === undefined) {
-    try {
-      addon = require(ADDON_PATH) as Addon;
-    } catch (err) {
-      throw new InternalError(`FUSE addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
-    }
-  }
-  return addon;
-}
+const loaded = lazyAddon<Addon>(path.join(__dirname, 'native', 'clip_fuse.node'), 'FUSE addon');
 
 export function nativeLayerServer(...args: ConstructorParameters<Addon['LayerServer']>): NativeLayerServer {
   return new (loaded().LayerServer)(...args);

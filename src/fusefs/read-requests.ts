@@ -6,7 +6,7 @@
 import { InternalError, UnavailableError, errorMessage } from '../errors';
 import type { FuseErrorReporter } from './errno';
 import type { LayerStream } from './layer-stream';
-import type { LayerNode } from './layer-tree';
+import type { TableFiles } from './table-files';
 
 export interface ReadAnswers {
   reply(id: number, bytes: Buffer): void;
@@ -16,29 +16,15 @@ export interface ReadAnswers {
 
 const joined = (pieces: Buffer[]): Buffer => (pieces.length === 1 ? pieces[0] : Buffer.concat(pieces));
 
-/** The path of a node, for messages ("/usr/bin/env"). */
-function pathOf(node: LayerNode): string {
-  const names: string[] = [];
-  for (let n = node; n.parent; n = n.parent) {
-    for (const [name, child] of n.parent.children!) {
-      if (child === n) {
-        names.unshift(name);
-        break;
-      }
-    }
-  }
-  return `/${names.join('/')}`;
-}
-
 /**
- * The handler for the server's read requests: file `ino` (nodes[ino - 1]), `length` bytes at `offset`,
- * all inside the file (the server has checked).
+ * The handler for the server's read requests: file `ino` of the table, `length` bytes at `offset`, all
+ * inside the file (the server has checked).
  */
-export function readRequests(stream: LayerStream, nodes: readonly LayerNode[], errors: FuseErrorReporter, readTimeoutMs: number, answers: () => ReadAnswers) {
+export function readRequests(stream: LayerStream, files: TableFiles, errors: FuseErrorReporter, readTimeoutMs: number, answers: () => ReadAnswers) {
   return (id: number, ino: number, offset: number, length: number): void => {
-    const node = nodes[ino - 1];
-    if (!node || node.inode.kind !== 'file') return answers().fail(id, -errors.errno('read', `inode ${ino}`, new InternalError('not a file of this layer')));
-    const at = node.inode.dataOffset + offset;
+    const dataOffset = files.dataOffset(ino);
+    if (dataOffset === undefined) return answers().fail(id, -errors.errno('read', `inode ${ino}`, new InternalError('not a file of this layer')));
+    const at = dataOffset + offset;
     const kept = stream.readKept(at, length);
     if (kept) return answers().reply(id, joined(kept));
 
@@ -50,7 +36,7 @@ export function readRequests(stream: LayerStream, nodes: readonly LayerNode[], e
       clearTimeout(timer);
       const failure = new UnavailableError(`[${offset}, ${offset + length}): ${errorMessage(err)}`, { cause: err });
       controller.abort(failure);
-      answers().fail(id, -errors.errno('read', pathOf(node), failure));
+      answers().fail(id, -errors.errno('read', files.pathOf(ino), failure));
     };
     const timer = setTimeout(() => fail(new Error(`no data within ${readTimeoutMs} ms`)), readTimeoutMs);
     stream.read(at, length, controller.signal).then((pieces) => {

@@ -4,6 +4,7 @@
  * anything else: InternalError). zran.ts, zstd-decoder.ts and sha256-stream.ts wrap what it exports.
  */
 import path from 'node:path';
+import { lazyAddon } from '../native-addon';
 import type { Checkpoint } from '../archive/types';
 import { InternalError, InvalidArgumentError } from '../errors';
 
@@ -47,19 +48,7 @@ interface NativeAddon {
   ZstdDecoder: new () => NativeZstdDecoder;
 }
 
-const ADDON_PATH = path.join(__dirname, 'native', 'clip_indexer.node');
-let addon: NativeAddon | undefined;
-
-export function nativeAddon(): NativeAddon {
-  if (addon === undefined) {
-    try {
-      addon = require(ADDON_PATH) as NativeAddon;
-    } catch (err) {
-      throw new InternalError(`indexer addon ${ADDON_PATH}: cannot load it (was npm run build run?)`, { cause: err });
-    }
-  }
-  return addon;
-}
+export const nativeAddon = lazyAddon<NativeAddon>(path.join(__dirname, 'native', 'clip_indexer.node'), 'indexer addon');
 
 /** clip's error for a failure of the addon, with `context` in front of its message. */
 export function translateNativeError(err: unknown, context: string): Error {

@@ -13,13 +13,16 @@
  * discarded and the layer resolved again. Archives from before provenance was recorded are discarded
  * too: they may have come from an untrusted publisher.
  *
- * Writes are atomic. Concurrent requests for one layer build it once. The store's size is bounded: after
+ * Writes are atomic but not synced to disk (no fsync): every read checks the archive against the digest
+ * in its .trust file, so a file a crash left empty or stale is discarded like any other mismatch, and
+ * waiting for the disk (tens to hundreds of ms on a busy node) stays off a lazy pull's path. Concurrent
+ * requests for one layer build it once. The store's size is bounded: after
  * each new archive, the least recently used archives not in use are removed until the store fits.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { ArchiveLimits, ClipArchive, archiveLimits, decodeArchiveAsync, writeArchiveFile, writeFileAtomic } from '../archive';
+import { ArchiveLimits, ClipArchive, archiveLimits, decodeArchiveAsync, encodeArchiveAsync, writeFileAtomic } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { computeDigest } from '../registry';
 import { describeProvenance, TrustPolicy, type ArchiveProvenance } from '../trust';
@@ -63,8 +66,23 @@ function parseProvenance(text: string): { archive: string; provenance: ArchivePr
   }
 }
 
+/** A file as stat sees it (inode, size, mtime in ns): a file rewritten or replaced has another stamp. */
+async function stampOf(file: string): Promise<string> {
+  const st = await fsp.stat(file, { bigint: true }).catch(() => undefined);
+  return st ? `${st.ino}:${st.size}:${st.mtimeNs}` : '';
+}
+
+/** At most this many archives written by this process are kept in memory for get(). */
+const MAX_WRITTEN = 32;
+
 export class ArchiveStore {
   private readonly building = new SharedTasks<StoredArchive>();
+  /**
+   * Archives this process wrote, with the stamps of their two files: while both files are unchanged, get()
+   * gives the archive back without reading, hashing and decoding it again (the next Prepare of an image
+   * whose layers were fetched ahead).
+   */
+  private readonly written = new Map<string, { stored: StoredArchive; archive: string; trust: string }>();
   /** Layer digests whose archives are in use (mounted); never evicted. */
   private readonly pinned = new Map<string, number>();
 
@@ -90,6 +108,7 @@ export class ArchiveStore {
 
   private async discard(layerDigest: string, why: string): Promise<undefined> {
     this.logger.warn(`discarding the stored archive of ${layerDigest}: ${why}`);
+    this.written.delete(layerDigest);
     await fsp.rm(this.fileOf(layerDigest), { force: true });
     await fsp.rm(this.trustFileOf(layerDigest), { force: true });
     return undefined;
@@ -102,6 +121,18 @@ export class ArchiveStore {
    */
   async get(layerDigest: string): Promise<StoredArchive | undefined> {
     const file = this.fileOf(layerDigest);
+    const written = this.written.get(layerDigest);
+    if (written) {
+      const unchanged = (await stampOf(file)) === written.archive && (await stampOf(this.trustFileOf(layerDigest))) === written.trust;
+      const { provenance, digest } = written.stored;
+      if (unchanged && this.policy.allows(provenance) && (provenance.source === 'local' || !(await this.isDistrusted(digest)))) {
+        const now = new Date();
+        await fsp.utimes(file, now, now).catch(() => undefined); // recency for eviction
+        written.archive = await stampOf(file);
+        return written.stored;
+      }
+      this.written.delete(layerDigest); // read from disk below, with every check
+    }
     const { maxBytes } = archiveLimits(this.limits);
     let bytes: Buffer;
     try {
@@ -177,13 +208,17 @@ export class ArchiveStore {
     await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
     // The archive first, then the record naming its bytes: a crash in between leaves a record that does not
     // match, and the pair is discarded.
-    let bytes: Buffer;
-    if (encoded) await writeFileAtomic(file, (bytes = encoded));
-    else bytes = await writeArchiveFile(file, archive);
+    const bytes = encoded ?? (await encodeArchiveAsync(archive));
+    await writeFileAtomic(file, bytes, { durable: false });
     const digest = computeDigest(bytes);
-    await writeFileAtomic(this.trustFileOf(archive.layerDigest), Buffer.from(JSON.stringify({ archive: digest, ...provenance })));
+    const trustFile = this.trustFileOf(archive.layerDigest);
+    await writeFileAtomic(trustFile, Buffer.from(JSON.stringify({ archive: digest, ...provenance })), { durable: false });
+    const stored = { archive, provenance, digest };
+    this.written.delete(archive.layerDigest);
+    this.written.set(archive.layerDigest, { stored, archive: await stampOf(file), trust: await stampOf(trustFile) });
+    if (this.written.size > MAX_WRITTEN) this.written.delete(this.written.keys().next().value!);
     await this.evict();
-    return { archive, provenance, digest };
+    return stored;
   }
 
   /** Marks a published archive as not matching its layer: it is never used again, from any source. */
@@ -232,6 +267,7 @@ export class ArchiveStore {
       if (this.pinned.has(f.digest)) continue;
       await fsp.rm(f.file, { force: true });
       await fsp.rm(this.trustFileOf(f.digest), { force: true });
+      this.written.delete(f.digest);
       total -= f.size;
       removed++;
       this.logger.info(`archive store over its bound: removed the archive of ${f.digest}`);

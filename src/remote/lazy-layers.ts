@@ -135,6 +135,7 @@ export class LazyLayers implements RemoteLayers {
       manifestDigest: labels[LABEL_CRI_MANIFEST_DIGEST] || undefined,
     };
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
+    const started = performance.now();
     let stored: StoredArchive;
     try {
       stored = await this.archiveOf(where, options.signal);
@@ -152,7 +153,9 @@ export class LazyLayers implements RemoteLayers {
     try {
       fs = new LayerFilesystem(archive, reader, { logger, readTimeoutMs, handOff });
       if (archive.compression === 'zstd') await this.fillWhole(reader, options.remount === true);
+      const ready = performance.now();
       await fs.mount(dir);
+      this.opts.logger.debug(`layer ${where.layerDigest}: archive ready after ${msSince(started, ready)}, mounted after ${msSince(ready)} more`);
     } catch (err) {
       release();
       await handOff?.abandonDir(dir, errorMessage(err));
@@ -250,8 +253,12 @@ export class LazyLayers implements RemoteLayers {
     return this.opts.archives.getOrBuild(
       where.layerDigest,
       async (buildSignal) => {
+        const started = performance.now();
         const published = await this.published?.find(where);
-        if (published) return published;
+        if (published) {
+          this.opts.logger.debug(`layer ${where.layerDigest}: published archive fetched and checked in ${msSince(started)}; storing it`);
+          return published;
+        }
         const archive = await this.limiter.run(() => this.indexer.index(where, { signal: buildSignal }), buildSignal);
         // Published once it is stored and the image's other layers have settled (archive-publisher.ts).
         this.opts.publisher?.schedule(where);
@@ -365,4 +372,9 @@ function readerKey(archive: ClipArchive): string {
   for (const c of archive.checkpoints) spans.update(`${c.uncompressedOffset},`);
   spans.update(archive.spanDigests.join(','));
   return `${archive.layerDigest}/${archive.compression}/${spans.digest('hex')}`;
+}
+
+/** "12 ms": the time from `start` to `end` (default now), for debug lines. */
+function msSince(start: number, end = performance.now()): string {
+  return `${(end - start).toFixed(0)} ms`;
 }

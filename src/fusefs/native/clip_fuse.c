@@ -6,7 +6,7 @@
  * thread hand-off (kernel <-> FUSE thread) instead of three (kernel <-> FUSE thread <-> JS thread).
  *
  *   new LayerServer(table, cacheDir, ttlSeconds, onRead, onExit)
- *     table     the layer as src/fusefs/native-table.ts encodes it (inodes, directory entries, xattrs,
+ *     table     the layer as src/archive/native/layer_table.c encodes it (inodes, directory entries, xattrs,
  *               span bounds; format below). Copied; the buffer may be reused afterwards.
  *     cacheDir  directory holding span i's verified bytes in the file named i (src/fusefs/content-cache).
  *     onRead(id, ino, offset, length)   a read of a file (inode ino, at offset in the file, length

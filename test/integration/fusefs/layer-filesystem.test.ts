@@ -353,10 +353,13 @@ describe('LayerFilesystem read failures', () => {
     assert.ok(lines.some((l) => /^error .*read \/f: \[0, \d+\): no data within 300 ms \(errno 5\)/.test(l)), lines.join('\n'));
   });
 
-  it('rejects an archive whose file data lies outside the stream', () => {
+  it('refuses to mount an archive whose file data lies outside the stream, mounting nothing', async () => {
     const broken = buildLayer([{ path: 'f', type: 'file', data: Buffer.from('abc') }]);
     broken.archive.entries[0].size = broken.archive.uncompressedSize;
-    assert.throws(() => new LayerFilesystem(broken.archive, new MemorySpanReader(broken), { logger: memoryLogger().logger }), /lies outside the uncompressed stream/);
+    const fs = new LayerFilesystem(broken.archive, new MemorySpanReader(broken), { logger: memoryLogger().logger });
+    await assert.rejects(mounts.mount('broken', fs), /ends beyond the uncompressed size/);
+    assert.equal(fs.mountpoint, undefined);
+    assert.deepEqual((await listFuseMounts(mounts.dir)).filter((m) => m.mountPoint.endsWith('/broken')), []);
   });
 });
 

@@ -10,6 +10,7 @@ import winston from 'winston';
 import { recordingLogger } from '../../helpers/recording-logger';
 import type { ArchiveEntry, ClipArchive, EntryType } from '../../../src/archive/types';
 import type { SpanReader } from '../../../src/fusefs';
+import { normalizeEntryPath } from '../../../src/indexer/entry-path';
 
 export interface FixtureEntry {
   path: string;
@@ -39,6 +40,11 @@ function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
 }
 
+/** A tar path ("./a//b/", "/c") as an archive stores it ("a/b", "c"; the root is "."), as the indexer does. */
+function archivePath(tarPath: string): string {
+  return normalizeEntryPath(tarPath, 'path') || '.';
+}
+
 export function buildLayer(entries: FixtureEntry[], spanSize = 64 * 1024): FixtureLayer {
   const chunks: Buffer[] = [];
   let offset = 0;
@@ -51,14 +57,14 @@ export function buildLayer(entries: FixtureEntry[], spanSize = 64 * 1024): Fixtu
     chunks.push(data, Buffer.alloc(padded - data.length));
     offset += padded;
     return {
-      path: e.path,
+      path: archivePath(e.path),
       type: e.type,
       mode: e.mode ?? (e.type === 'dir' ? 0o755 : e.type === 'symlink' ? 0o777 : 0o644),
       uid: e.uid ?? 0,
       gid: e.gid ?? 0,
       size: data.length,
       mtimeMs: e.mtimeMs ?? DEFAULT_MTIME_MS,
-      linkTarget: e.linkTarget ?? '',
+      linkTarget: e.type === 'hardlink' ? archivePath(e.linkTarget ?? '') : (e.linkTarget ?? ''),
       devMajor: e.devMajor ?? 0,
       devMinor: e.devMinor ?? 0,
       xattrs: e.xattrs ?? {},

@@ -113,7 +113,13 @@ describe('LayerFilesystem with a start-up bundle', () => {
   before(async () => {
     dir = await tempDir('fusefs-bundle');
     layer = buildLayer(entries, SPAN);
-    const ranges = [blocksOf(layer.archive, 'etc/passwd'), blocksOf(layer.archive, 'usr/lib/libstart.so'), blocksOf(layer.archive, 'usr/lib/libtwo.so')];
+    // The files' blocks, merged where they touch, as the FUSE server's read map would give them.
+    const ranges: Array<[number, number]> = [];
+    for (const [start, end] of [blocksOf(layer.archive, 'etc/passwd'), blocksOf(layer.archive, 'usr/lib/libstart.so'), blocksOf(layer.archive, 'usr/lib/libtwo.so')]) {
+      const last = ranges.at(-1);
+      if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+      else ranges.push([start, end]);
+    }
     const profiled: ClipArchive = { ...layer.archive, startupSpans: [0], startupRanges: ranges };
     const built = (await buildStartupBundle(profiled, new RecordingSource(layer.stream)))!;
     blob = built.blob;

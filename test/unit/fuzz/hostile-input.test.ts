@@ -6,7 +6,9 @@
  * or throw anything else, and the heap must not grow beyond a fixed budget over all cases.
  *
  * The native table parser runs in the FUSE addon's LayerServer constructor, which parses and checks the
- * table without mounting anything; a server built from a table that passes is destroyed at once.
+ * table without mounting anything; a server built from a table that passes is destroyed at once. The C
+ * decoder of archive entries (src/archive/native/layer_table.c) must refuse every body the JavaScript
+ * decoder refuses, decode the same entries from the others, and build a table the server loads.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -14,12 +16,10 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import zlib from 'node:zlib';
 import fc from 'fast-check';
-import { decodeArchive, encodeArchive } from '../../../src/archive';
+import { DEFAULT_ARCHIVE_LIMITS, buildLayerTable, decodeArchive, decodeArchiveAsync, encodeArchive } from '../../../src/archive';
 import { frameBody } from '../../../src/archive/header';
 import { isClipError } from '../../../src/errors';
-import { LayerTree } from '../../../src/fusefs/layer-tree';
 import { nativeLayerServer } from '../../../src/fusefs/layer-server';
-import { encodeLayerTable } from '../../../src/fusefs/native-table';
 import { indexLayer } from '../../../src/indexer';
 import { EntryCollector } from '../../../src/indexer/entry-collector';
 import { TarParser } from '../../../src/indexer/tar-parser';
@@ -159,10 +159,51 @@ describe('hostile input (fuzz, fixed seed)', () => {
     );
   });
 
+  it('archive entries in C (decodeArchiveAsync, layer table): mutated bodies are refused as the JavaScript decoder refuses them', NO_HANG, async () => {
+    const gzip = realisticArchive();
+    const plain = encodeArchive({
+      ...gzip,
+      compression: 'none',
+      compressedSize: gzip.uncompressedSize,
+      checkpoints: gzip.checkpoints.map((c) => ({ compressedOffset: c.uncompressedOffset, bits: 0, uncompressedOffset: c.uncompressedOffset, window: Buffer.alloc(0) })),
+    });
+    const bounds = [...gzip.checkpoints.map((c) => c.uncompressedOffset), gzip.uncompressedSize];
+    let accepted = 0;
+    await within(
+      fc.asyncProperty(mutated(plain.subarray(56)), async (body) => {
+        const file = frameBody(body);
+        let js: ReturnType<typeof decodeArchive> | undefined;
+        try {
+          js = decodeArchive(file);
+        } catch (err) {
+          assertInputError(err);
+        }
+        let native: Awaited<ReturnType<typeof decodeArchiveAsync>> | undefined;
+        try {
+          native = await decodeArchiveAsync(file);
+        } catch (err) {
+          assertInputError(err);
+        }
+        // C is stricter only where JavaScript would replace invalid UTF-8 in a link target or xattr name.
+        if (native) {
+          assert.ok(js, 'an archive the C decoder accepts is one the JavaScript decoder accepts');
+          assert.deepEqual(native.entries, js.entries);
+          const table = await buildLayerTable(body, { limits: DEFAULT_ARCHIVE_LIMITS, uncompressedSize: native.uncompressedSize, bounds, opaqueXattrNames: ['trusted.overlay.opaque'] });
+          const server = nativeLayerServer(table.bytes, '/nonexistent', 1, () => undefined, () => undefined);
+          server.destroy();
+          accepted++;
+        }
+      }),
+      600,
+    );
+    assert.ok(accepted > 0, 'some mutations are still valid archives');
+  });
+
   it('native FUSE table parser: mutated tables are refused with CLIP_FUSE_BAD_TABLE or load, never crash', NO_HANG, async () => {
     const archive = realisticArchive();
     const bounds = [...archive.checkpoints.map((c) => c.uncompressedOffset), archive.uncompressedSize];
-    const { bytes } = encodeLayerTable({ tree: LayerTree.build(archive), bounds, opaqueXattrNames: ['trusted.overlay.opaque'] });
+    const body = encodeArchive(archive).subarray(56);
+    const { bytes } = await buildLayerTable(body, { limits: DEFAULT_ARCHIVE_LIMITS, uncompressedSize: archive.uncompressedSize, bounds, opaqueXattrNames: ['trusted.overlay.opaque'] });
     const load = (table: Buffer): void => {
       const server = nativeLayerServer(table, '/nonexistent', 1, () => undefined, () => undefined);
       server.destroy();

@@ -58,6 +58,32 @@ describe('ArchiveStore provenance', () => {
     assert.match(logger.lines.join('\n'), /its provenance record is for archive sha256:[0-9a-f]{64}, the file is sha256:/);
   });
 
+  it('gives an archive it wrote back from memory while its files are unchanged, from disk once they change', async () => {
+    const store = new ArchiveStore(path.join(dir, 'm'), 1 << 30, recordingLogger(), policy);
+    const [small] = layers as [TestLayer];
+    const put = await store.put(small.archive, { source: 'local' });
+    assert.equal(await store.get(small.digest), put, 'the very object put returned');
+    assert.equal(await store.get(small.digest), put, 'also after get() touched the file for eviction');
+    const bytes = await fsp.readFile(store.fileOf(small.digest));
+    await fsp.writeFile(store.fileOf(small.digest), bytes); // the same bytes, written again by someone else
+    const reread = await store.get(small.digest);
+    assert.notEqual(reread, put);
+    assert.deepEqual(reread, put);
+  });
+
+  it('discards what a crash can leave of unsynced writes: an empty archive or an empty record', async () => {
+    const store = new ArchiveStore(path.join(dir, 'c'), 1 << 30, recordingLogger(), policy);
+    const [small, large] = layers as [TestLayer, TestLayer];
+    await store.put(small.archive, { source: 'local' });
+    await store.put(large.archive, { source: 'local' });
+    await fsp.writeFile(store.fileOf(small.digest), Buffer.alloc(0));
+    await fsp.writeFile(store.fileOf(large.digest).replace(/\.clip$/, '.trust'), '');
+    assert.equal(await store.get(small.digest), undefined);
+    assert.equal(await store.get(large.digest), undefined);
+    await store.put(small.archive, { source: 'local' });
+    assert.equal((await store.get(small.digest))?.archive.layerDigest, small.digest, 'stored again, it is served');
+  });
+
   it('stops serving archives whose key or repository was taken out of the trust settings', async () => {
     const root = path.join(dir, 'c');
     const [small, large] = layers as [TestLayer, TestLayer];
