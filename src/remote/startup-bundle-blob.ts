@@ -93,7 +93,7 @@ export async function inflateStartupBundle(blob: Buffer | AsyncIterable<Buffer>,
   let dataBytes = 0;
   /** Why inflating failed; the blob is still read and hashed to the end, so a changed blob is named as such. */
   let failure: Error | undefined;
-  const gunzip = createGunzip();
+  const gunzip = createGunzip({ chunkSize: 1 << 20 }); // 1 MiB pieces: 16 times fewer thread-pool round trips than the default
   gunzip.on('data', (chunk: Buffer) => {
     dataBytes += chunk.length;
     if (dataBytes > bundle.uncompressedSize) {
