@@ -25,7 +25,7 @@ export interface BundleMetrics extends Pick<ReadMetrics, 'fetched'> {
 }
 
 export interface StartupBundleReaderOptions {
-  archive: ClipArchive & { startupBundle: StartupBundle };
+  archive: Pick<ClipArchive, 'layerDigest' | 'startupRanges'> & { startupBundle: StartupBundle };
   cache: ContentCache;
   /**
    * The bundle blob as it arrives (one request), or undefined when the bundle may only be used if it is in
