@@ -529,6 +529,23 @@ static uint32_t span_at(const table_t *t, uint64_t at) {
   return lo;
 }
 
+/* Reads exactly `len` bytes at `off` of the cache file `name`; 0 on success, -1 if it is missing or short. */
+static int read_cache_file(const server_t *s, const char *name, char *out, size_t len, uint64_t off) {
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/%s", s->cache_dir, name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, out + got, len - got, (off_t)(off + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  return got == len ? 0 : -1;
+}
+
 /* Reads [at, at + len) of the stream, which starts in span `first`, from verified cache files; 0 on
    success. A missing or short file loses its span's ready mark (JS will load it again and check it). */
 static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, char *out) {
@@ -540,22 +557,7 @@ static int read_cached(server_t *s, uint32_t first, uint64_t at, size_t len, cha
   for (uint32_t i = first; i < t->span_count && t->bounds[i] < end; i++) {
     uint64_t from = at > t->bounds[i] ? at : t->bounds[i];
     uint64_t to = end < t->bounds[i + 1] ? end : t->bounds[i + 1];
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", s->cache_dir, s->names[i]);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      atomic_store(&s->ready[i], 0);
-      return -1;
-    }
-    size_t want = (size_t)(to - from), got = 0;
-    while (got < want) {
-      ssize_t r = pread(fd, out + (from - at) + got, want - got, (off_t)(from - t->bounds[i] + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
-    close(fd);
-    if (got != want) {
+    if (read_cache_file(s, s->names[i], out + (from - at), (size_t)(to - from), from - t->bounds[i]) != 0) {
       atomic_store(&s->ready[i], 0);
       return -1;
     }
@@ -576,22 +578,7 @@ static int read_bundled(server_t *s, uint64_t at, size_t len, char *out) {
   if (lo == 0) return -1;
   const uint64_t *r = &s->bundle_ranges[3 * (lo - 1)]; /* the last of them */
   if (at + len > r[1]) return -1;
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", s->cache_dir, s->bundle_name);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    atomic_store(&s->bundle_ready, 0);
-    return -1;
-  }
-  size_t got = 0;
-  while (got < len) {
-    ssize_t n = pread(fd, out + got, len - got, (off_t)(r[2] + (at - r[0]) + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += (size_t)n;
-  }
-  close(fd);
-  if (got != len) {
+  if (read_cache_file(s, s->bundle_name, out, len, r[2] + (at - r[0])) != 0) {
     atomic_store(&s->bundle_ready, 0);
     return -1;
   }
