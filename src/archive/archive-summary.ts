@@ -1,7 +1,7 @@
 /**
  * What `clip inspect` shows of an archive file: its format version, the layer it describes, its entries by
  * type (with OCI whiteouts and opaque markers counted apart), its checkpoints, and how big it is next to
- * the layer. Pure: the caller reads the file.
+ * the layer, and the start-up profile and bundle it carries. Pure: the caller reads the file.
  */
 import { decodeArchive } from './format';
 import type { ClipArchive, EntryType } from './types';
@@ -37,6 +37,15 @@ export interface ArchiveSummary {
     /** Sum of the checkpoints' windows (uncompressed; stored deflated in the file). */
     windowBytes: number;
   };
+  /** The recorded start-up profile (fields 10-11, docs/format.md), if any. */
+  startupProfile?: {
+    spans: number;
+    ranges: number;
+    /** Uncompressed bytes the ranges cover: what containers read as they started. */
+    rangeBytes: number;
+  };
+  /** The start-up bundle (field 12, format 1.1), if any: the blob a node fetches with one request. */
+  startupBundle?: { digest: string; compressedSize: number; uncompressedSize: number; uncompressedDigest: string };
   /** archiveSize / compressedSize and / uncompressedSize (0 for an empty layer). */
   ratio: { compressed: number; uncompressed: number };
 }
@@ -67,6 +76,8 @@ export function summarizeArchive(file: Buffer): ArchiveSummary {
   const offsets = archive.checkpoints.map((c) => c.uncompressedOffset);
   const spans = offsets.map((o, i) => (offsets[i + 1] ?? archive.uncompressedSize) - o);
   const ratio = (n: number): number => (n > 0 ? file.length / n : 0);
+  const ranges = archive.startupRanges ?? [];
+  const bundle = archive.startupBundle;
   return {
     formatVersion: `${file.readUInt16LE(8)}.${file.readUInt16LE(10)}`,
     archiveSize: file.length,
@@ -83,6 +94,12 @@ export function summarizeArchive(file: Buffer): ArchiveSummary {
       meanSpan: spans.length > 0 ? Math.round(archive.uncompressedSize / spans.length) : 0,
       windowBytes: archive.checkpoints.reduce((n, c) => n + c.window.length, 0),
     },
+    ...(archive.startupSpans || archive.startupRanges
+      ? { startupProfile: { spans: archive.startupSpans?.length ?? 0, ranges: ranges.length, rangeBytes: ranges.reduce((n, [a, b]) => n + b - a, 0) } }
+      : {}),
+    ...(bundle
+      ? { startupBundle: { digest: bundle.digest, compressedSize: bundle.compressedSize, uncompressedSize: bundle.uncompressedSize, uncompressedDigest: bundle.uncompressedDigest } }
+      : {}),
     ratio: { compressed: ratio(archive.compressedSize), uncompressed: ratio(archive.uncompressedSize) },
   };
 }

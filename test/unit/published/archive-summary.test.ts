@@ -1,8 +1,9 @@
-/** What `clip inspect` reports of an archive: counts by type, whiteouts, checkpoints, ratios. */
+/** What `clip inspect` reports of an archive: counts by type, whiteouts, checkpoints, start-up profile and bundle, ratios. */
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
-import { encodeArchive, summarizeArchive } from '../../../src/archive';
+import { encodeArchive, startupRangeBytes, summarizeArchive } from '../../../src/archive';
 import { formatSummary } from '../../../src/cli/inspect';
+import { realisticArchive, sha256 } from '../archive/fixtures';
 import { TestLayer, testLayers } from './fixtures';
 
 let layers: TestLayer[];
@@ -46,4 +47,28 @@ test('an archive that does not decode is refused', () => {
   const [small] = layers as [TestLayer];
   const bytes = encodeArchive(small.archive);
   assert.throws(() => summarizeArchive(bytes.subarray(0, bytes.length - 1)), /truncated/);
+});
+
+test('the start-up profile and bundle an archive carries are shown; an archive without them says so', () => {
+  const a = realisticArchive();
+  const last = Math.floor((a.uncompressedSize - 1) / 4096) * 4096;
+  const startupRanges: Array<[number, number]> = [[0, 8192], [last, a.uncompressedSize]];
+  const rangeBytes = startupRangeBytes(startupRanges);
+  const bundle = { digest: sha256('blob'), compressedSize: 1234, uncompressedSize: rangeBytes, compression: 'gzip' as const, uncompressedDigest: sha256('data') };
+
+  const plain = summarizeArchive(encodeArchive(a));
+  assert.equal(plain.startupProfile, undefined);
+  assert.equal(plain.startupBundle, undefined);
+  assert.match(formatSummary('a.clip', plain), /^start-up +no start-up profile recorded$/m);
+
+  const profiled = summarizeArchive(encodeArchive({ ...a, startupSpans: [0], startupRanges }));
+  assert.deepEqual(profiled.startupProfile, { spans: 1, ranges: 2, rangeBytes });
+  assert.match(formatSummary('a.clip', profiled), /^start-up +1 span read by starting containers, 2 ranges of .*; no start-up bundle$/m);
+
+  const bundled = summarizeArchive(encodeArchive({ ...a, startupSpans: [0], startupRanges, startupBundle: bundle }));
+  assert.equal(bundled.formatVersion, '1.1');
+  assert.deepEqual(bundled.startupBundle, { digest: bundle.digest, compressedSize: 1234, uncompressedSize: rangeBytes, uncompressedDigest: bundle.uncompressedDigest });
+  const text = formatSummary('a.clip', bundled);
+  assert.match(text, /; a start-up bundle holds them$/m);
+  assert.match(text, new RegExp(`^bundle +${bundle.digest}, .* \\(1234 bytes\\), inflating to ${rangeBytes} bytes$`, 'm'));
 });
