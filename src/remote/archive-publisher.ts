@@ -48,7 +48,11 @@ export interface ArchivePublisherOptions {
   metrics?: PublishMetrics;
   /** Publishes running at once (default 2). */
   concurrency?: number;
-  /** Images waiting to be published; more are dropped (default 64). */
+  /**
+   * Images waiting to be published; more are dropped (default 4096). A job is a reference and a digest
+   * (a few hundred bytes), and a restart schedules every image whose layers it remounts, so the bound is
+   * set for memory, not for a node's usual number of images.
+   */
   maxPending?: number;
   /** Quiet time before an image is published (default 2 s). */
   settleMs?: number;
@@ -70,6 +74,7 @@ interface Job {
 }
 
 const MAX_ATTEMPTS = 2;
+const DEFAULT_MAX_PENDING = 4096;
 
 export class ArchivePublisher implements ArchivePublishing {
   private readonly jobs = new Map<string, Job>();
@@ -104,9 +109,9 @@ export class ArchivePublisher implements ArchivePublishing {
       else this.arm(key, job, this.settleMs);
       return;
     }
-    if (this.jobs.size >= (this.opts.maxPending ?? 64)) {
+    if (this.jobs.size >= (this.opts.maxPending ?? DEFAULT_MAX_PENDING)) {
       this.opts.metrics?.autoPublished('dropped', '');
-      this.opts.logger.log(this.droppedReported ? 'debug' : 'warn', `auto-publish: ${this.jobs.size} images wait to be published already; not publishing ${key}`);
+      this.opts.logger.log(this.droppedReported ? 'debug' : 'warn', `auto-publish: ${this.jobs.size} images wait to be published already; not publishing ${key} (it is checked again at the next restart)`);
       this.droppedReported = true;
       return;
     }
