@@ -6,7 +6,7 @@
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
  * This file encodes; body-decoder.ts decodes, within the archive limits.
  */
-import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire';
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync } from 'node:zlib';
 import {
@@ -141,19 +141,67 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       entries: [],
       checkpoints: [],
       spanSha256: a.spanDigests.map(rawDigest),
-      startupSpans: a.startupSpans ?? [],
-      startupRanges: encodeStartupRanges(a.startupRanges ?? []),
-      startupBundle: a.startupBundle && {
-        sha256: rawDigest(a.startupBundle.digest),
-        compressedSize: a.startupBundle.compressedSize,
-        uncompressedSize: a.startupBundle.uncompressedSize,
-        compression: COMPRESSION_TO_BODY[a.startupBundle.compression],
-        uncompressedSha256: rawDigest(a.startupBundle.uncompressedDigest),
-      },
+      ...startupFieldBodies(a),
     },
     writer,
   );
   return writer.finish();
+}
+
+/** Field numbers of Archive.startup_spans, startup_ranges and startup_bundle (docs/format.md). */
+const STARTUP_FIELDS: ReadonlySet<number> = new Set([10, 11, 12]);
+
+/**
+ * `body` (an encoded Archive) with its start-up fields replaced by those of `a`, without decoding or
+ * encoding anything else: the fields are cut out wherever they are and the new ones appended, where
+ * encodeBody writes them, so the result equals encodeBody of the archive with these fields. Throws on a
+ * body that is not a sequence of well-formed fields (callers pass bodies that were decoded already).
+ */
+export function replaceStartupFields(body: Uint8Array, a: Pick<ClipArchive, 'startupSpans' | 'startupRanges' | 'startupBundle'>): Uint8Array {
+  const reader = new BinaryReader(body);
+  const kept: Uint8Array[] = [];
+  let start = 0;
+  while (reader.pos < reader.len) {
+    const at = reader.pos;
+    const [field, wireType] = reader.tag();
+    reader.skip(wireType, field);
+    if (STARTUP_FIELDS.has(field)) {
+      kept.push(body.subarray(start, at));
+      start = reader.pos;
+    }
+  }
+  kept.push(body.subarray(start));
+  const writer = new BinaryWriter();
+  ArchiveBody.encode(
+    {
+      layerDigest: '',
+      diffId: '',
+      mediaType: '',
+      compression: 0,
+      compressedSize: 0,
+      uncompressedSize: 0,
+      entries: [],
+      checkpoints: [],
+      spanSha256: [],
+      ...startupFieldBodies(a),
+    },
+    writer,
+  );
+  return Buffer.concat([...kept, writer.finish()]);
+}
+
+function startupFieldBodies(a: Pick<ClipArchive, 'startupSpans' | 'startupRanges' | 'startupBundle'>): Pick<ArchiveBody, 'startupSpans' | 'startupRanges' | 'startupBundle'> {
+  return {
+    startupSpans: a.startupSpans ?? [],
+    startupRanges: encodeStartupRanges(a.startupRanges ?? []),
+    startupBundle: a.startupBundle && {
+      sha256: rawDigest(a.startupBundle.digest),
+      compressedSize: a.startupBundle.compressedSize,
+      uncompressedSize: a.startupBundle.uncompressedSize,
+      compression: COMPRESSION_TO_BODY[a.startupBundle.compression],
+      uncompressedSha256: rawDigest(a.startupBundle.uncompressedDigest),
+    },
+  };
 }
 
 /** The 32 raw bytes of a validated "sha256:<hex>" digest. */

@@ -8,10 +8,10 @@
  * entry by entry, failing at the first one over a limit. Encoding is deterministic: equal archives give
  * equal bytes.
  */
-import { encodeBody } from './body-codec';
+import { encodeBody, replaceStartupFields } from './body-codec';
 import { decodeBody, decodeEntries } from './body-decoder';
 import { checkEntries } from './entry-table';
-import { HEADER_SIZE, frameSteps, unframeBody } from './header';
+import { FORMAT_VERSION, HEADER_SIZE, frameSteps, unframeBody } from './header';
 import { archiveLimits, type ArchiveLimits } from './limits';
 import type { ArchiveEntry, ClipArchive } from './types';
 import { runInSlices, runToEnd, type Steps } from './slices';
@@ -51,6 +51,50 @@ export async function archiveBody(archive: ClipArchive): Promise<Uint8Array> {
   const known = bodies.get(archive);
   if (known && (known.entries === undefined || known.entries === archive.entries)) return known.body;
   return (await encodeArchiveAsync(archive)).subarray(HEADER_SIZE);
+}
+
+export type StartupFields = Pick<ClipArchive, 'startupSpans' | 'startupRanges' | 'startupBundle'>;
+
+/**
+ * `archive` with its start-up profile and bundle replaced by `fields` (a field left out is removed), and
+ * its file: what encodeArchiveAsync({ ...archive, ...fields }) gives, byte for byte, without decoding or
+ * encoding the entries (a decoded archive's entries are decoded from its body when first read; spreading
+ * it would decode all of them, and 100k entries take seconds of JavaScript). The new fields are validated
+ * against the rest of the archive, which was valid already.
+ */
+export async function withStartupFields(archive: ClipArchive, fields: StartupFields, sliceMs?: number): Promise<{ archive: ClipArchive; file: Buffer }> {
+  const body = replaceStartupFields(await archiveBody(archive), fields);
+  const entries = Object.getOwnPropertyDescriptor(archive, 'entries');
+  const { startupSpans, startupRanges, startupBundle } = fields;
+  const copy = { ...withoutEntries(archive), startupSpans, startupRanges, startupBundle } as ClipArchive;
+  for (const key of ['startupSpans', 'startupRanges', 'startupBundle'] as const) if (copy[key] === undefined) delete copy[key];
+  if (entries && 'value' in entries) {
+    copy.entries = entries.value as ArchiveEntry[];
+  } else {
+    // The same entries as the original's, decoded (once, for both) when first read.
+    Object.defineProperty(copy, 'entries', {
+      enumerable: true,
+      configurable: true,
+      get: () => archive.entries,
+      set: (replaced: ArchiveEntry[]) => {
+        Object.defineProperty(copy, 'entries', { value: replaced, enumerable: true, configurable: true, writable: true });
+        bodies.delete(copy);
+      },
+    });
+  }
+  await runInSlices(validationSteps(copy, false), sliceMs);
+  const file = await runInSlices(frameSteps(body, copy.startupBundle ? FORMAT_VERSION.minor : 0), sliceMs);
+  bodies.set(copy, { body: file.subarray(HEADER_SIZE), entries: entries && 'value' in entries ? copy.entries : undefined });
+  return { archive: copy, file };
+}
+
+/** The archive's own fields but its entries, without reading them. */
+function withoutEntries(archive: ClipArchive): Omit<ClipArchive, 'entries'> {
+  const rest: Partial<ClipArchive> = {};
+  for (const key of Object.keys(archive) as Array<keyof ClipArchive>) {
+    if (key !== 'entries') (rest as Record<string, unknown>)[key] = archive[key];
+  }
+  return rest as Omit<ClipArchive, 'entries'>;
 }
 
 /**

@@ -18,7 +18,7 @@ export {
   type ContentLimits,
 } from './limits';
 export { WINDOW_SIZE } from './validate';
-export { archiveBody, decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync } from './format';
+export { archiveBody, decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync, withStartupFields, type StartupFields } from './format';
 export { buildLayerTable, type LayerTable, type LayerTableInput } from './entry-table';
 export { compressWindow } from './body-codec';
 export { readArchiveFile, writeArchiveFile, writeFileAtomic } from './archive-file';

@@ -20,7 +20,7 @@
  * indexed locally.
  */
 import type { Logger } from 'winston';
-import { ArchiveLimits, ClipArchive, DEFAULT_PUBLISHED_ARCHIVE_BYTES, archiveLimits, decodeArchiveAsync, encodeArchiveAsync } from '../archive';
+import { ArchiveLimits, ClipArchive, DEFAULT_PUBLISHED_ARCHIVE_BYTES, StartupBundle, archiveLimits, decodeArchiveAsync, withStartupFields } from '../archive';
 import { InvalidArgumentError, errorMessage } from '../errors';
 import { layerCompression, UnsupportedCompressionError } from '../indexer';
 import {
@@ -229,17 +229,21 @@ export async function publishArchives(
   const pushed: PublishResult['archives'] = [];
   const signatures: Array<string | undefined> = [];
   for (const original of archives) {
-    let archive: ClipArchive = { ...original, startupBundle: undefined };
+    // The archive's own start-up bundle is replaced by one built now (the entries are neither decoded nor
+    // encoded again: withStartupFields).
+    const { startupSpans, startupRanges } = original;
     let bundle: { digest: string; size: number } | undefined;
+    let startupBundle: StartupBundle | undefined;
     if (options.startupBundles !== false) {
-      const built = await buildStartupBundle(archive, new LazyBlobSource(registry, ref.toString(), archive.layerDigest), signal);
+      const built = await buildStartupBundle(original, new LazyBlobSource(registry, ref.toString(), original.layerDigest), signal);
       if (built) {
         const { digest, size } = await pushBlob(registry, ref, built.blob, { signal });
         bundle = { digest, size };
-        archive = { ...archive, startupBundle: built.bundle };
+        startupBundle = built.bundle;
       }
     }
-    const blob = await pushBlob(registry, ref, await encodeArchiveAsync(archive), { signal });
+    const { archive, file } = await withStartupFields(original, { startupSpans, startupRanges, startupBundle });
+    const blob = await pushBlob(registry, ref, file, { signal });
     pushed.push({ layerDigest: archive.layerDigest, ...blob, ...(bundle ? { bundle } : {}) });
     signatures.push(
       signingKey && signStatement({ archive: blob.digest, layer: archive.layerDigest, diffId: archive.diffId, manifest: image.digest }, signingKey),

@@ -12,7 +12,7 @@
  * layer's start-up bundle holds any of are left out (startup-bundle-reader.ts).
  */
 import type { Logger } from 'winston';
-import { startupRangesFromBlockMap, type ClipArchive } from '../archive';
+import { startupRangesFromBlockMap, withStartupFields, type ClipArchive } from '../archive';
 import { errorMessage } from '../errors';
 import type { LayerSpanReader } from '../fusefs/layer-span-reader';
 import type { ArchiveStore, StoredArchive } from './archive-store';
@@ -90,10 +90,10 @@ export class ProfileRecorder {
       // that failed verification, say), and must not get it back.
       const current = await this.store.get(this.archive.layerDigest);
       if (current?.digest !== this.stored.digest) return;
-      // A bundle holds the ranges it was built for: it goes with them.
-      const profiled: ClipArchive = { ...this.archive, startupSpans, startupBundle: undefined };
-      if (startupRanges.length > 0) profiled.startupRanges = startupRanges;
-      await this.store.put(profiled, this.stored.provenance);
+      // A bundle holds the ranges it was built for: it goes with them. The entries are neither decoded nor
+      // encoded again (withStartupFields).
+      const profiled = await withStartupFields(this.archive, { startupSpans, startupRanges: startupRanges.length > 0 ? startupRanges : undefined });
+      await this.store.put(profiled.archive, this.stored.provenance, profiled.file);
       const readBytes = startupRanges.reduce((n, [start, end]) => n + end - start, 0);
       this.logger.info(
         `layer ${this.archive.layerDigest}: recorded a start-up profile of ${startupSpans.length} of ${this.archive.checkpoints.length} spans (${readBytes} bytes read in ${startupRanges.length} ranges)`,

@@ -11,10 +11,23 @@ import type { ArchiveStore, StoredArchive } from '../../../src/remote/archive-st
 import { MAX_PROFILE_SPANS, ProfileRecorder } from '../../../src/remote/startup-profile';
 
 const logger = winston.createLogger({ silent: true });
-const archive = { layerDigest: `sha256:${'a'.repeat(64)}`, checkpoints: new Array(2000).fill({}), uncompressedSize: 20_000 } as unknown as ClipArchive;
+/** A valid archive of an uncompressed 20 000-byte layer in 2000 spans of 10 bytes. */
+const archive: ClipArchive = {
+  layerDigest: `sha256:${'a'.repeat(64)}`,
+  diffId: `sha256:${'a'.repeat(64)}`,
+  mediaType: 'application/vnd.oci.image.layer.v1.tar',
+  compression: 'none',
+  compressedSize: 20_000,
+  uncompressedSize: 20_000,
+  entries: [{ path: '.', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeMs: 0, dataOffset: 0, linkTarget: '', devMajor: 0, devMinor: 0, xattrs: {} }],
+  checkpoints: Array.from({ length: 2000 }, (_, i) => ({ compressedOffset: i * 10, uncompressedOffset: i * 10, bits: 0, window: Buffer.alloc(0) })),
+  spanDigests: Array.from({ length: 2000 }, () => `sha256:${'b'.repeat(64)}`),
+};
 const recorded: StoredArchive = { archive, provenance: { source: 'local' }, digest: `sha256:${'c'.repeat(64)}` };
-/** Lets the recorder's store calls (a get, then a put) run. */
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Lets the recorder's store calls (a get, the archive's new file, then a put) run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 50; i++) await new Promise((resolve) => setImmediate(resolve));
+}
 
 function setup(current: string = recorded.digest) {
   const stored: ClipArchive[] = [];
