@@ -13,9 +13,9 @@ import { Command, Option } from 'commander';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
-import { LOG_LEVELS, LogLevel } from '../daemon/config';
+import { DiskShare, LOG_LEVELS, LogLevel, diskShareBytes, parseDiskShare } from '../daemon/config';
 import { createLogger } from '../daemon/logger';
-import { FailedPreconditionError, errorMessage } from '../errors';
+import { FailedPreconditionError, InvalidArgumentError, errorMessage } from '../errors';
 import { ImageMount, MOUNT_STATE_FILE, defaultStateDir, unmountImage } from '../remote/image-mount';
 import { RegistryClient } from '../registry';
 import { TrustPolicy } from '../trust';
@@ -29,8 +29,13 @@ interface MountFlags extends RegistryFlags {
   published: boolean;
   trustedKey?: string[];
   trustedRepository?: string[];
+  cacheMaxSize: DiskShare;
+  cacheMinFree: DiskShare;
   logLevel: LogLevel;
 }
+
+/** The bounds of the content cache, as the daemon's [cache] max_size and min_free (README). */
+const DEFAULT_CACHE_SHARE = '20%';
 
 /** Messages from the background copy to the command that started it (over the IPC channel). */
 type ReadyMessage = { ready: true; pid: number } | { error: string };
@@ -76,6 +81,7 @@ async function serve(image: string, dir: string, flags: MountFlags): Promise<voi
       logger,
       backgroundFetch: flags.backgroundFetch === true,
       publishedArchives: flags.published,
+      cacheBounds: (fsBytes) => ({ maxBytes: diskShareBytes(flags.cacheMaxSize, fsBytes), minFreeBytes: diskShareBytes(flags.cacheMinFree, fsBytes) }),
       policy: await TrustPolicy.load({ trustedKeys: (flags.trustedKey ?? []).map((k) => path.resolve(k)), trustedRepositories: flags.trustedRepository ?? [] }),
     });
   } catch (err) {
@@ -105,10 +111,26 @@ function passOn(flags: MountFlags, stateDir: string): string[] {
   if (flags.plainHttp) args.push('--plain-http');
   if (flags.hostsDir) args.push('--hosts-dir', hostsDirs(flags.hostsDir).join(':'));
   if (flags.backgroundFetch) args.push('--background-fetch');
+  args.push('--cache-max-size', shareArg(flags.cacheMaxSize), '--cache-min-free', shareArg(flags.cacheMinFree));
   if (!flags.published) args.push('--no-published');
   for (const key of flags.trustedKey ?? []) args.push('--trusted-key', path.resolve(key));
   for (const pattern of flags.trustedRepository ?? []) args.push('--trusted-repository', pattern);
   return args;
+}
+
+/** parseDiskShare for an option, whose name an error then gives. */
+function shareOption(name: string): (value: string) => DiskShare {
+  return (value) => {
+    try {
+      return parseDiskShare(value);
+    } catch (err) {
+      throw new InvalidArgumentError(`${name}: ${errorMessage(err)}`, { cause: err });
+    }
+  };
+}
+
+function shareArg(share: DiskShare): string {
+  return 'bytes' in share ? String(share.bytes) : `${share.percent}%`;
 }
 
 /** Starts the serving copy in the background and waits until it has mounted the image (or failed). */
@@ -164,6 +186,8 @@ export function mountCommand(): Command {
       .option('--root <dir>', 'keep clip archives and fetched bytes in DIR across mounts (default: in the state directory, removed by umount)')
       .option('--foreground', 'serve the mount in this process until SIGTERM or SIGINT instead of in the background')
       .option('--background-fetch', 'fetch the rest of every layer in the background (default: only what is read)')
+      .option('--cache-max-size <size>', 'fetched bytes kept at most, least recently read evicted first: a size ("10GiB") or a share of the filesystem', shareOption('--cache-max-size'), parseDiskShare(DEFAULT_CACHE_SHARE))
+      .option('--cache-min-free <size>', 'evict fetched bytes while the filesystem has less free than this (size or share)', shareOption('--cache-min-free'), parseDiskShare(DEFAULT_CACHE_SHARE))
       .option('--no-published', 'do not look for archives published in the registry')
       .option('--trusted-key <file...>', 'use published archives signed by this ed25519 public key (PEM); repeatable')
       .option('--trusted-repository <pattern...>', 'use published archives of these repositories unsigned ("host/path" or "host/path/*")')

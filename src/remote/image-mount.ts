@@ -23,7 +23,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from '../errors';
-import { ContentCache } from '../fusefs/content-cache';
+import { filesystemSpace } from '../fusefs/cache-scan';
+import { ContentCache, type CacheBounds } from '../fusefs/content-cache';
 import { forceUnmount, listFuseMounts, mountAt, readMountInfo } from '../fusefs/mounts';
 import { DEFAULT_SPAN_SIZE } from '../indexer';
 import { Platform, RegistryClient } from '../registry';
@@ -72,6 +73,11 @@ export interface MountImageOptions {
   publishedArchives?: boolean;
   /** Who may describe a layer besides this machine (default: nobody; docs/security.md). */
   policy?: TrustPolicy;
+  /**
+   * The content cache's bounds, given the size of the filesystem it is on (default: unbounded). They bound
+   * the spans this mount fetched; another mount sharing `root` keeps its own account.
+   */
+  cacheBounds?: (filesystemBytes: number) => Partial<CacheBounds>;
 }
 
 export function defaultStateDir(target: string): string {
@@ -156,11 +162,14 @@ export class ImageMount {
 
     const { registry } = options;
     const storeRoot = options.root ? path.resolve(options.root) : stateDir;
+    const cacheDir = path.join(storeRoot, 'cache');
+    await fsp.mkdir(cacheDir, { recursive: true, mode: 0o700 });
+    const cacheBounds = options.cacheBounds?.((await filesystemSpace(cacheDir)).totalBytes);
     const layers = new LazyLayers({
       registry,
       archives: new ArchiveStore(path.join(storeRoot, 'archives'), ARCHIVE_STORE_BYTES, logger, options.policy),
       policy: options.policy,
-      cache: new ContentCache(path.join(storeRoot, 'cache')),
+      cache: new ContentCache(cacheDir, cacheBounds),
       logger,
       spanSize: options.spanSize ?? DEFAULT_SPAN_SIZE,
       cacheWhileIndexing: true,

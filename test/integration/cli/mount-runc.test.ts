@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { scanCache } from '../../../src/fusefs/cache-scan';
 import type { MountState } from '../../../src/remote/image-mount';
 import { run, runOk, startProcess, stopProcess, waitFor } from '../../helpers/processes';
 import { mountsUnder } from '../../helpers/stack';
@@ -110,6 +111,25 @@ describe('clip mount, runc run, clip umount', () => {
     }
     assert.deepEqual(await mountsUnder(dir), []);
     assert.deepEqual(await fsp.readdir(dir).catch(() => []), [], p.output());
+  });
+
+  test('--cache-max-size bounds what the mount keeps: with 0 nothing is cached and reads are still served', { timeout: TIMEOUT }, async () => {
+    const dir = path.join(runs, 'bounded');
+    const rootfs = path.join(dir, 'rootfs');
+    const root = path.join(dir, 'store');
+    const r = await fx.clip(['mount', fx.ref('multilayer'), rootfs, '--plain-http', '--cache-max-size', 'lots']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'clip: --cache-max-size: invalid size "lots": use a size such as "10GiB" or a share of the filesystem such as "20%"\n');
+    await fx.clipOk(['mount', fx.ref('multilayer'), rootfs, '--plain-http', '--root', root, '--cache-max-size', '0', '--cache-min-free', '1%']);
+    try {
+      assert.equal(await fsp.readFile(path.join(rootfs, 'etc/clip-test/message'), 'utf8'), 'hello from clip, layer 3\n');
+      const cached = await scanCache(path.join(root, 'cache'));
+      assert.deepEqual(cached.spans, [], 'no span was written to the cache');
+    } finally {
+      await fx.clipOk(['umount', rootfs]);
+    }
+    const log = await fsp.readFile(path.join(root, '..', '.rootfs.clip', 'mount.log'), 'utf8').catch(() => '');
+    assert.doesNotMatch(log, /error/i, log);
   });
 
   test('a mount that fails says why in one line and leaves nothing behind', { timeout: TIMEOUT }, async () => {
