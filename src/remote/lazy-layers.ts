@@ -136,16 +136,19 @@ export class LazyLayers implements RemoteLayers {
     };
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
     const started = performance.now();
+    // Pinned before it is fetched or built: storing another layer's archive (the remounts after a restart
+    // run side by side) must not evict this one between its store and its mount.
+    const release = this.opts.archives.pin(where.layerDigest);
     let stored: StoredArchive;
     try {
       stored = await this.archiveOf(where, options.signal);
     } catch (err) {
+      release();
       // A mount handed over for this directory cannot be served without its archive.
       await this.opts.handOff?.abandonDir(dir, errorMessage(err));
       throw err;
     }
     const { archive } = stored;
-    const release = this.opts.archives.pin(where.layerDigest);
     const reader = this.readerFor(where, archive);
     this.startBundle(where, stored, reader);
     const { logger, readTimeoutMs, handOff } = this.opts;

@@ -34,6 +34,19 @@ describe('ArchiveStore provenance', () => {
     assert.deepEqual((await store.get(large.digest))?.provenance, { source: 'local' });
   });
 
+  it('evicts least recently used archives over its bound, never one pinned, even one pinned before it was stored', async () => {
+    const [small, large] = layers as [TestLayer, TestLayer];
+    const store = new ArchiveStore(path.join(dir, 'e'), 1, recordingLogger(), policy);
+    const releaseLarge = store.pin(large.digest); // a mount about to fetch its archive
+    await store.put(small.archive, { source: 'local' });
+    await store.put(large.archive, { source: 'local' });
+    assert.equal(await store.get(small.digest), undefined, 'over the bound and not pinned: evicted');
+    assert.ok(await store.get(large.digest), 'pinned before it was stored: kept');
+    releaseLarge();
+    await store.evict();
+    assert.equal(await store.get(large.digest), undefined, 'released: evicted at the next eviction');
+  });
+
   it('stores a published archive as the very file it was decoded from', async () => {
     const store = new ArchiveStore(path.join(dir, 'f'), 1 << 30, recordingLogger(), policy);
     const [small] = layers as [TestLayer];
