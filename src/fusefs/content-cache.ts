@@ -173,6 +173,11 @@ export class ContentCache {
     return this.bounds.minFreeBytes === 0 || (await this.freeSpace().catch(() => Infinity)) - diskBytes(bytes) >= this.bounds.minFreeBytes;
   }
 
+  /** Whether spans of these lengths fit in the cache at once, all else evicted (a zstd layer must). */
+  canHoldAtOnce(spanLengths: number[]): boolean {
+    return spanLengths.reduce((n, length) => n + diskBytes(length), 0) <= this.bounds.maxBytes;
+  }
+
   /**
    * Whether `bytes` fit within maxBytes without evicting spans of mounted layers (free space aside): what
    * a speculative load (read-ahead) may take without pushing out spans a container may read next.

@@ -13,7 +13,7 @@ import type { Logger } from 'winston';
 import { createHash } from 'node:crypto';
 import type { ArchiveLimits, ClipArchive } from '../archive';
 import type { IndexLimits } from '../indexer';
-import { errorMessage } from '../errors';
+import { NotImplementedError, errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
@@ -149,6 +149,13 @@ export class LazyLayers implements RemoteLayers {
       throw err;
     }
     const { archive } = stored;
+    if (archive.compression === 'zstd' && !options.remount && !this.opts.cache.canHoldAtOnce(spanLengths(archive))) {
+      release();
+      // Its reads would fail with EIO once the cache could not take the whole layer; containerd unpacks it.
+      throw new NotImplementedError(
+        `layer ${where.layerDigest} is zstd, which is served only from the content cache as a whole, and its ${archive.uncompressedSize} bytes do not fit in [cache] max_size (${this.opts.cache.usage().maxBytes} bytes)`,
+      );
+    }
     const reader = this.readerFor(where, archive);
     this.startBundle(where, stored, reader);
     const { logger, readTimeoutMs, handOff } = this.opts;
@@ -382,4 +389,10 @@ function readerKey(archive: ClipArchive): string {
 /** "12 ms": the time from `start` to `end` (default now), for debug lines. */
 function msSince(start: number, end = performance.now()): string {
   return `${(end - start).toFixed(0)} ms`;
+}
+
+/** The uncompressed length of each span of a layer (spanRange refuses zstd layers, which this is for). */
+function spanLengths(archive: ClipArchive): number[] {
+  const { checkpoints, uncompressedSize } = archive;
+  return checkpoints.map((c, i) => (checkpoints[i + 1]?.uncompressedOffset ?? uncompressedSize) - c.uncompressedOffset);
 }
