@@ -69,6 +69,11 @@ export interface DaemonConfig {
      */
     liveRestart: boolean;
     /**
+     * With clip-fd-holder: how long kept connections wait for a clip process once the last one exited;
+     * then the holder closes them and their readers get an error instead of waiting (0: forever).
+     */
+    liveRestartTimeoutMs: number;
+    /**
      * containerd's socket, read to find the layer of an unpack that names only its chain ID (nerdctl's
      * pull, CRI without snapshot annotations); '' to let containerd unpack such layers.
      */
@@ -196,6 +201,7 @@ export const DEFAULT_CONFIG: DaemonConfig = {
     publishKey: '',
     startupBundles: true,
     liveRestart: true,
+    liveRestartTimeoutMs: 300_000,
     containerdAddress: '/run/containerd/containerd.sock',
   },
   registry: {
@@ -285,6 +291,7 @@ const SETTINGS: Setting[] = [
   { toml: 'lazy.publish_key', field: 'lazy.publishKey', kind: 'optional-path' },
   { toml: 'lazy.startup_bundles', field: 'lazy.startupBundles', kind: 'boolean' },
   { toml: 'lazy.live_restart', field: 'lazy.liveRestart', kind: 'boolean' },
+  { toml: 'lazy.live_restart_timeout', field: 'lazy.liveRestartTimeoutMs', kind: 'duration' },
   { toml: 'lazy.containerd_address', field: 'lazy.containerdAddress', kind: 'optional-path' },
   { toml: 'registry.hosts_dir', field: 'registry.hostsDirs', kind: 'path-list' },
   { toml: 'registry.docker_config', field: 'registry.dockerConfig', kind: 'optional-path' },

@@ -268,7 +268,7 @@ export class Daemon {
     await prepareSocketPath(config.address);
     let handOff: MountHandOff | undefined;
     if (config.lazy.enabled && config.lazy.liveRestart) {
-      handOff = new MountHandOff(fdStoreFor(config.root, service, logger), logger);
+      handOff = new MountHandOff(fdStoreFor(config.root, service, logger, config.lazy.liveRestartTimeoutMs), logger);
       await handOff.load();
     }
     const keychain = config.criKeychain.enabled ? new CriKeychain() : undefined;

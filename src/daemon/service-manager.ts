@@ -41,9 +41,10 @@ export function holderSocketPath(root: string): string {
   return path.join('/run/clip', `fd-holder-${tag}.sock`);
 }
 
-export function fdStoreFor(root: string, service: ServiceEnvironment, logger: Logger): FdStore {
+/** `orphanMs`: how long a holder keeps connections once no clip runs ([lazy] live_restart_timeout; 0: forever). */
+export function fdStoreFor(root: string, service: ServiceEnvironment, logger: Logger, orphanMs = 0): FdStore {
   if (service.notifySocket) return new SystemdFdStore(service.notifySocket, service.passedFds);
-  return new HolderFdStore(holderSocketPath(root), logger);
+  return new HolderFdStore(holderSocketPath(root), logger, { orphanSeconds: Math.ceil(orphanMs / 1000) });
 }
 
 /** Tells systemd the daemon is ready (no-op outside a Type=notify service). */

@@ -8,7 +8,8 @@
  *   connection ended).
  * - HolderFdStore: clip-fd-holder (native/clip_fd_holder.c), started by clip when none answers on its
  *   socket. The holder outlives clip (its own session, not clip's child once clip is gone) and exits by
- *   itself after holding nothing for a minute.
+ *   itself after holding nothing for a minute. Once the last clip that talked to it has been gone for
+ *   `orphanSeconds` ([lazy] live_restart_timeout), it closes what it keeps: those connections are aborted.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, promises as fsp } from 'node:fs';
@@ -73,6 +74,8 @@ export class SystemdFdStore implements FdStore {
 
 const NO_HOLDER = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
 const HOLDER_START_MS = 3000;
+/** A holder keeping nothing, with nobody connected, exits after this long. */
+const HOLDER_IDLE_SECONDS = 60;
 
 export class HolderFdStore implements FdStore {
   readonly description: string;
@@ -82,7 +85,11 @@ export class HolderFdStore implements FdStore {
   constructor(
     private readonly socket: string,
     private readonly logger: Logger,
-    private readonly program = FD_HOLDER_PROGRAM,
+    /**
+     * program: the holder to start; orphanSeconds: how long the holder it starts keeps connections once
+     * the last clip that talked to it exited (0: forever).
+     */
+    private readonly holder: { program?: string; orphanSeconds?: number } = {},
   ) {
     this.description = `clip-fd-holder on ${socket}`;
   }
@@ -127,7 +134,8 @@ export class HolderFdStore implements FdStore {
 
   private async spawnHolder(): Promise<void> {
     await fsp.mkdir(path.dirname(this.socket), { recursive: true, mode: 0o700 });
-    const child = spawn(this.program, [this.socket], { detached: true, stdio: 'ignore' });
+    const args = [this.socket, String(HOLDER_IDLE_SECONDS), String(this.holder.orphanSeconds ?? 0)];
+    const child = spawn(this.holder.program ?? FD_HOLDER_PROGRAM, args, { detached: true, stdio: 'ignore' });
     const failed = new Promise<never>((_, reject) => child.once('error', reject));
     failed.catch(() => undefined);
     child.unref();

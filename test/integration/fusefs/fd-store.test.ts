@@ -1,7 +1,7 @@
 /**
  * The two places FUSE connections wait across restarts, for real: clip-fd-holder (started on demand,
  * keeps, lists and drops fds over SCM_RIGHTS, forgets one whose other end hung up, refuses a second
- * holder on its socket) and systemd's notify protocol (a datagram with the fd, received here by a small
+ * holder on its socket, closes everything once its clip has been gone for the orphan timeout) and systemd's notify protocol (a datagram with the fd, received here by a small
  * Python stand-in for systemd).
  */
 import assert from 'node:assert/strict';
@@ -9,9 +9,9 @@ import { closeSync, constants, fstatSync, openSync, promises as fsp } from 'node
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import winston from 'winston';
-import { FD_HOLDER_PROGRAM } from '../../../src/fusefs/handoff-addon';
+import { FD_HOLDER_PROGRAM, handoffAddon } from '../../../src/fusefs/handoff-addon';
 import { HolderFdStore, SystemdFdStore } from '../../../src/fusefs/fd-store';
-import { run, runOk, startProcess, stopProcess, tempDir, waitFor } from '../../helpers/processes';
+import { REPO_ROOT, run, runOk, startProcess, stopProcess, tempDir, waitFor } from '../../helpers/processes';
 
 const logger = winston.createLogger({ silent: true });
 
@@ -81,6 +81,36 @@ describe('fd stores', () => {
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another holder serves/);
     assert.equal((await fsp.stat(socket)).mode & 0o777, 0o600);
+  });
+
+  it('clip-fd-holder closes what it keeps once the last clip that talked to it has been gone ORPHAN_SECONDS, not while one runs', async () => {
+    const sock = path.join(root, 'orphan.sock');
+    const marker = path.join(root, 'orphan-marker');
+    await fsp.writeFile(marker, '');
+    const addon = path.join(REPO_ROOT, 'dist', 'src', 'fusefs', 'handoff-addon.js');
+    /** A short-lived process standing in for a clip that talks to the holder once and exits. */
+    const clipThat = (call: string): Promise<string> =>
+      runOk(process.execPath, ['-e', `const a = require(${JSON.stringify(addon)}).handoffAddon(); const s = ${JSON.stringify(sock)}; ${call}`], { timeoutMs: 30_000 });
+    const holder = startProcess(FD_HOLDER_PROGRAM, [sock, '60', '1']);
+    /** Whether the holder has the marker file open. */
+    const keepsMarker = async (): Promise<boolean> => {
+      const fds = await fsp.readdir(`/proc/${holder.child.pid}/fd`).catch(() => [] as string[]);
+      const targets = await Promise.all(fds.map((fd) => fsp.readlink(`/proc/${holder.child.pid}/fd/${fd}`).catch(() => '')));
+      return targets.includes(marker);
+    };
+    try {
+      await waitFor('the holder socket', () => fsp.access(sock).then(() => true, () => false), 10_000);
+      await clipThat(`a.holderPut(s, 'fuse/0_1/orphan', require('fs').openSync(${JSON.stringify(marker)}, 'r'));`);
+      // This process lists at once, as a restarted clip does, and runs on: the holder waits for it.
+      for (const h of handoffAddon().holderList(sock)) closeSync(h.fd);
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      assert.ok(await keepsMarker(), 'kept while the last clip that listed runs (2.5 s, beyond the 1 s timeout)');
+      await clipThat(`for (const h of a.holderList(s)) require('fs').closeSync(h.fd);`);
+      await waitFor('the holder to close what it keeps once that clip is gone', async () => !(await keepsMarker()), 15_000);
+      assert.deepEqual(handoffAddon().holderList(sock), [], 'nothing is kept any more');
+    } finally {
+      await stopProcess(holder, 'SIGKILL');
+    }
   });
 
   it('systemd: FDSTORE=1 with the fd and its name, FDSTOREREMOVE=1, and fds passed at start', async () => {
