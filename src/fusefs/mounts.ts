@@ -136,5 +136,8 @@ export async function forceUnmount(dir: string, options: ForceUnmountOptions = {
       failures.push(errorMessage(err));
     }
   }
+  // Gone meanwhile (a dying server's auto_unmount helper, another cleanup): what was asked is done.
+  const now = await mountAt(target);
+  if (!now || now.device !== mount.device) return;
   throw new UnavailableError(`unmount ${target}: ${failures.join('; ')}`);
 }

@@ -88,11 +88,12 @@ describe('LayerFilesystem mount lifecycle', () => {
 
   it('unmounts at once while a read waits for its spans; the read then fails with EIO', async () => {
     const dir = await directory('busy');
-    const fs = filesystem({ readSpan: () => new Promise<Buffer>(() => undefined) }, 2_000);
+    let spanAsked = false;
+    const fs = filesystem({ readSpan: () => ((spanAsked = true), new Promise<Buffer>(() => undefined)) }, 2_000);
     await fs.mount(dir);
     let readDone = false;
     const reading = probe([['read_all', `${dir}/file`]]).finally(() => (readDone = true));
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('the read to wait for its span', () => spanAsked, 20_000);
     await fs.unmount();
     assert.equal(readDone, false, 'the unmount did not wait for the read (still waiting for its span)');
     assert.equal(await mountAt(dir), undefined);
