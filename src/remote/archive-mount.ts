@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import type { ClipArchive } from '../archive';
 import { InvalidArgumentError } from '../errors';
-import { ContentCache } from '../fusefs/content-cache';
+import { ContentCache, type CacheBounds } from '../fusefs/content-cache';
 import { LayerFilesystem } from '../fusefs';
 import { LayerSpanReader, RangeSource } from '../fusefs/layer-span-reader';
 import { RegistryClient } from '../registry';
@@ -27,6 +27,8 @@ export interface MountArchiveOptions {
   source: ArchiveSource;
   /** Where fetched spans are kept (default: a temporary directory removed at unmount). */
   cacheDir?: string;
+  /** Bounds of that cache (default: none; the caller bounds a lasting cacheDir, see ContentCache). */
+  cacheBounds?: Partial<CacheBounds>;
   logger?: Logger;
   /** A read waiting longer than this fails with EIO (default 30 s). */
   readTimeoutMs?: number;
@@ -71,7 +73,7 @@ export async function mountArchive(archive: ClipArchive, dir: string, options: M
   const logger = options.logger ?? silentLogger();
   const { source } = options;
   const tempCache = options.cacheDir ? undefined : await fsp.mkdtemp(path.join(os.tmpdir(), 'clip-cache-'));
-  const cache = new ContentCache(options.cacheDir ?? tempCache!);
+  const cache = new ContentCache(options.cacheDir ?? tempCache!, options.cacheBounds);
   const file = 'layerFile' in source ? new FileRangeSource(source.layerFile) : undefined;
   const blob = 'layerFile' in source ? undefined : new LazyBlobSource(source.registry, source.image, archive.layerDigest);
   const reader = new LayerSpanReader({ archive, source: (file ?? blob)!, cache });

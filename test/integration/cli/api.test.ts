@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { scanCache } from '../../../src/fusefs/cache-scan';
 import * as clip from '../../../src/index';
 import { mountsUnder } from '../../helpers/stack';
 import { pythonTars, randomBytes } from '../../unit/indexer/fixtures';
@@ -62,6 +63,17 @@ test('index a layer file, mount its archive, read through it, unmount', { timeou
   }
   assert.deepEqual(await mountsUnder(dir), []);
   await mounted.unmount(); // twice is harmless
+
+  // With bounds, the cache keeps no more than them: reads are still served (from memory past the bound).
+  const cacheDir = path.join(dir, 'bounded-cache');
+  const bounded = await clip.mountArchive(archive, target, { source: { layerFile }, cacheDir, cacheBounds: { maxBytes: 1 << 20 } });
+  try {
+    assert.ok((await fsp.readFile(path.join(target, 'data/big.bin'))).equals(big));
+  } finally {
+    await bounded.unmount();
+  }
+  const cached = (await scanCache(cacheDir)).spans.reduce((n, s) => n + s.bytes, 0);
+  assert.ok(cached > 0 && cached <= 1 << 20, `${cached} bytes cached, bound 1 MiB`);
 });
 
 test('the entry point exports the documented API with its errors', () => {
