@@ -130,6 +130,12 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
     CheckpointBody.encode(body, writer.uint32(CHECKPOINTS_TAG).fork()).join();
     yield; // a window not compressed ahead of time costs a deflate
   }
+  writeTail(writer, a.spanDigests, a);
+  return writer.finish();
+}
+
+/** Writes the fields that follow the checkpoints: span digests and the start-up fields. */
+function writeTail(writer: BinaryWriter, spanDigests: string[], a: Pick<ClipArchive, 'startupSpans' | 'startupRanges' | 'startupBundle'>): void {
   ArchiveBody.encode(
     {
       layerDigest: '',
@@ -140,12 +146,11 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
       uncompressedSize: 0,
       entries: [],
       checkpoints: [],
-      spanSha256: a.spanDigests.map(rawDigest),
+      spanSha256: spanDigests.map(rawDigest),
       ...startupFieldBodies(a),
     },
     writer,
   );
-  return writer.finish();
 }
 
 /** Field numbers of Archive.startup_spans, startup_ranges and startup_bundle (docs/format.md). */
@@ -172,21 +177,7 @@ export function replaceStartupFields(body: Uint8Array, a: Pick<ClipArchive, 'sta
   }
   kept.push(body.subarray(start));
   const writer = new BinaryWriter();
-  ArchiveBody.encode(
-    {
-      layerDigest: '',
-      diffId: '',
-      mediaType: '',
-      compression: 0,
-      compressedSize: 0,
-      uncompressedSize: 0,
-      entries: [],
-      checkpoints: [],
-      spanSha256: [],
-      ...startupFieldBodies(a),
-    },
-    writer,
-  );
+  writeTail(writer, [], a);
   return Buffer.concat([...kept, writer.finish()]);
 }
 
