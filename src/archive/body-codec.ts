@@ -1,7 +1,6 @@
 /**
  * Maps a ClipArchive to and from the protobuf body message (proto/clip/archive/v1/archive.proto).
- * Entries are delta-encoded against the previous entry: the path is front-coded (bytes shared with the
- * previous path + the rest), mtime and data offset are stored as differences. Windows are stored as raw
+ * Entries are delta-encoded against the previous entry (entry-encoder.ts). Windows are stored as raw
  * deflate, span digests as raw 32 bytes. Only wire-level problems are reported here (unknown enum
  * values, bad lengths, undecodable bytes); the archive's rules are checked by validateArchive.
  * This file encodes; body-decoder.ts decodes, within the archive limits.
@@ -13,17 +12,18 @@ import {
   Archive as ArchiveBody,
   Checkpoint as CheckpointBody,
   Compression as CompressionBody,
-  Entry as EntryBody,
-  EntryType as EntryTypeBody,
 } from '../generated/clip/archive/v1/archive';
+import { ENTRY_TYPE_TO_BODY, EntryEncoder, takeEncodedEntries } from './entry-encoder';
 import { ITEMS_PER_STEP, type Steps } from './slices';
 import { encodeStartupRanges } from './startup-ranges';
-import type { ClipArchive, Compression, EntryType } from './types';
+import type { ClipArchive, Compression } from './types';
 
 export const SHA256_PREFIX = 'sha256:';
-/** Wire tags (field number << 3 | length-delimited) of Archive.entries and Archive.checkpoints. */
-const ENTRIES_TAG = (7 << 3) | 2;
+/** Wire tag (field number << 3 | length-delimited) of Archive.checkpoints. */
 const CHECKPOINTS_TAG = (8 << 3) | 2;
+/** Wire tag of Checkpoint.window_deflate (field 4, length-delimited). */
+const WINDOW_TAG = (4 << 3) | 2;
+const NO_BYTES = Buffer.alloc(0);
 const deflateRawAsync = promisify(deflateRaw);
 
 /**
@@ -57,23 +57,15 @@ const COMPRESSION_TO_BODY: Record<Compression, CompressionBody> = {
   none: CompressionBody.COMPRESSION_NONE,
   zstd: CompressionBody.COMPRESSION_ZSTD,
 };
-const ENTRY_TYPE_TO_BODY: Record<EntryType, EntryTypeBody> = {
-  file: EntryTypeBody.ENTRY_TYPE_FILE,
-  dir: EntryTypeBody.ENTRY_TYPE_DIR,
-  symlink: EntryTypeBody.ENTRY_TYPE_SYMLINK,
-  hardlink: EntryTypeBody.ENTRY_TYPE_HARDLINK,
-  char: EntryTypeBody.ENTRY_TYPE_CHAR,
-  block: EntryTypeBody.ENTRY_TYPE_BLOCK,
-  fifo: EntryTypeBody.ENTRY_TYPE_FIFO,
-};
 export const COMPRESSION_FROM_BODY = invert(COMPRESSION_TO_BODY);
 export const ENTRY_TYPE_FROM_BODY = invert(ENTRY_TYPE_TO_BODY);
 
 /**
  * The body of a validated archive, encoded field by field in field order (the bytes ArchiveBody.encode would
- * write for the whole message), yielding every ITEMS_PER_STEP entries (see slices.ts).
+ * write for the whole message), yielding every ITEMS_PER_STEP entries (see slices.ts). The body is returned
+ * in parts, to be concatenated in order (frameSteps does, as it frames them).
  */
-export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
+export function* encodeBody(a: ClipArchive): Steps<Uint8Array[]> {
   const writer = new BinaryWriter();
   ArchiveBody.encode(
     {
@@ -92,46 +84,35 @@ export function* encodeBody(a: ClipArchive): Steps<Uint8Array> {
     },
     writer,
   );
-  let prevPath: Buffer = Buffer.alloc(0);
-  let prevMtimeMs = 0;
-  let prevEnd = 0;
-  for (let i = 0; i < a.entries.length; i++) {
-    const e = a.entries[i]!;
-    const path = Buffer.from(e.path, 'utf8');
-    const prefix = sharedPrefixLength(prevPath, path);
-    const body: EntryBody = {
-      pathPrefix: prefix,
-      pathSuffix: path.subarray(prefix),
-      type: ENTRY_TYPE_TO_BODY[e.type],
-      mode: e.mode,
-      uid: e.uid,
-      gid: e.gid,
-      size: e.size,
-      mtimeMsDelta: e.mtimeMs - prevMtimeMs,
-      dataOffsetDelta: e.dataOffset - prevEnd,
-      linkTarget: e.linkTarget,
-      devMajor: e.devMajor,
-      devMinor: e.devMinor,
-      xattrs: sortedXattrs(e.xattrs),
-    };
-    EntryBody.encode(body, writer.uint32(ENTRIES_TAG).fork()).join();
-    prevPath = path;
-    prevMtimeMs = e.mtimeMs;
-    prevEnd = e.dataOffset + e.size;
-    if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+  // Entries encoded while the layer was indexed are taken as they are.
+  const parts: Uint8Array[] = [writer.finish()];
+  let entries = takeEncodedEntries(a.entries);
+  if (entries === undefined) {
+    const encoder = new EntryEncoder();
+    for (let i = 0; i < a.entries.length; i++) {
+      encoder.add(a.entries[i]!);
+      if (i % ITEMS_PER_STEP === ITEMS_PER_STEP - 1) yield;
+    }
+    entries = encoder.finish();
   }
+  parts.push(entries);
+  // Windows (up to 32 KiB each, most of the bytes of an archive with many spans) are not copied into the
+  // writer: they become parts of their own, copied once, into the framed file (header.ts).
   for (const c of a.checkpoints) {
-    const body: CheckpointBody = {
-      compressedOffset: c.compressedOffset,
-      bits: c.bits,
-      uncompressedOffset: c.uncompressedOffset,
-      windowDeflate: storedWindow(c.window),
-    };
-    CheckpointBody.encode(body, writer.uint32(CHECKPOINTS_TAG).fork()).join();
-    yield; // a window not compressed ahead of time costs a deflate
+    const window = storedWindow(c.window); // a window not compressed ahead of time costs a deflate
+    const head = CheckpointBody.encode(
+      { compressedOffset: c.compressedOffset, bits: c.bits, uncompressedOffset: c.uncompressedOffset, windowDeflate: NO_BYTES },
+      new BinaryWriter(),
+    );
+    if (window.length > 0) head.uint32(WINDOW_TAG).uint32(window.length);
+    const fields = head.finish();
+    writer.uint32(CHECKPOINTS_TAG).uint32(fields.length + window.length).raw(fields);
+    if (window.length > 0) parts.push(writer.finish(), window);
+    yield;
   }
   writeTail(writer, a.spanDigests, a);
-  return writer.finish();
+  parts.push(writer.finish());
+  return parts;
 }
 
 /** Writes the fields that follow the checkpoints: span digests and the start-up fields. */
@@ -198,20 +179,6 @@ function startupFieldBodies(a: Pick<ClipArchive, 'startupSpans' | 'startupRanges
 /** The 32 raw bytes of a validated "sha256:<hex>" digest. */
 function rawDigest(digest: string): Buffer {
   return Buffer.from(digest.slice(SHA256_PREFIX.length), 'hex');
-}
-
-function sharedPrefixLength(a: Buffer, b: Buffer): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
-}
-
-/** Xattrs in name order, so that equal archives encode to equal bytes. */
-function sortedXattrs(xattrs: Record<string, Buffer>): Record<string, Buffer> {
-  const sorted: Record<string, Buffer> = {};
-  for (const name of Object.keys(xattrs).sort()) sorted[name] = xattrs[name]!;
-  return sorted;
 }
 
 function invert<K extends string, V>(record: Record<K, V>): Map<V, K> {

@@ -83,7 +83,7 @@ export async function withStartupFields(archive: ClipArchive, fields: StartupFie
     });
   }
   await runInSlices(validationSteps(copy, false), sliceMs);
-  const file = await runInSlices(frameSteps(body, copy.startupBundle ? FORMAT_VERSION.minor : 0), sliceMs);
+  const file = await runInSlices(frameSteps([body], copy.startupBundle ? FORMAT_VERSION.minor : 0), sliceMs);
   bodies.set(copy, { body: file.subarray(HEADER_SIZE), entries: entries && 'value' in entries ? copy.entries : undefined });
   return { archive: copy, file };
 }

@@ -26,19 +26,28 @@ const HASH_STEP = 1 << 20;
 
 /** Prefixes `body` with a header for FORMAT_VERSION (or an older minor version of it). */
 export function frameBody(body: Uint8Array, minor: number = FORMAT_VERSION.minor): Buffer {
-  return runToEnd(frameSteps(body, minor));
+  return runToEnd(frameSteps([body], minor));
 }
 
-/** frameBody, yielding while it hashes the body. */
-export function* frameSteps(body: Uint8Array, minor: number = FORMAT_VERSION.minor): Steps<Buffer> {
-  const out = Buffer.alloc(HEADER_SIZE + body.length);
+/**
+ * frameBody for a body given in parts (concatenated in order), yielding while it hashes the body. Each
+ * byte is copied once: the file is allocated at its final size and every byte of it written here.
+ */
+export function* frameSteps(parts: readonly Uint8Array[], minor: number = FORMAT_VERSION.minor): Steps<Buffer> {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = Buffer.allocUnsafeSlow(HEADER_SIZE + length);
   MAGIC.copy(out, 0);
   out.writeUInt16LE(FORMAT_VERSION.major, 8);
   out.writeUInt16LE(minor, 10);
   out.writeUInt32LE(0, 12);
-  out.writeBigUInt64LE(BigInt(body.length), 16);
-  out.set(body, HEADER_SIZE);
-  (yield* checksum(out.subarray(0, CHECKSUM_OFFSET), body)).copy(out, CHECKSUM_OFFSET);
+  out.writeBigUInt64LE(BigInt(length), 16);
+  let at = HEADER_SIZE;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  (yield* checksum(out.subarray(0, CHECKSUM_OFFSET), out.subarray(HEADER_SIZE))).copy(out, CHECKSUM_OFFSET);
   return out;
 }
 

@@ -21,6 +21,7 @@ export { WINDOW_SIZE } from './validate';
 export { archiveBody, decodeArchive, decodeArchiveAsync, encodeArchive, encodeArchiveAsync, withStartupFields, type StartupFields } from './format';
 export { buildLayerTable, type LayerTable, type LayerTableInput } from './entry-table';
 export { compressWindow } from './body-codec';
+export { EntryEncoder, rememberEncodedEntries } from './entry-encoder';
 export { readArchiveFile, writeArchiveFile, writeFileAtomic } from './archive-file';
 export { summarizeArchive } from './archive-summary';
 export { contentDifference, sameSpans } from './archive-diff';

@@ -25,8 +25,11 @@ export function detectCompression(firstBytes: Uint8Array): DetectedCompression {
   return 'none';
 }
 
-/** The compression a layer media type declares, or undefined when it does not say (Docker's plain tar). */
-function declaredCompression(mediaType: string): DetectedCompression | undefined {
+/**
+ * The compression a layer media type declares, or undefined when it does not say (Docker's plain tar):
+ * only then does layerCompression need the blob's first bytes.
+ */
+export function declaredCompression(mediaType: string): DetectedCompression | undefined {
   if (/[+.]gzip$/.test(mediaType)) return 'gzip';
   if (/[+.]zstd$/.test(mediaType)) return 'zstd';
   if (/^application\/vnd\.oci\.image\.layer\.(nondistributable\.)?v1\.tar$/.test(mediaType)) return 'none';

@@ -7,6 +7,7 @@
  * - a hardlink whose target was left out links to a kept path of the same file instead, or, when there
  *   is none, takes the left-out entry's place (same type, attributes and data) so the file is not lost.
  */
+import { EntryEncoder, rememberEncodedEntries } from '../archive';
 import type { ArchiveEntry } from '../archive/types';
 import { InvalidArgumentError } from '../errors';
 import { isUnderRuntimeMount } from './runtime-mounts';
@@ -17,24 +18,36 @@ export class EntryCollector {
   private readonly files = new Map<string, ArchiveEntry>();
   /** For a file whose own entry was left out: the kept path that took its place. */
   private readonly standIns = new Map<ArchiveEntry, string>();
+  private readonly encoder = new EntryEncoder();
 
   add(entry: ArchiveEntry): void {
     const file = entry.type === 'hardlink' ? this.linkedFile(entry) : entry;
     this.files.set(entry.path, file);
     if (isUnderRuntimeMount(entry.path)) return;
     if (entry.type !== 'hardlink' || !isUnderRuntimeMount(entry.linkTarget)) {
-      this.entries.push(entry);
+      this.keep(entry);
       return;
     }
     const keptPath = [this.standIns.get(file), file.path].find(
       (p) => p !== undefined && !isUnderRuntimeMount(p) && this.files.get(p) === file,
     );
     if (keptPath !== undefined) {
-      this.entries.push({ ...entry, linkTarget: keptPath });
+      this.keep({ ...entry, linkTarget: keptPath });
     } else {
-      this.entries.push({ ...file, path: entry.path });
+      this.keep({ ...file, path: entry.path });
       this.standIns.set(file, entry.path);
     }
+  }
+
+  /** The entries, their encoding remembered for encoding the archive. No entry may be added afterwards. */
+  finish(): ArchiveEntry[] {
+    rememberEncodedEntries(this.entries, this.encoder.finish());
+    return this.entries;
+  }
+
+  private keep(entry: ArchiveEntry): void {
+    this.entries.push(entry);
+    this.encoder.add(entry);
   }
 
   private linkedFile(link: ArchiveEntry): ArchiveEntry {

@@ -195,7 +195,7 @@ export async function indexLayer(
     compression,
     compressedSize,
     uncompressedSize,
-    entries: entries.entries,
+    entries: entries.finish(),
     checkpoints: spans.checkpoints,
     spanDigests: spans.digests,
   };

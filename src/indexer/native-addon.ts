@@ -50,6 +50,14 @@ interface NativeAddon {
 
 export const nativeAddon = lazyAddon<NativeAddon>(path.join(__dirname, 'native', 'clip_indexer.node'), 'indexer addon');
 
+/**
+ * Loads the addon now rather than when the first layer is indexed: its dlopen (and that of the libraries it
+ * links) took 15-60 ms of the first Prepare in a fresh daemon.
+ */
+export function loadIndexerAddon(): void {
+  nativeAddon();
+}
+
 /** clip's error for a failure of the addon, with `context` in front of its message. */
 export function translateNativeError(err: unknown, context: string): Error {
   const message = `${context}: ${err instanceof Error ? err.message : String(err)}`;

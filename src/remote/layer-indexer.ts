@@ -8,7 +8,7 @@ import type { Logger } from 'winston';
 import { ClipArchive } from '../archive';
 import { UnavailableError, errorMessage } from '../errors';
 import { ContentCache } from '../fusefs/content-cache';
-import { IndexLimits, indexLayer, layerCompression, type SpanWriter } from '../indexer';
+import { IndexLimits, MAGIC_LENGTH, declaredCompression, indexLayer, layerCompression, loadIndexerAddon, type SpanWriter } from '../indexer';
 import { Descriptor, ImageReference, RegistryClient, parseReference } from '../registry';
 
 export interface LayerLocation {
@@ -63,7 +63,9 @@ export function buildDeadlineMs(blobSize: number): number {
 }
 
 export class LayerIndexer {
-  constructor(private readonly opts: LayerIndexerOptions) {}
+  constructor(private readonly opts: LayerIndexerOptions) {
+    loadIndexerAddon(); // now, not during the first Prepare
+  }
 
   /** The layer's descriptor from its manifest; undefined when the manifest does not list it. */
   private async descriptorOf(ref: ImageReference, where: LayerLocation): Promise<Descriptor | undefined> {
@@ -77,11 +79,15 @@ export class LayerIndexer {
     const ref = parseReference(where.imageRef);
     const descriptor = options.descriptor ?? (await this.descriptorOf(ref, where));
     const mediaType = descriptor?.mediaType ?? 'application/vnd.oci.image.layer.v1.tar+gzip';
-    const blob = await registry.openBlob(ref, where.layerDigest, { signal: options.signal });
+    // The descriptor's size (from a manifest checked against its digest) saves a HEAD; indexLayer holds the
+    // blob to it.
+    const blob = await registry.openBlob(ref, where.layerDigest, { signal: options.signal, size: descriptor?.size });
     const deadline = AbortSignal.timeout(buildDeadlineMs(blob.size));
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    // The first bytes decide the compression where the media type leaves it open (and refuse encrypted layers).
-    const head = blob.size > 0 ? await blob.readRange(0, Math.min(4, blob.size), { signal }) : Buffer.alloc(0);
+    // The first bytes decide the compression only where the media type leaves it open: a declared one is
+    // checked against them as the blob streams in (indexLayer). Encrypted layers are refused by media type.
+    const head =
+      declaredCompression(mediaType) === undefined && blob.size > 0 ? await blob.readRange(0, Math.min(MAGIC_LENGTH, blob.size), { signal }) : undefined;
     const compression = layerCompression(mediaType, head);
     logger.info(`indexing layer ${where.layerDigest} (${blob.size} bytes, ${compression}) of ${where.imageRef}`);
     const started = Date.now();

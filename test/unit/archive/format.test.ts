@@ -5,6 +5,8 @@ import { describe, it } from 'node:test';
 import { ArchiveFormatError, compressWindow, decodeArchive, encodeArchive, type ClipArchive } from '../../../src/archive';
 import { InvalidArgumentError } from '../../../src/errors';
 import { Archive as ArchiveBody, type Entry as EntryBody } from '../../../src/generated/clip/archive/v1/archive';
+import { EntryEncoder, rememberEncodedEntries } from '../../../src/archive/entry-encoder';
+import { HEADER_SIZE } from '../../../src/archive/header';
 import { largeArchive, realisticArchive, sha256 } from './fixtures';
 
 const HEADER = 56;
@@ -103,6 +105,36 @@ describe('clip archive format: round trip', () => {
     assert.deepEqual(encodeArchive(a), plain);
     const decoded = decodeArchive(plain);
     assert.deepEqual(encodeArchive(decoded), plain, 'a decoded archive re-encodes to the same bytes');
+  });
+
+  it('encodes the same bytes with its entries encoded ahead (EntryEncoder), and encodes a list that grew since again', () => {
+    const plain = encodeArchive(realisticArchive());
+    const a = realisticArchive();
+    const encoder = new EntryEncoder();
+    a.entries.forEach((e) => encoder.add(e));
+    assert.equal(encoder.count, a.entries.length);
+    rememberEncodedEntries(a.entries, encoder.finish());
+    assert.deepEqual(encodeArchive(a), plain);
+
+    const grown = realisticArchive();
+    const last = grown.entries.pop()!;
+    grown.entries.forEach((e) => encoder.add(e));
+    rememberEncodedEntries(grown.entries, encoder.finish());
+    grown.entries.push(last); // the bytes remembered no longer cover every entry
+    assert.deepEqual(encodeArchive(grown), plain);
+  });
+
+  it('writes checkpoints with stored windows of every size as the generated encoder writes the whole message', () => {
+    const a = realisticArchive();
+    // Deflated, a window of one repeated byte takes a few bytes (a one-byte length), a text window thousands.
+    a.checkpoints.forEach((c, i) => {
+      if (i % 2 === 1) c.window = Buffer.alloc(c.window.length, i);
+    });
+    assert.ok(a.checkpoints.length > 3 && a.checkpoints[0]!.window.length === 0);
+    const file = encodeArchive(a);
+    const body = file.subarray(HEADER_SIZE);
+    assert.deepEqual(Buffer.from(ArchiveBody.encode(ArchiveBody.decode(body)).finish()), body);
+    assert.deepEqual(decodeArchive(file), a);
   });
 
   it('round-trips a start-up profile, in its order, and leaves it out when there is none', () => {

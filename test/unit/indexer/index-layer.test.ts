@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import zlib from 'node:zlib';
 import { decodeArchive, encodeArchive, type ClipArchive } from '../../../src/archive';
+import { rememberEncodedEntries, takeEncodedEntries } from '../../../src/archive/entry-encoder';
 import { InvalidArgumentError } from '../../../src/errors';
 import {
   decodeSpan,
@@ -128,6 +129,14 @@ describe('indexLayer', () => {
     for (const entry of archive.entries.filter((e) => e.type === 'file')) {
       assert.equal(layer.subarray(entry.dataOffset, entry.dataOffset + entry.size).length, entry.size);
     }
+  });
+
+  it('encodes the entries while indexing, to the bytes that encoding them afterwards gives', async () => {
+    const archive = await indexLayer(randomChunks(gzLayer, 50000, 7), options(gzLayer));
+    const ahead = takeEncodedEntries(archive.entries);
+    assert.ok(ahead !== undefined && ahead.length > 0, 'the indexer encoded the entries');
+    rememberEncodedEntries(archive.entries, ahead);
+    assert.deepEqual(encodeArchive(archive), encodeArchive({ ...archive, entries: [...archive.entries] }));
   });
 
   it('keeps proc, sys and dev themselves but leaves out everything beneath them', async () => {
