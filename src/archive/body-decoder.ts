@@ -8,8 +8,7 @@
  * archive's rules are checked by validateArchive.
  */
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
-import { promisify } from 'node:util';
-import { inflateRaw, inflateRawSync } from 'node:zlib';
+import { inflateRawSync } from 'node:zlib';
 import { errorMessage } from '../errors';
 import {
   Archive as ArchiveBody,
@@ -40,13 +39,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /**
  * The archive in `body`, decoded within `limits`, yielding every ITEMS_PER_STEP fields; the caller validates
  * it. With `entries` false the entries are skipped (left empty): the caller checks them otherwise
- * (entry-table.ts) and decodes them with decodeEntries when they are needed. With `windows`, the checkpoints'
- * windows are left empty and their deflated bytes pushed there, in order, for the caller to inflate
- * (inflateWindows) before it validates the archive.
+ * (entry-table.ts) and decodes them with decodeEntries when they are needed.
  */
-export function* decodeBody(body: Uint8Array, limits: ArchiveLimits, entries = true, windows?: Buffer[]): Steps<ClipArchive> {
+export function* decodeBody(body: Uint8Array, limits: ArchiveLimits, entries = true): Steps<ClipArchive> {
   try {
-    return yield* decodeFields(body, limits, entries, windows);
+    return yield* decodeFields(body, limits, entries);
   } catch (err) {
     if (err instanceof ArchiveFormatError) throw err;
     throw new ArchiveFormatError(`malformed body: ${errorMessage(err)}`, { cause: err });
@@ -65,7 +62,7 @@ export function decodeEntries(body: Uint8Array, limits: ArchiveLimits): ArchiveE
   return entries.entries;
 }
 
-function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boolean, windows?: Buffer[]): Steps<ClipArchive> {
+function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boolean): Steps<ClipArchive> {
   const reader = new BinaryReader(body);
   const entries = new EntryDecoder(limits);
   const checkpoints: Checkpoint[] = [];
@@ -83,7 +80,7 @@ function* decodeFields(body: Uint8Array, limits: ArchiveLimits, withEntries: boo
       if (checkpoints.length === limits.maxCheckpoints) {
         throw new ArchiveLimitError(`more than ${limits.maxCheckpoints} checkpoints`, 'maxCheckpoints', limits.maxCheckpoints);
       }
-      checkpoints.push(checkpointFromBody(CheckpointBody.decode(reader, reader.uint32()), checkpoints.length, windows));
+      checkpoints.push(checkpointFromBody(CheckpointBody.decode(reader, reader.uint32()), checkpoints.length));
     } else {
       reader.skip(wireType, field);
       otherBytes += reader.pos - start;
@@ -219,47 +216,13 @@ class EntryDecoder {
   }
 }
 
-function checkpointFromBody(c: CheckpointBody, i: number, windows?: Buffer[]): Checkpoint {
-  windows?.push(Buffer.from(c.windowDeflate.buffer, c.windowDeflate.byteOffset, c.windowDeflate.byteLength));
+function checkpointFromBody(c: CheckpointBody, i: number): Checkpoint {
   return {
     compressedOffset: c.compressedOffset,
     bits: c.bits,
     uncompressedOffset: c.uncompressedOffset,
-    window: windows ? NO_WINDOW : inflateWindow(c.windowDeflate, `checkpoint ${i}`),
+    window: inflateWindow(c.windowDeflate, `checkpoint ${i}`),
   };
-}
-
-const NO_WINDOW = Buffer.alloc(0);
-const inflateRawAsync = promisify(inflateRaw);
-
-/** Windows inflated at once by inflateWindows: each holds a zlib stream (~50 KiB) until it is done. */
-const WINDOWS_IN_FLIGHT = 8;
-
-/**
- * The windows deflated in `deflated` (decodeBody's `windows`), inflated on the thread pool, a few at a
- * time, rather than one after another on the event loop (40 windows took 20-70 ms of a busy daemon's first
- * Prepare); the same checks and errors as when they are inflated as they are read.
- */
-export async function inflateWindows(deflated: Buffer[]): Promise<Buffer[]> {
-  const windows: Buffer[] = new Array<Buffer>(deflated.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < deflated.length; i = next++) {
-      const d = deflated[i]!;
-      if (d.length === 0) {
-        windows[i] = NO_WINDOW;
-        continue;
-      }
-      try {
-        windows[i] = await inflateRawAsync(d, { maxOutputLength: WINDOW_SIZE });
-      } catch (err) {
-        throw windowError(err, `checkpoint ${i}`);
-      }
-      rememberStoredWindow(windows[i]!, d);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(WINDOWS_IN_FLIGHT, deflated.length) }, worker));
-  return windows;
 }
 
 /** Spans are read whole into memory: none may be longer than the limit. */
@@ -279,15 +242,11 @@ function inflateWindow(deflated: Buffer, where: string): Buffer {
     rememberStoredWindow(window, deflated);
     return window;
   } catch (err) {
-    throw windowError(err, where);
+    const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+      ? `inflates to more than ${WINDOW_SIZE} bytes`
+      : `does not inflate: ${errorMessage(err)}`;
+    throw new ArchiveFormatError(`${where}: window ${detail}`, { cause: err });
   }
-}
-
-function windowError(err: unknown, where: string): ArchiveFormatError {
-  const detail = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
-    ? `inflates to more than ${WINDOW_SIZE} bytes`
-    : `does not inflate: ${errorMessage(err)}`;
-  return new ArchiveFormatError(`${where}: window ${detail}`, { cause: err });
 }
 
 function decodeUtf8(bytes: Uint8Array, what: string): string {

@@ -9,7 +9,7 @@
  * equal bytes.
  */
 import { encodeBody } from './body-codec';
-import { decodeBody, decodeEntries, inflateWindows } from './body-decoder';
+import { decodeBody, decodeEntries } from './body-decoder';
 import { checkEntries } from './entry-table';
 import { HEADER_SIZE, frameSteps, unframeBody } from './header';
 import { archiveLimits, type ArchiveLimits } from './limits';
@@ -73,11 +73,8 @@ export function decodeArchive(file: Buffer, limits: Partial<ArchiveLimits> = {})
  */
 export async function decodeArchiveAsync(file: Buffer, limits: Partial<ArchiveLimits> = {}, sliceMs?: number): Promise<ClipArchive> {
   const within = archiveLimits(limits);
-  const { archive, body, windows } = await runInSlices(decodeWithoutEntries(file, within), sliceMs);
-  // The checkpoints' windows are inflated on the thread pool while the entries are checked there too.
-  const [inflated] = await Promise.all([inflateWindows(windows), checkEntries(body, within, archive.uncompressedSize)]);
-  archive.checkpoints.forEach((c, i) => (c.window = inflated[i]!));
-  await runInSlices(validationSteps(archive, false), sliceMs);
+  const { archive, body } = await runInSlices(decodeWithoutEntries(file, within), sliceMs);
+  await checkEntries(body, within, archive.uncompressedSize);
   let entries: ArchiveEntry[] | undefined;
   Object.defineProperty(archive, 'entries', {
     enumerable: true,
@@ -92,12 +89,11 @@ export async function decodeArchiveAsync(file: Buffer, limits: Partial<ArchiveLi
   return archive;
 }
 
-/** The archive without its entries and with empty windows (validated once they are inflated): deflated in `windows`. */
-function* decodeWithoutEntries(file: Buffer, within: ArchiveLimits): Steps<{ archive: ClipArchive; body: Buffer; windows: Buffer[] }> {
+function* decodeWithoutEntries(file: Buffer, within: ArchiveLimits): Steps<{ archive: ClipArchive; body: Buffer }> {
   const body = yield* unframeBody(file, within.maxBytes);
-  const windows: Buffer[] = [];
-  const archive = yield* decodeBody(body, within, false, windows);
-  return { archive, body, windows };
+  const archive = yield* decodeBody(body, within, false);
+  yield* validationSteps(archive, false);
+  return { archive, body };
 }
 
 function* decodeSteps(file: Buffer, limits: Partial<ArchiveLimits>): Steps<ClipArchive> {

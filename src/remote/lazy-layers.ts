@@ -36,7 +36,6 @@ import { ArchiveVerifier } from './archive-verifier';
 import { type IndexMetrics, LayerIndexer, LayerLocation } from './layer-indexer';
 import { LazyBlobSource } from './lazy-blob-source';
 import { Limiter } from './limiter';
-import { MountPriority } from './mount-priority';
 import { PublishedArchives } from './published-archives';
 import { ProfileRecorder, replayProfile } from './startup-profile';
 import { STARTUP_BUNDLE_MEDIA_TYPE, inflateStartupBundle } from './startup-bundle-blob';
@@ -105,8 +104,6 @@ export class LazyLayers implements RemoteLayers {
   private readonly readers = new Map<string, LayerSpanReader>();
   /** Layers whose start-up profile this process has fetched (or is fetching). */
   private readonly replayed = new Set<string>();
-  /** Start-up bundles wait between chunks while a layer is being mounted (mount-priority.ts). */
-  private readonly priority = new MountPriority();
 
   constructor(private readonly opts: LazyLayersOptions) {
     this.indexer = new LayerIndexer(opts);
@@ -138,15 +135,6 @@ export class LazyLayers implements RemoteLayers {
       manifestDigest: labels[LABEL_CRI_MANIFEST_DIGEST] || undefined,
     };
     if (this.opts.prefetchImageLayers) this.indexImageLayers(where, labels[LABEL_CRI_IMAGE_LAYERS] ?? '');
-    const mounting = this.priority.begin();
-    try {
-      return await this.mountLayer(dir, where, options);
-    } finally {
-      mounting();
-    }
-  }
-
-  private async mountLayer(dir: string, where: LayerLocation, options: RemoteMountOptions): Promise<RemoteLayerInfo> {
     const started = performance.now();
     let stored: StoredArchive;
     try {
@@ -322,7 +310,6 @@ export class LazyLayers implements RemoteLayers {
     const bundle = archive.startupBundle;
     if (!bundle || reader.startupBundle || this.opts.startupBundles === false) return;
     const { registry, cache, logger, metrics, readTimeoutMs } = this.opts;
-    const { priority } = this;
     const blob = { mediaType: STARTUP_BUNDLE_MEDIA_TYPE, digest: bundle.digest, size: bundle.compressedSize };
     const fetch =
       provenance.source === 'local'
@@ -330,9 +317,7 @@ export class LazyLayers implements RemoteLayers {
         : async function* (signal: AbortSignal): AsyncGenerator<Buffer> {
             // The archive gives the size (checked with the digest as the bytes arrive): one GET, no HEAD first.
             const remote = await registry.openBlob(where.imageRef, blob.digest, { signal, size: blob.size });
-            // Requested at once, but inflated and hashed only while no layer is being mounted: the mount is
-            // on containerd's pull path, the bundle only needs to be there before the container reads.
-            yield* priority.yielding(remote.stream({ signal }));
+            yield* remote.stream({ signal });
           };
     const bundleReader = new StartupBundleReader({
       // Only what the bundle needs: spreading the archive would read its entries, which a decoded archive
