@@ -204,9 +204,12 @@ export class LayerFilesystem {
     live.add(session);
     this.session = session;
     this.lastServer = server;
+    const mounted = performance.now();
     if (handed) closeFd(handed.fd); // the server serves its own copy
     else if (this.handOff) session.keptAs = await this.handOff.keep(target, server.fd());
-    const timing = `table of ${table.entryCount} entries in ${(built - started).toFixed(0)} ms, mount ${(performance.now() - built).toFixed(0)} ms`;
+    const timing =
+      `table of ${table.entryCount} entries in ${(built - started).toFixed(0)} ms, mount ${(mounted - built).toFixed(0)} ms` +
+      (this.handOff && !handed ? `, hand-off ${(performance.now() - mounted).toFixed(0)} ms` : '');
     this.logger.debug(`layer ${digest}: ${handed ? 'serving again' : 'mounted'} on ${target} (${timing})`);
   }
 

@@ -99,17 +99,53 @@ async function tagIndex(client: RegistryClient, reference: ImageReference, subje
   }
 }
 
-/** Lists the referrers of `subjectDigest` in the reference's repository, through the API or the tag schema. */
+/** How long what a registry answered (API or tag schema) is remembered before both are asked again. */
+const REMEMBERED_MS = 10 * 60_000;
+
+/** Per client, per registry host: which of the two answered last, and until when that is trusted. */
+const answeredBy = new WeakMap<RegistryClient, Map<string, { via: 'api' | 'tag'; until: number }>>();
+
+function remembered(client: RegistryClient, domain: string): 'api' | 'tag' | undefined {
+  const known = answeredBy.get(client)?.get(domain);
+  return known && known.until > Date.now() ? known.via : undefined;
+}
+
+function remember(client: RegistryClient, domain: string, via: 'api' | 'tag'): void {
+  let hosts = answeredBy.get(client);
+  if (!hosts) answeredBy.set(client, (hosts = new Map()));
+  hosts.set(domain, { via, until: Date.now() + REMEMBERED_MS });
+}
+
+/**
+ * Lists the referrers of `subjectDigest` in the reference's repository, through the API or the tag schema.
+ * A registry this client has not asked lately is asked both at once (the tag schema's answer is used only
+ * when the API answers 404), so a registry without the API costs one round trip, not two; which of the two
+ * answered is then remembered per registry host for a while, and only that one is asked. A remembered API
+ * that answers 404 still falls back to the tag schema.
+ */
 export async function listReferrers(client: RegistryClient, ref: ImageReference | string, subjectDigest: string, options: ReferrersOptions = {}): Promise<ReferrersList> {
   const reference = toReference(ref);
   validateDigest(subjectDigest);
+  const known = remembered(client, reference.domain);
+  const fromTag = (): Promise<ReferrersList> =>
+    tagIndex(client, reference, subjectDigest, options.signal).then((index) => ({
+      referrers: ofType((index?.manifests ?? []) as Referrer[], options.artifactType),
+      via: 'tag',
+    }));
+  if (known === 'tag') return fromTag();
+  // Unless the API is known to answer, the tag is asked for at the same time; its outcome waits here.
+  const tagEarly = known === undefined ? fromTag() : undefined;
+  tagEarly?.catch(() => undefined);
   try {
-    return { referrers: ofType(await fromApi(client, reference, subjectDigest, options), options.artifactType), via: 'api' };
+    const referrers = await fromApi(client, reference, subjectDigest, options);
+    remember(client, reference.domain, 'api');
+    return { referrers: ofType(referrers, options.artifactType), via: 'api' };
   } catch (err) {
     if (!(err instanceof RegistryNotFoundError)) throw err;
   }
-  const index = await tagIndex(client, reference, subjectDigest, options.signal);
-  return { referrers: ofType((index?.manifests ?? []) as Referrer[], options.artifactType), via: 'tag' };
+  const listed = await (tagEarly ?? fromTag());
+  remember(client, reference.domain, 'tag');
+  return listed;
 }
 
 /**

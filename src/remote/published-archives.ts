@@ -335,10 +335,13 @@ export class PublishedArchives {
           throw new InvalidArgumentError(`its descriptor says ${descriptor.size} bytes; the limit is ${maxBytes} ([limits] max_published_archive_size)`);
         }
         if (await this.opts.isDistrusted?.(descriptor.digest)) throw new UntrustedError('it was found not to match its layer before');
+        const fetchedAt = performance.now();
         const bytes = await registry.fetchBlob(ref, descriptor, { maxBytes, what: 'published archive' });
+        const checkedAt = performance.now();
         const archive = await checkPublishedArchive(bytes, descriptor, layer, signedDiffId, limits);
         logger.info(
-          `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}`,
+          `layer ${where.layerDigest}: using the archive ${descriptor.digest} (${bytes.length} bytes, ${describeProvenance(provenance)}) published in ${artifact}` +
+            ` (fetched in ${(checkedAt - fetchedAt).toFixed(0)} ms, checked in ${(performance.now() - checkedAt).toFixed(0)} ms)`,
         );
         return { archive, provenance, bytes };
       } catch (err) {

@@ -95,6 +95,31 @@ for (const referrersApi of [true, false]) {
       assert.equal(listed.referrers[0]!.artifactType, 'application/x-test');
       assert.deepEqual((await listReferrers(client, ref(), subject.digest, { artifactType: 'application/x-other' })).referrers, []);
     });
+
+    test('a registry is asked for the API and the tag at once, then only for what answered', async () => {
+      const fresh = new RegistryClient({ hosts: { plainHttp: true }, retry: FAST_RETRY });
+      try {
+        const api = /\/referrers\//;
+        const tag = new RegExp(`/manifests/${referrersTag(subject.digest)}$`);
+        const counts = (): [number, number] => [registry.requests('GET', api).length, registry.requests('GET', tag).length];
+        const [api0, tag0] = counts();
+        assert.equal((await listReferrers(fresh, ref(), subject.digest)).via, referrersApi ? 'api' : 'tag');
+        const [api1, tag1] = counts();
+        assert.ok(api1 > api0, 'the API was asked');
+        assert.ok(tag1 > tag0, 'the tag was asked at the same time');
+        assert.equal((await listReferrers(fresh, ref(), subject.digest)).via, referrersApi ? 'api' : 'tag');
+        const [api2, tag2] = counts();
+        if (referrersApi) {
+          assert.ok(api2 > api1, 'the API again');
+          assert.equal(tag2, tag1, 'no tag once the API answered');
+        } else {
+          assert.equal(api2, api1, 'no API once it answered 404');
+          assert.ok(tag2 > tag1, 'the tag again');
+        }
+      } finally {
+        await fresh.close();
+      }
+    });
   });
 }
 
