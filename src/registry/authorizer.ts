@@ -14,7 +14,7 @@
 import { CredentialProvider, CredentialScope, RegistryCredentials } from './credentials';
 import { RegistryEndpoint, otherOriginTls } from './endpoint';
 import { RegistryAuthError } from './registry-errors';
-import { abortReason } from './retry-policy';
+import { untilAborted } from './retry-policy';
 import { BearerToken, TokenFetcher, basicAuthorization, tokenRealm } from './token-fetcher';
 import { AuthChallenge } from './www-authenticate';
 
@@ -22,17 +22,6 @@ import { AuthChallenge } from './www-authenticate';
 function scopeOf(scope: string): CredentialScope {
   const m = /^repository:(.+):[a-z,*]+$/.exec(scope);
   return m ? { repository: m[1] } : {};
-}
-
-/** `promise`, or the signal's reason as soon as it aborts. */
-function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 export interface AuthorizerOptions {

@@ -28,7 +28,8 @@ import { ImageReference, parseReference } from './reference';
 import { RegistryHosts, RegistryHostsOptions } from './registry-hosts';
 import { RegistryHttp } from './registry-http';
 import { RemoteBlob } from './remote-blob';
-import { RetryPolicy, abortReason, retryTransient } from './retry-policy';
+import { ManifestMemo } from './manifest-memo';
+import { RetryPolicy, abortReason, retryTransient, untilAborted } from './retry-policy';
 import { TokenFetcher } from './token-fetcher';
 
 /** containerd's limit for manifests and configs held in memory. */
@@ -97,6 +98,8 @@ export class RegistryClient {
   private readonly hosts: RegistryHosts;
   private readonly logger: RegistryLogger;
   private readonly platform: Platform;
+  /** Manifests fetched by digest (manifest-memo.ts). */
+  private readonly manifests = new ManifestMemo();
 
   constructor(options: RegistryClientOptions = {}) {
     this.logger = options.logger ?? silentLogger;
@@ -222,6 +225,26 @@ export class RegistryClient {
    * (verified) or the sha256 of the body.
    */
   private async getManifest(
+    reference: ImageReference,
+    object: string,
+    expectedDigest: string | undefined,
+    expectedSize: number | undefined,
+    capabilities: readonly HostCapability[],
+    signal?: AbortSignal,
+  ): Promise<FetchedManifest> {
+    if (expectedDigest !== undefined) {
+      const digest = expectedDigest;
+      // Shared by every caller meanwhile: fetched without one caller's signal (it is bounded by the
+      // transport's timeouts and retries), and each caller stops waiting when its own signal aborts.
+      const shared = this.manifests.get(`${reference.domain}/${reference.path}`, digest, () =>
+        this.fetchManifestFrom(reference, object, digest, expectedSize, capabilities),
+      );
+      return untilAborted(shared, signal);
+    }
+    return this.fetchManifestFrom(reference, object, expectedDigest, expectedSize, capabilities, signal);
+  }
+
+  private async fetchManifestFrom(
     reference: ImageReference,
     object: string,
     expectedDigest: string | undefined,

@@ -146,3 +146,14 @@ export function describeError(err: unknown): string {
   const message = errorMessage(err);
   return code && !message.includes(code) ? `${code}: ${message}` : message;
 }
+
+/** `promise`, or the signal's reason as soon as it aborts (a shared request goes on for its other waiters). */
+export function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

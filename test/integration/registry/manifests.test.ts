@@ -103,6 +103,25 @@ describe('manifests', () => {
     await assert.rejects(client.resolve(`${server.host}/team/app@${forged}`), (err: Error) => err instanceof DigestMismatchError && err.message.includes(forged));
   });
 
+  it('fetches a manifest named by digest once while it is remembered, per repository, and a tag every time', async () => {
+    const fresh = new RegistryClient({ hosts: { plainHttp: true }, retry: FAST_RETRY });
+    try {
+      const byDigest = `${server.host}/team/app@${single.manifest.digest}`;
+      const results = await Promise.all([fresh.resolve(byDigest), fresh.resolve(byDigest)]);
+      await fresh.resolve(byDigest);
+      assert.ok(results.every((r) => r.digest === single.manifest.digest));
+      const gets = (url: string): number => server.seen.filter((s) => s.method === 'GET' && s.url === url).length;
+      assert.equal(gets(`/v2/team/app/manifests/${single.manifest.digest}`), 1);
+      await fresh.resolve(`${server.host}/team/other@${single.manifest.digest}`).catch(() => undefined);
+      assert.equal(gets(`/v2/team/other/manifests/${single.manifest.digest}`), 1, 'another repository is asked itself');
+      await fresh.resolve(`${server.host}/team/app:single`);
+      await fresh.resolve(`${server.host}/team/app:single`);
+      assert.equal(gets('/v2/team/app/manifests/single'), 2, 'a tag may move: asked every time');
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('checks Docker-Content-Digest when resolving a tag', async () => {
     wrongHeaderDigest = true;
     await assert.rejects(client.resolve(`${server.host}/team/app:single`), /Docker-Content-Digest.*digest mismatch/);
