@@ -10,6 +10,8 @@ import type { TableFiles } from './table-files';
 
 export interface ReadAnswers {
   reply(id: number, bytes: Buffer): void;
+  /** Has the server answer from the verified cache files itself; false if it cannot (then reply or fail). */
+  replyFromCache(id: number): boolean;
   /** A positive errno. */
   fail(id: number, errno: number): void;
 }
@@ -39,13 +41,26 @@ export function readRequests(stream: LayerStream, files: TableFiles, errors: Fus
       answers().fail(id, -errors.errno('read', files.pathOf(ino), failure));
     };
     const timer = setTimeout(() => fail(new Error(`no data within ${readTimeoutMs} ms`)), readTimeoutMs);
-    stream.read(at, length, controller.signal).then((pieces) => {
+    const reply = (pieces: Buffer[]): void => {
       if (answered) return;
       const total = pieces.reduce((sum, piece) => sum + piece.length, 0);
       if (total !== length) return fail(new InternalError(`spans gave ${total} bytes, ${length} asked`));
       answered = true;
       clearTimeout(timer);
       answers().reply(id, joined(pieces));
+    };
+    // Spans loaded into the cache files are read by the server itself: their bytes never cross into
+    // JavaScript (nor stay in its memory). If the server cannot read them after all (a file evicted at
+    // once), the bytes are read here.
+    stream.readOrCache(at, length, controller.signal).then((pieces) => {
+      if (answered) return;
+      if (pieces) return reply(pieces);
+      if (answers().replyFromCache(id)) {
+        answered = true;
+        clearTimeout(timer);
+        return;
+      }
+      stream.read(at, length, controller.signal).then(reply, fail);
     }, fail);
   };
 }
