@@ -10,6 +10,8 @@
  * * A lease counts its holders (retain/release). Its memory goes back to the pool only when the last holder
  *   released it, and only then may another lease be given the same memory: bytes a reader still holds are
  *   never overwritten. Releasing more often than retained throws (a bug, not a condition).
+ * * Free buffers are dropped once the pool has not been asked for one for `idleMs`: an idle daemon does not
+ *   keep the memory of its last burst of reads.
  * * detach() hands the bytes to code that keeps them indefinitely (the garbage collector's business from
  *   then on); the pool forgets the memory and may allocate a replacement later.
  */
@@ -69,8 +71,13 @@ export class BufferPool {
   private owned = 0;
   /** Leases served outside the bound (a plain buffer each), for tests and metrics. */
   overflows = 0;
+  private lastAcquire = 0;
+  private trimTimer: NodeJS.Timeout | undefined;
 
-  constructor(readonly maxBytes: number) {}
+  constructor(
+    readonly maxBytes: number,
+    private readonly idleMs = 10_000,
+  ) {}
 
   /** Bytes of the buffers the pool owns now, leased or free (never more than maxBytes). */
   get ownedBytes(): number {
@@ -79,6 +86,7 @@ export class BufferPool {
 
   /** `length` bytes (contents undefined), pooled when the bound allows. */
   acquire(length: number): BufferLease {
+    this.lastAcquire = Date.now();
     const fit = this.takeFree(length);
     if (fit) return new BufferLease(fit.subarray(0, length), fit, this);
     const size = Math.max(GRANULE, Math.ceil(length / GRANULE) * GRANULE);
@@ -105,6 +113,18 @@ export class BufferPool {
   /** @internal a lease's last holder let go */
   giveBack(memory: Buffer): void {
     this.free.push(memory);
+    this.trimTimer ??= setTimeout(() => this.trim(), this.idleMs).unref();
+  }
+
+  /** Drops the free buffers if the pool has been idle for idleMs, else looks again when it may be. */
+  private trim(): void {
+    this.trimTimer = undefined;
+    const idle = Date.now() - this.lastAcquire;
+    if (idle < this.idleMs) {
+      this.trimTimer = setTimeout(() => this.trim(), this.idleMs - idle).unref();
+      return;
+    }
+    for (const b of this.free.splice(0)) this.owned -= b.length;
   }
 
   /** @internal a lease was detached */

@@ -86,4 +86,14 @@ describe('BufferPool', () => {
     assert.throws(() => lease.retain(), /after its last release/);
     assert.throws(() => lease.detach(), /after its last release/);
   });
+
+  it('drops its free buffers once nobody has asked for one for a while', async () => {
+    const pool = new BufferPool(8 * MIB, 50);
+    const held = pool.acquire(MIB);
+    pool.acquire(2 * MIB).release();
+    assert.equal(pool.ownedBytes, 3 * MIB);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(pool.ownedBytes, MIB, 'the free buffer went, the leased one stays');
+    held.release();
+  });
 });
