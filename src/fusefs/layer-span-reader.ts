@@ -150,10 +150,11 @@ export class LayerSpanReader implements SpanReader {
     throw new UnavailableError(`layer ${layer} span ${index}: evicted from the cache each time it was loaded`);
   }
 
-  async cacheSpan(index: number, signal?: AbortSignal): Promise<boolean> {
+  async cacheSpan(index: number, signal?: AbortSignal): Promise<Buffer | undefined> {
     this.noteRead(index);
-    await this.loadOnce(index, 'foreground', signal);
-    return this.cache.isVerified(this.archive.layerDigest, this.spanDigest(index));
+    const bytes = await this.loadOnce(index, 'foreground', signal);
+    if (this.cache.isVerified(this.archive.layerDigest, this.spanDigest(index))) return undefined;
+    return bytes ?? this.readSpan(index, signal);
   }
 
   /** Answers reads inside the start-up ranges from `bundle` from now on. */
