@@ -1,7 +1,8 @@
 /**
  * Answers the read requests the native server passes up (bytes of spans it cannot read from verified
- * cache files itself): from spans kept in memory at once, otherwise when the LayerStream has them, with EIO
- * if they fail or do not arrive within the read timeout. Nothing is answered twice.
+ * cache files itself): from spans kept in memory at once; otherwise once the LayerStream has loaded them
+ * into those files, by the server itself (replyFromCache), or with their bytes when they could not be kept
+ * there; with EIO if they fail or do not arrive within the read timeout. Nothing is answered twice.
  */
 import { InternalError, UnavailableError, errorMessage } from '../errors';
 import type { FuseErrorReporter } from './errno';
