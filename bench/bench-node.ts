@@ -148,11 +148,6 @@ export class BenchNode {
     return Number(kb[1]) * 1024;
   }
 
-  /** The clip daemon's process id. */
-  get clipPid(): number {
-    return this.clip!.process.pid!;
-  }
-
   /** FUSE mounts under clip's root (one per lazily served layer). */
   async fuseMounts(): Promise<number> {
     const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');

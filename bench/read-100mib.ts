@@ -4,8 +4,6 @@
  * The file is the bench image `large`'s 1 GiB random file, read through an overlay of clip's FUSE layers
  * (`ctr snapshots prepare` + `mounts`) on a fresh node; three disjoint 100 MiB regions give three cold
  * samples. clip runs with background fetch off and without keeping the bytes it streams while indexing.
- * Each cold read also reports the CPU seconds (user + system, /proc/PID/stat) clip and the registry spent
- * on it: on a shared machine they say more than the time.
  *
  *   npm run build && node dist/bench/read-100mib.js      (BENCH_CACHE as for npm run bench)
  */
@@ -19,14 +17,6 @@ import { dropCaches, withNode } from './bench-node';
 const CACHE = process.env.BENCH_CACHE ?? '/var/cache/clip-bench';
 const REPO = 'bench/images';
 const MIB = 1 << 20;
-const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/** User + system CPU seconds a process has used so far (fields 14 and 15 of /proc/PID/stat). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
 
 /** Seconds to read 100 MiB of `file` from `skipMiB` on, in 128 KiB reads. */
 function read100(file: string, skipMiB: number): number {
@@ -54,18 +44,13 @@ async function main(): Promise<void> {
       const unmount = await node.mountSnapshot('clip', 'k8s.io', top, root);
       try {
         const file = path.join(root, 'data', 'big.bin');
-        const registryPid = Number((await fsp.readFile(path.join(registryState, 'registry.pid'), 'utf8')).trim());
-        const pids = [node.clipPid, registryPid];
         for (const skip of [0, 300, 600]) {
           await dropCaches();
-          const before = await Promise.all(pids.map(cpuSeconds));
           const cold = read100(file, skip);
-          const after = await Promise.all(pids.map(cpuSeconds));
-          const [clipCpu, registryCpu] = after.map((t, i) => t - before[i]!);
           await dropCaches();
           const warm = read100(file, skip);
           const hot = read100(file, skip);
-          console.log(`100 MiB from ${skip} MiB on: cold ${cold.toFixed(3)} s (CPU: clip ${clipCpu!.toFixed(2)} s, registry ${registryCpu!.toFixed(2)} s), warm ${warm.toFixed(3)} s, hot ${hot.toFixed(3)} s`);
+          console.log(`100 MiB from ${skip} MiB on: cold ${cold.toFixed(3)} s, warm ${warm.toFixed(3)} s, hot ${hot.toFixed(3)} s`);
         }
       } finally {
         await unmount();

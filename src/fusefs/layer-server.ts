@@ -45,12 +45,6 @@ export interface NativeLayerServer {
   reply(id: number, bytes: Buffer): void;
   /** Answers read request `id` with an error (a positive errno). */
   fail(id: number, errno: number): void;
-  /**
-   * Answers read request `id` from the verified cache files (markReady), as the server would have had they
-   * been ready when it came: true once it is answered (or had been already), false if some span's file is
-   * not ready or cannot be read (reply or fail it then).
-   */
-  replyFromCache(id: number): boolean;
   /** Detaches the mount; the server goes on for users still inside and exits (onExit) after them. */
   unmount(): void;
   /** After onExit: releases the session. */

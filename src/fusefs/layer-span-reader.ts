@@ -6,12 +6,6 @@
  * digest the first time this process reads it, after which slices of it are read from its cache file
  * (readSlice). (Recently loaded spans are kept in memory by the filesystem's LayerStream, not here.)
  *
- * Memory: the fetched range and the span inflated from it go into buffers leased from a BufferPool, which
- * go back to it once the span is hashed and written to the cache, so fetching spans makes no new garbage.
- * The bytes of a span fetched for a reader are not kept: cacheSpan leaves them to the cache file (the FUSE
- * server reads it), readSpan reads them back from it. Only a span the cache cannot keep is handed out from
- * memory, and its buffer is detached from the pool first (never reused under a reader).
- *
  * A zstd layer has no random access: its first missing span makes the reader stream the whole blob once,
  * decompress it and cache every span, each checked against the archive's digest.
  */
@@ -19,15 +13,13 @@ import type { Logger } from 'winston';
 import { ClipArchive } from '../archive/types';
 import { CacheFullError, UnavailableError, errorMessage } from '../errors';
 import { decodeSpan, DigestMismatchError, indexLayer, sha256Digest, spanRange, type SpanWriter } from '../indexer';
-import { BufferLease, BufferPool } from './buffer-pool';
 import { ContentCache, spanFileName } from './content-cache';
 import { SpanFiles, SpanReader } from './span-reader';
 import type { StartupBundleReader } from './startup-bundle-reader';
 
 /** Random access to a layer blob as stored in the registry. */
 export interface RangeSource {
-  /** The bytes, in `into` (its first `length` bytes) when the source can put them there. */
-  readRange(offset: number, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer>;
+  readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
   /** The whole blob, for layers that cannot be read by range (zstd). */
   stream?(signal?: AbortSignal): AsyncIterable<Buffer>;
 }
@@ -83,15 +75,7 @@ export interface LayerSpanReaderOptions {
   /** Where a failing cache (a full disk) is reported. */
   logger?: Pick<Logger, 'warn'>;
   metrics?: ReadMetrics;
-  /** Where fetched ranges and inflated spans are put (default: a pool of this reader's own). */
-  buffers?: BufferPool;
 }
-
-/** The default pool's bound: fetched range and inflated span of a few 4 MiB spans loading at once. */
-const DEFAULT_POOL_BYTES = 32 << 20;
-
-/** A span loaded for a reader may be evicted again before the reader gets to it; it is loaded again this often. */
-const LOAD_ATTEMPTS = 3;
 
 /** A failing cache is reported again after this long. */
 const CACHE_ERROR_QUIET_MS = 60_000;
@@ -102,9 +86,7 @@ export class LayerSpanReader implements SpanReader {
   private readonly cache: ContentCache;
   private readonly activity: ForegroundActivity;
   private readonly readAhead: number;
-  /** Loads in progress: each resolves with the span's bytes, or undefined once they are in the cache. */
-  private readonly pending = new Map<number, Promise<Buffer | undefined>>();
-  private readonly buffers: BufferPool;
+  private readonly pending = new Map<number, Promise<Buffer>>();
   /** A zstd layer being decompressed whole into the cache. */
   private restoring: Promise<void> | undefined;
   /** The span asked for last; a read of the span after it means the reader walks the layer in order. */
@@ -125,7 +107,6 @@ export class LayerSpanReader implements SpanReader {
     this.readAhead = opts.readAhead ?? 2;
     this.logger = opts.logger;
     this.metrics = opts.metrics;
-    this.buffers = opts.buffers ?? new BufferPool(DEFAULT_POOL_BYTES);
   }
 
   get layerDigest(): string {
@@ -136,25 +117,9 @@ export class LayerSpanReader implements SpanReader {
     return this.archive.checkpoints.length;
   }
 
-  async readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
+  readSpan(index: number, signal?: AbortSignal): Promise<Buffer> {
     this.noteRead(index);
-    const layer = this.archive.layerDigest;
-    const digest = this.spanDigest(index);
-    for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
-      const bytes = await this.loadOnce(index, 'foreground', signal);
-      if (bytes) return bytes;
-      // In the cache now, written from bytes this process verified.
-      const cached = this.cache.isVerified(layer, digest) ? await this.cache.get(layer, digest).catch(() => undefined) : undefined;
-      if (cached?.length === this.spanBytes(index)) return cached;
-    }
-    throw new UnavailableError(`layer ${layer} span ${index}: evicted from the cache each time it was loaded`);
-  }
-
-  async cacheSpan(index: number, signal?: AbortSignal): Promise<Buffer | undefined> {
-    this.noteRead(index);
-    const bytes = await this.loadOnce(index, 'foreground', signal);
-    if (this.cache.isVerified(this.archive.layerDigest, this.spanDigest(index))) return undefined;
-    return bytes ?? this.readSpan(index, signal);
+    return this.loadOnce(index, 'foreground', signal);
   }
 
   /** Answers reads inside the start-up ranges from `bundle` from now on. */
@@ -298,7 +263,7 @@ export class LayerSpanReader implements SpanReader {
     return true;
   }
 
-  private loadOnce(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer | undefined> {
+  private loadOnce(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
     let p = this.pending.get(index);
     if (!p) {
       p = this.load(index, kind, signal).finally(() => this.pending.delete(index));
@@ -307,8 +272,7 @@ export class LayerSpanReader implements SpanReader {
     return p;
   }
 
-  /** Loads span i: resolves with its bytes when they came from the cache or could not be cached, else undefined. */
-  private async load(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer | undefined> {
+  private async load(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
     const foreground = kind !== 'background';
     const layer = this.archive.layerDigest;
     const spanDigest = this.spanDigest(index);
@@ -323,23 +287,16 @@ export class LayerSpanReader implements SpanReader {
     // A zstd layer is decompressed whole, and every span cached and checked on the way.
     if (this.archive.compression === 'zstd') return this.fetchWhole(index, kind);
     if (foreground) this.activity.begin();
-    let span: BufferLease;
+    let data: Buffer;
     try {
-      span = await this.fetch(index, kind, signal);
+      data = await this.fetch(index, kind, signal);
     } finally {
       if (foreground) this.activity.end();
     }
-    try {
-      await this.cache.put(layer, spanDigest, span.bytes, { background: !foreground });
-      return undefined;
-    } catch (err) {
-      // decodeSpan checked the bytes against the span's digest: they are served even if the cache cannot
-      // keep them (a full disk, a span larger than the cache's bound), from memory the pool forgets.
-      this.onCacheWriteError(err);
-      return span.detach();
-    } finally {
-      span.release();
-    }
+    // decodeSpan checked the bytes against the span's digest: they are served even if the cache cannot
+    // keep them (a full disk, a span larger than the cache's bound), from memory.
+    await this.cache.put(layer, spanDigest, data, { background: !foreground }).catch((err: unknown) => this.onCacheWriteError(err));
+    return data;
   }
 
   /** Logs a failed cache write once per reader until a write succeeds again. */
@@ -355,29 +312,15 @@ export class LayerSpanReader implements SpanReader {
     return (await sha256Digest(data)) === this.archive.spanDigests[index];
   }
 
-  /** Span i fetched and verified, in a leased buffer the caller releases. */
-  private async fetch(index: number, kind: FetchKind, signal?: AbortSignal): Promise<BufferLease> {
+  private async fetch(index: number, kind: FetchKind, signal?: AbortSignal): Promise<Buffer> {
     const range = spanRange(this.archive, index);
-    const length = range.compressedEnd - range.compressedStart;
-    const fetched = this.buffers.acquire(length);
-    let span: BufferLease | undefined;
     try {
-      const compressed = await this.source.readRange(range.compressedStart, length, signal, fetched.bytes);
+      const compressed = await this.source.readRange(range.compressedStart, range.compressedEnd - range.compressedStart, signal);
       this.fetchedBytes += compressed.length;
       this.metrics?.fetched(kind, compressed.length, 1);
-      if (this.archive.compression !== 'gzip') {
-        // The span is the fetched bytes themselves (a source that ignored `into` gave its own buffer).
-        await decodeSpan(this.archive, index, compressed);
-        return compressed === fetched.bytes ? fetched.retain() : BufferLease.unpooled(compressed);
-      }
-      span = this.buffers.acquire(range.uncompressedEnd - range.uncompressedStart);
-      await decodeSpan(this.archive, index, compressed, span.bytes);
-      return span;
+      return await decodeSpan(this.archive, index, compressed);
     } catch (err) {
-      span?.release();
       throw new UnavailableError(`layer ${this.archive.layerDigest} span ${index}: ${errorMessage(err)}`, { cause: err });
-    } finally {
-      fetched.release();
     }
   }
 

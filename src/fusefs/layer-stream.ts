@@ -55,25 +55,6 @@ export class LayerStream {
     return Promise.all(this.pieces(offset, length, (i, from, to) => this.piece(i, from, to, signal)));
   }
 
-  /**
-   * Like read, but spans that are neither kept in memory nor in the start-up bundle are loaded into the
-   * reader's verified cache files (SpanReader.cacheSpan) rather than into memory: resolves undefined once
-   * all of [offset, offset + length) is in those files, for a server that reads them itself; otherwise with
-   * the bytes, as read does (a span the cache could not keep is kept in memory instead, like read's).
-   */
-  async readOrCache(offset: number, length: number, signal: AbortSignal): Promise<Buffer[] | undefined> {
-    const { reader } = this;
-    const bundled = await reader.readBundled?.(offset, length, signal);
-    if (bundled) return [bundled];
-    const spans = this.pieces(offset, length, (i) => i);
-    if (reader.cacheSpan && spans.every((i) => !this.spans.peek(i) && !this.spans.loading(i))) {
-      const inMemory = await Promise.all(spans.map((i) => reader.cacheSpan!(i, signal)));
-      if (inMemory.every((bytes) => bytes === undefined)) return undefined;
-      inMemory.forEach((bytes, k) => bytes && this.spans.keep(spans[k]!, bytes));
-    }
-    return this.read(offset, length, signal);
-  }
-
   private async piece(index: number, from: number, to: number, signal: AbortSignal): Promise<Buffer> {
     const kept = this.spans.peek(index);
     if (kept) return kept.subarray(from, to);

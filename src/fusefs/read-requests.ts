@@ -1,8 +1,7 @@
 /**
  * Answers the read requests the native server passes up (bytes of spans it cannot read from verified
- * cache files itself): from spans kept in memory at once; otherwise once the LayerStream has loaded them
- * into those files, by the server itself (replyFromCache), or with their bytes when they could not be kept
- * there; with EIO if they fail or do not arrive within the read timeout. Nothing is answered twice.
+ * cache files itself): from spans kept in memory at once, otherwise when the LayerStream has them, with EIO
+ * if they fail or do not arrive within the read timeout. Nothing is answered twice.
  */
 import { InternalError, UnavailableError, errorMessage } from '../errors';
 import type { FuseErrorReporter } from './errno';
@@ -11,8 +10,6 @@ import type { TableFiles } from './table-files';
 
 export interface ReadAnswers {
   reply(id: number, bytes: Buffer): void;
-  /** Has the server answer from the verified cache files itself; false if it cannot (then reply or fail). */
-  replyFromCache(id: number): boolean;
   /** A positive errno. */
   fail(id: number, errno: number): void;
 }
@@ -42,26 +39,13 @@ export function readRequests(stream: LayerStream, files: TableFiles, errors: Fus
       answers().fail(id, -errors.errno('read', files.pathOf(ino), failure));
     };
     const timer = setTimeout(() => fail(new Error(`no data within ${readTimeoutMs} ms`)), readTimeoutMs);
-    const reply = (pieces: Buffer[]): void => {
+    stream.read(at, length, controller.signal).then((pieces) => {
       if (answered) return;
       const total = pieces.reduce((sum, piece) => sum + piece.length, 0);
       if (total !== length) return fail(new InternalError(`spans gave ${total} bytes, ${length} asked`));
       answered = true;
       clearTimeout(timer);
       answers().reply(id, joined(pieces));
-    };
-    // Spans loaded into the cache files are read by the server itself: their bytes never cross into
-    // JavaScript (nor stay in its memory). If the server cannot read them after all (a file evicted at
-    // once), the bytes are read here.
-    stream.readOrCache(at, length, controller.signal).then((pieces) => {
-      if (answered) return;
-      if (pieces) return reply(pieces);
-      if (answers().replyFromCache(id)) {
-        answered = true;
-        clearTimeout(timer);
-        return;
-      }
-      stream.read(at, length, controller.signal).then(reply, fail);
     }, fail);
   };
 }

@@ -106,11 +106,8 @@ export class RecentSpans {
     });
   }
 
-  /** Keeps span i's bytes, loaded elsewhere (within the budget, as for a load of its own). */
-  keep(index: number, bytes: Buffer): void {
+  private keep(index: number, bytes: Buffer): void {
     if (bytes.length > this.maxBytes) return;
-    this.keptBytes -= this.kept.get(index)?.length ?? 0;
-    this.kept.delete(index);
     this.kept.set(index, bytes);
     this.keptBytes += bytes.length;
     for (const [oldest, old] of this.kept) {

@@ -12,12 +12,6 @@ export interface SpanReader {
    */
   readSlice?(index: number, from: number, length: number): Promise<Buffer | undefined>;
   /**
-   * Makes sure span i is verified in the files of spanFiles() (fetching it if needed) without handing its
-   * bytes to the caller: undefined once it is (a server reading those files can answer from it now), the
-   * span's verified bytes if they could not be kept there (a full disk).
-   */
-  cacheSpan?(index: number, signal: AbortSignal): Promise<Buffer | undefined>;
-  /**
    * Bytes [offset, offset + length) of the layer's stream from its start-up bundle, when the bundle holds
    * them all (waiting for it while it is on its way); otherwise undefined, and the caller reads spans.
    */

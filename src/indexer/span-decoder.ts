@@ -40,14 +40,13 @@ export function spanRange(archive: SpanSource, index: number): SpanRange {
 /**
  * Turns the blob bytes of spanRange(archive, index) into the span's uncompressed bytes and checks them
  * against archive.spanDigests[index] (DigestMismatchError if they differ, InvalidArgumentError if the
- * compressed bytes are corrupt). A gzip span is inflated into `into` when given (see extractSpan); other
- * spans are `compressed` itself.
+ * compressed bytes are corrupt).
  */
-export async function decodeSpan(archive: SpanSource, index: number, compressed: Buffer, into?: Buffer): Promise<Buffer> {
+export async function decodeSpan(archive: SpanSource, index: number, compressed: Buffer): Promise<Buffer> {
   const range = spanRange(archive, index);
   const length = range.uncompressedEnd - range.uncompressedStart;
   const data =
-    archive.compression === 'gzip' ? await extractSpan(archive.checkpoints[index], compressed, length, into) : compressed;
+    archive.compression === 'gzip' ? await extractSpan(archive.checkpoints[index], compressed, length) : compressed;
   if (data.length !== length) {
     throw new InvalidArgumentError(`layer ${archive.layerDigest}: span ${index} is ${data.length} bytes, expected ${length}`);
   }

@@ -32,14 +32,13 @@ export class GzipIndexer {
 /**
  * Inflates `length` bytes of a gzip blob starting at `checkpoint` (on the thread pool). `compressed` is the
  * blob from `checkpoint.compressedOffset - (checkpoint.bits ? 1 : 0)` on; it must reach far enough to
- * produce `length` bytes (up to the next checkpoint's compressedOffset, or the end of the blob). The bytes go
- * to the start of `into` when given (it must stay untouched until the promise settles), else a new buffer.
+ * produce `length` bytes (up to the next checkpoint's compressedOffset, or the end of the blob).
  */
-export async function extractSpan(checkpoint: Checkpoint, compressed: Buffer, length: number, into?: Buffer): Promise<Buffer> {
-  if (!Number.isSafeInteger(length) || length < 0 || (into && into.length < length)) {
-    throw new InvalidArgumentError(`extractSpan: invalid length ${length}${into ? ` for a ${into.length}-byte buffer` : ''}`);
+export async function extractSpan(checkpoint: Checkpoint, compressed: Buffer, length: number): Promise<Buffer> {
+  if (!Number.isSafeInteger(length) || length < 0) {
+    throw new InvalidArgumentError(`extractSpan: invalid length ${length}`);
   }
-  const output = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  const output = Buffer.allocUnsafe(length);
   try {
     await nativeAddon().extractSpan(compressed, checkpoint.bits, checkpoint.window, output);
   } catch (err) {

@@ -49,33 +49,20 @@ export async function readLimited(res: ResponseBody, limit: number, what: string
   return Buffer.concat(chunks, total);
 }
 
-/**
- * Reads exactly `length` bytes, the body of a 206 for that many bytes, into `into` (its first `length`
- * bytes, which it returns) or a new buffer: copied chunk by chunk as they arrive, never gathered first.
- */
-export async function readExact(res: ResponseBody, length: number, what: string, into?: Buffer): Promise<Buffer> {
-  res.body.on('error', ignore);
-  if (into && into.length < length) throw new RangeError(`${what}: a ${into.length}-byte buffer for ${length} bytes`);
-  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-  let filled = 0;
-  for await (const c of res.chunks()) {
-    if (filled + c.length > length) {
-      abortBody(res.body);
-      throw new RegistryProtocolError(`${what}: response larger than ${length} bytes`);
-    }
-    filled += c.copy(out, filled);
-  }
-  if (filled !== length) throw new RegistryProtocolError(`${what}: got ${filled} bytes, expected ${length}`);
-  return out;
+/** Reads exactly `length` bytes: the body of a 206 for that many bytes. */
+export async function readExact(res: ResponseBody, length: number, what: string): Promise<Buffer> {
+  const data = await readLimited(res, length, what);
+  if (data.length !== length) throw new RegistryProtocolError(`${what}: got ${data.length} bytes, expected ${length}`);
+  return data;
 }
 
 /**
  * Takes bytes [offset, offset+length) from a body that starts at byte 0 (a 200 to a range request),
- * then destroys the body so the rest of the blob is not downloaded. `into` as for readExact.
+ * then destroys the body so the rest of the blob is not downloaded.
  */
-export async function readSlice(res: ResponseBody, offset: number, length: number, what: string, into?: Buffer): Promise<Buffer> {
+export async function readSlice(res: ResponseBody, offset: number, length: number, what: string): Promise<Buffer> {
   res.body.on('error', ignore);
-  const out = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  const out = Buffer.allocUnsafe(length);
   let pos = 0; // bytes of the body seen so far
   let filled = 0;
   try {

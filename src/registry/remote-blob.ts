@@ -51,11 +51,6 @@ export interface BlobReadOptions {
   signal?: AbortSignal;
 }
 
-export interface RangeReadOptions extends BlobReadOptions {
-  /** Where to put the bytes (its first `length` bytes; it must hold them), instead of a new buffer. */
-  into?: Buffer;
-}
-
 export class RemoteBlob {
   private constructor(
     private readonly locator: BlobLocator,
@@ -133,16 +128,15 @@ export class RemoteBlob {
     this.logger.warn(`blob ${this.digest}: the server ignored a Range request (200); later reads fetch from the start of the blob`);
   }
 
-  /** Reads `length` bytes at `offset` (into `options.into` when given: a retried attempt overwrites it). */
-  async readRange(offset: number, length: number, options: RangeReadOptions = {}): Promise<Buffer> {
+  /** Reads `length` bytes at `offset`. */
+  async readRange(offset: number, length: number, options: BlobReadOptions = {}): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
       throw new InvalidArgumentError(`blob ${this.digest}: range offset ${offset} length ${length} is outside its ${this.size} bytes`);
     }
     if (length === 0) return Buffer.alloc(0);
     const end = offset + length - 1;
     const what = `GET blob ${this.digest} bytes ${offset}-${end}`;
-    const { signal, into } = options;
-    if (into && into.length < length) throw new InvalidArgumentError(`blob ${this.digest}: a ${into.length}-byte buffer for ${length} bytes`);
+    const { signal } = options;
     return retryTransient({ policy: this.policy, logger: this.logger, what, signal }, async () => {
       const ranged = this.ranges;
       const res = await this.locator.send({ method: 'GET', range: ranged ? `bytes=${offset}-${end}` : undefined, expectedBytes: ranged ? length : offset + length, signal });
@@ -152,7 +146,7 @@ export class RemoteBlob {
           abortBody(res.body);
           throw new RegistryProtocolError(`${what}: 206 with Content-Range ${JSON.stringify(res.headers['content-range'] ?? null)}`);
         }
-        return readExact(res, length, what, into);
+        return readExact(res, length, what);
       }
       if (res.statusCode === 200) {
         const total = contentLength(res);
@@ -161,7 +155,7 @@ export class RemoteBlob {
           throw new RegistryProtocolError(`${what}: 200 with ${total} bytes, the blob has ${this.size}`);
         }
         if (this.ranges) this.markRangesUnsupported();
-        return readSlice(res, offset, length, what, into);
+        return readSlice(res, offset, length, what);
       }
       discard(res.body);
       throw new RegistryProtocolError(`${what}: unexpected HTTP ${res.statusCode}`);

@@ -47,10 +47,10 @@ class FileRangeSource implements RangeSource {
 
   constructor(private readonly file: string) {}
 
-  async readRange(offset: number, length: number, _signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
+  async readRange(offset: number, length: number): Promise<Buffer> {
     this.handle ??= fsp.open(this.file, 'r');
     const handle = await this.handle;
-    const out = into && into.length >= length ? into.subarray(0, length) : Buffer.alloc(length);
+    const out = Buffer.alloc(length);
     for (let filled = 0; filled < length; ) {
       const { bytesRead } = await handle.read(out, filled, length - filled, offset + filled);
       if (bytesRead === 0) throw new InvalidArgumentError(`${this.file}: ends before byte ${offset + length}`);

@@ -17,8 +17,8 @@ export class LazyBlobSource implements RangeSource {
     private readonly size?: number,
   ) {}
 
-  async readRange(offset: number, length: number, signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-    return (await this.open(signal)).readRange(offset, length, { signal, into });
+  async readRange(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return (await this.open(signal)).readRange(offset, length, { signal });
   }
 
   async *stream(signal?: AbortSignal): AsyncGenerator<Buffer> {

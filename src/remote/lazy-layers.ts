@@ -15,7 +15,6 @@ import type { ArchiveLimits, ClipArchive } from '../archive';
 import type { IndexLimits } from '../indexer';
 import { NotImplementedError, errorMessage } from '../errors';
 import { BackgroundFetcher } from '../fusefs/background-fetcher';
-import { BufferPool } from '../fusefs/buffer-pool';
 import { ContentCache } from '../fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, type ReadMetrics } from '../fusefs/layer-span-reader';
 import { LayerFilesystem, forceUnmount, listFuseMounts } from '../fusefs';
@@ -40,13 +39,6 @@ import { Limiter } from './limiter';
 import { PublishedArchives } from './published-archives';
 import { ProfileRecorder, replayProfile } from './startup-profile';
 import { STARTUP_BUNDLE_MEDIA_TYPE, inflateStartupBundle } from './startup-bundle-blob';
-
-/**
- * The bound of the buffers shared by the span reads of all layers: the fetched range and the inflated span
- * of each span loading at once (a sequential reader's span and its read-ahead, a few start-up fetches), at
- * the default 4 MiB span size. Loads beyond it use buffers of their own.
- */
-const SPAN_BUFFER_BYTES = 48 << 20;
 
 export interface LazyLayersOptions {
   registry: RegistryClient;
@@ -110,8 +102,6 @@ export class LazyLayers implements RemoteLayers {
   private readonly published?: PublishedArchives;
   private readonly verifier?: ArchiveVerifier;
   private readonly readers = new Map<string, LayerSpanReader>();
-  /** Buffers for the spans every reader fetches (docs/limits.md, "Read path memory"). */
-  private readonly buffers = new BufferPool(SPAN_BUFFER_BYTES);
   /** Layers whose start-up profile this process has fetched (or is fetching). */
   private readonly replayed = new Set<string>();
 
@@ -314,7 +304,6 @@ export class LazyLayers implements RemoteLayers {
         activity: this.activity,
         logger: this.opts.logger,
         metrics: this.opts.metrics,
-        buffers: this.buffers,
       });
       this.readers.set(key, reader);
     }

@@ -30,9 +30,6 @@
  *   .setReadTimeout(ms)  before mount/attach: a read passed to JS and not answered within ms is answered
  *                    EIO by the server itself, however busy the JS thread is (see "Read deadlines").
  *   .reply(id, buffer) / .fail(id, errno)
- *   .replyFromCache(id)  answers read `id` from the verified cache files, as the server would have had its
- *                    spans been ready; true if it is answered now (or was already), false if a span's file
- *                    is not ready (then reply or fail it as usual).
  *   .unmount()       lazily detaches the mount (umount2 MNT_DETACH); the loop keeps serving and ends
  *                    when the last user of the mount has left (or the connection is aborted).
  *   .destroy()       after onExit: joins the thread, answers what is still pending with EIO, frees.
@@ -261,9 +258,6 @@ typedef struct pending {
   uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
   uint64_t queued_ns;   /* CLOCK_MONOTONIC when it was passed to JS */
   uint64_t start_ns;    /* stats_start() of the request (0: statistics were off) */
-  uint64_t at;          /* the bytes asked for: [at, at + len) of the layer stream, from span `first` */
-  size_t len;
-  uint32_t first;
   struct pending *next;
 } pending_t;
 
@@ -725,9 +719,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   p->queued_ns = monotonic_ns();
   p->start_ns = current.start;
   p->deadline_ns = s->read_timeout_ns ? p->queued_ns + s->read_timeout_ns : 0;
-  p->at = at;
-  p->len = len;
-  p->first = first;
   current.deferred = 1; /* recorded when it is answered */
   p->next = s->pending;
   s->pending = p;
@@ -1330,37 +1321,6 @@ static napi_value server_reply(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value server_reply_from_cache(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  server_t *s = unwrap(env, info, &argc, argv);
-  if (!s) return NULL;
-  uint32_t id = 0;
-  NAPI_CALL(env, napi_get_value_uint32(env, argv[0], &id));
-  int answered = 1;
-  pending_t *p = take_pending(s, id); /* NULL: answered already (by the watchdog) */
-  if (p) {
-    char *buf = malloc(p->len);
-    if (buf && read_cached(s, p->first, p->at, p->len, buf) == 0) {
-      stats_record(OP_READ, p->start_ns, 0);
-      report_cached_reads(s, p->first, p->at, p->len);
-      fuse_reply_buf(p->req, buf, p->len);
-      free(p);
-    } else {
-      /* Not readable from the cache: back in the list (its deadline unchanged) for JS to answer. */
-      pthread_mutex_lock(&s->lock);
-      p->next = s->pending;
-      s->pending = p;
-      pthread_mutex_unlock(&s->lock);
-      answered = 0;
-    }
-    free(buf);
-  }
-  napi_value result;
-  NAPI_CALL(env, napi_get_boolean(env, answered, &result));
-  return result;
-}
-
 static napi_value server_fail(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -1443,7 +1403,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setReadTimeout", NULL, server_set_read_timeout, NULL, NULL, NULL, napi_default, NULL},
       {"reply", NULL, server_reply, NULL, NULL, NULL, napi_default, NULL},
       {"fail", NULL, server_fail, NULL, NULL, NULL, napi_default, NULL},
-      {"replyFromCache", NULL, server_reply_from_cache, NULL, NULL, NULL, napi_default, NULL},
       {"unmount", NULL, server_unmount, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, server_destroy, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -82,27 +82,4 @@ describe('LayerStream', () => {
     }
     assert.ok(new LayerStream({ layerDigest: 'sha256:x', uncompressedSize: 0, checkpoints: [] }, reader, 1 << 20));
   });
-
-  it('readOrCache leaves spans loaded into the cache files to the server, and keeps a span the cache could not keep', async () => {
-    const size = 1000;
-    const offsets = [0, 100, 250, 900];
-    const bytes = patternBytes(size, 9);
-    const bounds = [...offsets, size];
-    const span = (i: number): Buffer => bytes.subarray(bounds[i], bounds[i + 1]);
-    const loads: number[] = [];
-    const reads: number[] = [];
-    const cannotKeep = new Set([2]);
-    const reader: SpanReader = {
-      readSpan: async (i) => (reads.push(i), span(i)),
-      cacheSpan: async (i) => (loads.push(i), cannotKeep.has(i) ? Buffer.from(span(i)) : undefined),
-    };
-    const stream = new LayerStream({ layerDigest: 'sha256:x', uncompressedSize: size, checkpoints: checkpoints(...offsets) }, reader, 1 << 20);
-    assert.equal(await stream.readOrCache(120, 100, never), undefined, 'span 1 is in the files: the server answers');
-    assert.deepEqual(loads, [1]);
-    const pieces = await stream.readOrCache(200, 100, never);
-    assert.deepEqual(Buffer.concat(pieces!), bytes.subarray(200, 300), 'spans 1 and 2, span 2 from memory');
-    assert.deepEqual(loads, [1, 1, 2]);
-    assert.deepEqual(Buffer.concat((await stream.readOrCache(260, 50, never))!), bytes.subarray(260, 310));
-    assert.deepEqual(loads, [1, 1, 2], 'the span held in memory is not loaded again');
-  });
 });

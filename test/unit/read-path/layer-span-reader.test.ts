@@ -9,7 +9,6 @@ import winston from 'winston';
 import { ClipArchive } from '../../../src/archive/types';
 import { UnavailableError } from '../../../src/errors';
 import { BackgroundFetcher } from '../../../src/fusefs/background-fetcher';
-import { BufferPool } from '../../../src/fusefs/buffer-pool';
 import { ContentCache } from '../../../src/fusefs/content-cache';
 import { ForegroundActivity, LayerSpanReader, RangeSource } from '../../../src/fusefs/layer-span-reader';
 import { indexLayer } from '../../../src/indexer';
@@ -287,70 +286,5 @@ describe('LayerSpanReader: zstd layers (no random access)', () => {
   it('answers UnavailableError when the source can only read ranges', async () => {
     const reader = new LayerSpanReader({ archive, source: new BufferSource(blob), cache: new ContentCache(path.join(dir, 'c3')) });
     await assert.rejects(reader.readSpan(0), /needs the whole blob/);
-  });
-});
-
-describe('LayerSpanReader and its buffer pool (gzip spans)', () => {
-  let dir: string;
-  let data: Buffer;
-  let blob: Buffer;
-  let archive: ClipArchive;
-  before(async () => {
-    dir = await tempDir('pooled-spans');
-    // A tar whose file has distinct bytes in every span, half of them compressible, so that spans are
-    // inflated from real deflate blocks.
-    const script = `import hashlib
-data = b''.join(hashlib.sha512(b'%d' % i).digest() + b'line %d of a text file\\n' % i for i in range(5000))
-tf = tarfile.open(fileobj=buf, mode='w')
-add(tf, 'data', data=data)
-tf.close()`;
-    ({ tar: data } = pythonTars({ tar: script }));
-    blob = zlib.gzipSync(data);
-    archive = await indexLayer([blob], { layerDigest: sha(blob), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', compression: 'gzip', spanSize: SPAN });
-  });
-  after(async () => fsp.rm(dir, { recursive: true, force: true }));
-
-  /** A registry blob that puts range reads where it is asked to, as the registry client does. */
-  class IntoSource implements RangeSource {
-    async readRange(offset: number, length: number, _signal?: AbortSignal, into?: Buffer): Promise<Buffer> {
-      const out = into ? into.subarray(0, length) : Buffer.alloc(length);
-      blob.copy(out, 0, offset, offset + length);
-      return out;
-    }
-  }
-
-  const spanOf = (i: number): Buffer => data.subarray(archive.checkpoints[i]!.uncompressedOffset, archive.checkpoints[i + 1]?.uncompressedOffset ?? data.length);
-
-  it('loads every span through a pool smaller than the layer, within its bound, and serves each exactly', async () => {
-    assert.ok(archive.checkpoints.length >= 5, `${archive.checkpoints.length} spans`);
-    const buffers = new BufferPool(4 * SPAN);
-    const cache = new ContentCache(path.join(dir, 'c1'));
-    const reader = new LayerSpanReader({ archive, source: new IntoSource(), cache, readAhead: 0, buffers });
-    for (let i = 0; i < archive.checkpoints.length; i++) {
-      assert.equal(await reader.cacheSpan(i, new AbortController().signal), undefined, `span ${i} is in the cache`);
-      assert.deepEqual(await reader.readSlice(i, 0, spanOf(i).length), spanOf(i), `span ${i}`);
-      assert.ok(buffers.ownedBytes <= 4 * SPAN);
-    }
-    assert.equal(buffers.overflows, 0, 'one span at a time fits the pool: its buffers were reused');
-    const again = new LayerSpanReader({ archive, source: new IntoSource(), cache: new ContentCache(path.join(dir, 'c2')), readAhead: 0, buffers });
-    const spans = await Promise.all(archive.checkpoints.map((_, i) => again.readSpan(i)));
-    spans.forEach((s, i) => assert.deepEqual(s, spanOf(i), `span ${i} loaded concurrently`));
-  });
-
-  it('never reuses the memory of a span it served from memory (a failing cache) for a later span', async () => {
-    const blocker = path.join(dir, 'not-a-dir');
-    await fsp.writeFile(blocker, 'x');
-    const buffers = new BufferPool(4 * SPAN);
-    const logger = { warn: () => undefined } as unknown as winston.Logger;
-    const reader = new LayerSpanReader({ archive, source: new IntoSource(), cache: new ContentCache(path.join(blocker, 'cache')), readAhead: 0, buffers, logger });
-    const served: Buffer[] = [];
-    for (let i = 0; i < archive.checkpoints.length; i++) {
-      const bytes = await reader.cacheSpan(i, new AbortController().signal);
-      assert.ok(bytes, 'the cache cannot keep it: its bytes come from memory');
-      served.push(bytes, await reader.readSpan(i));
-    }
-    // Had a served span's memory gone back to the pool, a later span would have been inflated over it.
-    served.forEach((s, k) => assert.deepEqual(s, spanOf(k >> 1), `span ${k >> 1} still holds its own bytes`));
-    assert.ok(buffers.ownedBytes <= 4 * SPAN);
   });
 });
